@@ -1,0 +1,3 @@
+from .math import add, multiply
+
+__all__ = ["add", "multiply"]

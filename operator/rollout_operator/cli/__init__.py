@@ -1,0 +1,1 @@
+"""`rolloutctl`: the command-line interface."""

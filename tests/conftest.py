@@ -1,0 +1,20 @@
+"""Process-wide test settings; they must be set before litellm or kubernetes is imported."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LITELLM_LOG", "ERROR")
+
+from tests.support.scripted_model import ScriptedModelServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def scripted_model() -> Iterator[ScriptedModelServer]:
+    """A scripted OpenAI-compatible server on loopback, shared by the session."""
+    with ScriptedModelServer(record=True) as server:
+        yield server

@@ -1,0 +1,230 @@
+"""A scripted OpenAI-compatible chat server for tests and benchmarks.
+
+It speaks the real `/v1/chat/completions` protocol (what vLLM or a provider would answer), so the
+code under test reaches it through litellm or our own HTTP client unchanged. Behaviour is chosen
+per request through the model name, `scripted[:flag[:flag...]]`:
+
+- default: the calculator agent. If the last message is a tool result it answers
+  `"<tool result>\\n#### <tool result>"`; otherwise if the user prompt holds `A * B` it calls
+  `multiply(first_val=A, second_val=B)`; otherwise it answers `#### 0`.
+- `always-tool`: always answers with a tool call (for max-turns tests).
+- `bad-tools`: first turn calls `multiply`, an unknown `divide`, and `multiply` with invalid JSON.
+- `wrong`: answers `#### -1` after the tool result.
+- `fail-every-N`: every N-th request (server-wide count for that model) gets HTTP 500.
+- `status-CODE`: every request gets that HTTP status (401, 404, 429, ...).
+- `sleep-MS`: waits MS milliseconds before answering (a hang, with a large MS).
+- `logprobs`: adds `token_ids` / `logprobs` lists to each choice.
+
+`--latency-ms` adds a fixed delay to every request (benchmarks). Requests are recorded in
+`server.requests` when `record=True`.
+
+Run as a process: `python -m tests.support.scripted_model --port 0` prints `PORT <n>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+_PRODUCT = re.compile(r"(-?\d+(?:\.\d+)?)\s*[*x×]\s*(-?\d+(?:\.\d+)?)")
+
+
+def _flags(model: str) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    for part in model.split("/")[-1].split(":")[1:]:
+        for prefix in ("fail-every-", "status-", "sleep-"):
+            if part.startswith(prefix):
+                flags[prefix[:-1]] = part[len(prefix):]
+                break
+        else:
+            flags[part] = ""
+    return flags
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message.get("content") or "")
+    return ""
+
+
+class ScriptedModel:
+    def __init__(self, latency_ms: float = 0.0, record: bool = False) -> None:
+        self.latency_s = latency_ms / 1000.0
+        self.record = record
+        self.requests: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self._ids = 0
+
+    def _reply(self, body: dict[str, Any], flags: dict[str, str]) -> dict[str, Any]:
+        messages: list[dict[str, Any]] = body.get("messages") or []
+        last = messages[-1] if messages else {}
+        self._ids += 1
+        message: dict[str, Any]
+        if "always-tool" in flags or (last.get("role") != "tool"):
+            match = _PRODUCT.search(_last_user_text(messages))
+            if "always-tool" in flags or match:
+                a, b = (match.group(1), match.group(2)) if match else ("2", "3")
+                calls = [_call(f"call_{self._ids}_1", "multiply",
+                               json.dumps({"first_val": float(a), "second_val": float(b)}))]
+                if "bad-tools" in flags:
+                    calls.append(_call(f"call_{self._ids}_2", "divide", json.dumps({"a": 1})))
+                    calls.append(_call(f"call_{self._ids}_3", "multiply", "not json"))
+                message = {"role": "assistant", "content": None, "tool_calls": calls}
+                finish = "tool_calls"
+            else:
+                message = {"role": "assistant", "content": "I cannot tell.\n#### 0"}
+                finish = "stop"
+        else:
+            value = str(last.get("content"))
+            answer = "-1" if "wrong" in flags else value
+            message = {"role": "assistant", "content": f"The result is {value}\n#### {answer}"}
+            finish = "stop"
+        prompt_tokens = sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
+        completion_tokens = len(json.dumps(message)) // 4
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+        if "logprobs" in flags:
+            choice["token_ids"] = list(range(completion_tokens))
+            choice["logprobs"] = [-0.5] * completion_tokens
+        return {
+            "id": f"chatcmpl-{self._ids}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.record:
+            self.requests.append(body)
+        model = str(body.get("model", "scripted"))
+        flags = _flags(model)
+        self.counts[model] += 1
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        if "sleep" in flags:
+            await asyncio.sleep(float(flags["sleep"]) / 1000.0)
+        if "status" in flags:
+            code = int(flags["status"])
+            return web.json_response(
+                {"error": {"message": f"scripted status {code}", "type": "scripted", "code": code}},
+                status=code,
+            )
+        every = int(flags.get("fail-every", "0") or 0)
+        if every and self.counts[model] % every == 0:
+            return web.json_response(
+                {"error": {"message": "scripted internal error", "type": "server_error"}},
+                status=500,
+            )
+        return web.json_response(self._reply(body, flags))
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "scripted"}]})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handle)
+        app.router.add_post("/chat/completions", self.handle)
+        app.router.add_get("/v1/models", self.models)
+        return app
+
+
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+class ScriptedModelServer:
+    """The scripted model served from a background thread (for in-process tests)."""
+
+    def __init__(self, latency_ms: float = 0.0, record: bool = True) -> None:
+        self.model = ScriptedModel(latency_ms=latency_ms, record=record)
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return self.model.requests
+
+    def start(self) -> ScriptedModelServer:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._runner = web.AppRunner(self.model.app(), access_log=None)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            server = site._server
+            assert server is not None
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="scripted-model", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> ScriptedModelServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+
+    async def serve() -> None:
+        runner = web.AppRunner(ScriptedModel(latency_ms=args.latency_ms).app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, args.host, args.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        print(f"PORT {port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
