@@ -1,0 +1,87 @@
+"""Terminal progress for long batches: a live bar plus one line per finished item."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+class BatchProgress:
+    """Items done/failed, rate, elapsed, ETA and the running mean score; silent when quiet."""
+
+    def __init__(self, total: int, label: str, quiet: bool = False, console: Console | None = None):
+        self.console = console or Console(highlight=False)
+        self.quiet = quiet
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self._score_sum = 0.0
+        self._scored = 0
+        self._start = time.monotonic()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            disable=quiet,
+        )
+        self._task = self._progress.add_task(label, total=total, stats="")
+
+    def __enter__(self) -> BatchProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def line(self, text: str) -> None:
+        """Print a line above the bar (nothing when quiet)."""
+        if not self.quiet:
+            self.console.print(text, markup=False, highlight=False)
+
+    def advance(self, ok: bool, score: float | None = None) -> None:
+        self.done += 1
+        if not ok:
+            self.failed += 1
+        if score is not None:
+            self._score_sum += score
+            self._scored += 1
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        stats = f"failed {self.failed}  {self.done / elapsed:.1f}/s"
+        if self._scored:
+            stats += f"  mean {self._score_sum / self._scored:.3f}"
+        self._progress.update(self._task, advance=1, stats=stats)
+
+
+def format_duration(ms: float) -> str:
+    return f"{ms / 1000:.1f}s" if ms >= 1000 else f"{ms:.0f}ms"
+
+
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

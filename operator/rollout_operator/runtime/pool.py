@@ -1,0 +1,66 @@
+"""A continuously refilled pool: at most N items in flight, a new one starts as soon as one ends.
+
+Unlike waves (start N, wait for all N), one slow rollout never idles the other slots. Items are
+pulled lazily from the iterator, so a million-row dataset is never materialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import TypeVar, cast
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_DONE = object()
+
+
+async def run_pool(
+    items: Iterable[T],
+    fn: Callable[[T], Awaitable[R]],
+    concurrency: int,
+) -> AsyncIterator[R]:
+    """Yield `fn(item)` results in completion order, with at most `concurrency` in flight.
+
+    If `fn` raises, the remaining work is cancelled and the exception propagates to the consumer.
+    Closing the generator early (or cancelling the consumer) cancels the work in flight.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    source: Iterator[T] = iter(items)
+    results: asyncio.Queue[object] = asyncio.Queue()
+
+    async def worker() -> None:
+        try:
+            for item in source:
+                await results.put(await fn(item))
+        except BaseException as exc:  # handed to the consumer, which re-raises
+            if not isinstance(exc, asyncio.CancelledError):
+                await results.put(_Failure(exc))
+            raise
+        finally:
+            await results.put(_DONE)
+
+    workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    running = len(workers)
+    try:
+        while running:
+            value = await results.get()
+            if value is _DONE:
+                running -= 1
+            elif isinstance(value, _Failure):
+                raise value.exc
+            else:
+                yield cast(R, value)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
