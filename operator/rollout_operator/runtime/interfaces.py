@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 Message = dict[str, Any]
 """One OpenAI chat message (`role`, `content`, optional `tool_calls` / `tool_call_id`)."""
@@ -69,15 +69,22 @@ class ChatModel(Protocol):
     async def aclose(self) -> None: ...
 
 
+ToolErrorKind = Literal["tool", "timeout", "sandbox"]
+"""Why a tool call failed: the tool itself (unknown tool, bad arguments, it raised), the per-call
+timeout, or the sandbox (the tool server is unreachable, died, or lost the session)."""
+
+
 @dataclass(slots=True)
 class ToolOutput:
     """The result of one tool call as it goes into a `role: tool` message.
 
     `content` is the serialised value, or `"Error: <message>"` when the call failed.
+    `error_kind` says why it failed; a `"sandbox"` failure is infrastructure, not the policy's doing.
     """
 
     content: str
     is_error: bool = False
+    error_kind: ToolErrorKind | None = None
 
 
 class ToolSession(Protocol):
