@@ -30,17 +30,26 @@ async def run_pool(
         raise ValueError("concurrency must be at least 1")
     source: Iterator[T] = iter(items)
     results: asyncio.Queue[object] = asyncio.Queue()
+    # A credit is taken before an item is pulled and given back when the consumer takes its
+    # result: items in flight plus results not yet consumed never exceed `concurrency`.
+    credits = asyncio.Semaphore(concurrency)
 
     async def worker() -> None:
         try:
-            for item in source:
-                await results.put(await fn(item))
-        except BaseException as exc:  # handed to the consumer, which re-raises
-            if not isinstance(exc, asyncio.CancelledError):
-                await results.put(_Failure(exc))
+            while True:
+                await credits.acquire()
+                try:
+                    item = next(source)
+                except StopIteration:
+                    credits.release()
+                    return
+                results.put_nowait(await fn(item))
+        except asyncio.CancelledError:
             raise
+        except BaseException as exc:  # handed to the consumer, which re-raises
+            results.put_nowait(_Failure(exc))
         finally:
-            await results.put(_DONE)
+            results.put_nowait(_DONE)
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
     running = len(workers)
@@ -52,6 +61,7 @@ async def run_pool(
             elif isinstance(value, _Failure):
                 raise value.exc
             else:
+                credits.release()
                 yield cast(R, value)
     finally:
         for task in workers:

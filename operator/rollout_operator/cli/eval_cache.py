@@ -1,0 +1,282 @@
+"""The eval result cache: resume an interrupted `rolloutctl eval` without redoing finished runs.
+
+Layout, as `osmosis eval` keeps it: `<cache>/<model>/<dataset-stem>/<unix_ts>_<task_id>.json` in the
+results schema (status `in_progress` or `completed`). Beside it, `<same>.runs.jsonl` is an
+append-only journal flushed after every run, so a crash or Ctrl-C loses nothing; the JSON file is
+rewritten at most every few seconds and at the end, which keeps long evals O(n).
+`task_id` is 12 hex digits of xxh3-128 over the configuration and fingerprints of the dataset, the
+MCP folder and the eval functions' sources, so any change starts a new task.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import xxhash
+from filelock import FileLock, Timeout
+
+RunKey = tuple[int, int, str | None]
+"""(row_index, run_index, model_tag)"""
+
+RESULTS_VERSION = 1
+_WRITE_INTERVAL_S = 2.0
+
+
+def cache_root(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    """`$OSMOSIS_CACHE_DIR/eval`, else `$XDG_CACHE_HOME/osmosis/eval`, else `~/.cache/osmosis/eval`."""
+    if environ.get("OSMOSIS_CACHE_DIR"):
+        return Path(environ["OSMOSIS_CACHE_DIR"]) / "eval"
+    if environ.get("XDG_CACHE_HOME"):
+        return Path(environ["XDG_CACHE_HOME"]) / "osmosis" / "eval"
+    return Path.home() / ".cache" / "osmosis" / "eval"
+
+
+def safe_segment(text: str) -> str:
+    """A model or dataset name as one path segment (`openai/gpt-5-mini` -> `openai_gpt-5-mini`)."""
+    cleaned = "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+    return cleaned.strip("._") or "default"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def fingerprint_files(paths: Iterable[Path]) -> str:
+    """xxh3-128 over the names and bytes of the given files, in sorted order."""
+    digest = xxhash.xxh3_128()
+    for path in sorted(paths):
+        digest.update(str(path.name).encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint_tree(root: Path, suffix: str = ".py") -> str:
+    if not root.exists():
+        return ""
+    return fingerprint_files(
+        p for p in root.rglob(f"*{suffix}") if "__pycache__" not in p.parts
+    )
+
+
+def task_identity(config: dict[str, Any], fingerprints: dict[str, str]) -> tuple[str, str]:
+    """(task_id, config_hash): 12 hex over config + fingerprints, 32 hex over config alone."""
+    config_json = json.dumps(config, sort_keys=True, default=str)
+    config_hash = xxhash.xxh3_128(config_json.encode()).hexdigest()
+    full = json.dumps({"config": config, "fingerprints": fingerprints}, sort_keys=True, default=str)
+    return xxhash.xxh3_128(full.encode()).hexdigest()[:12], config_hash
+
+
+class CacheLockedError(RuntimeError):
+    pass
+
+
+@dataclass
+class EvalCache:
+    """One task's cache files, locked for the lifetime of the object (use as a context manager)."""
+
+    directory: Path
+    task_id: str
+    config_hash: str
+    config: dict[str, Any]
+    stamp: int = field(default_factory=lambda: int(time.time()))
+    created_at: str = field(default_factory=now_iso)
+    runs: dict[RunKey, dict[str, Any]] = field(default_factory=dict)
+    status: str = "in_progress"
+    _lock: FileLock | None = None
+    _journal: Any = None
+    _samples: Any = None
+    _last_write: float = 0.0
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{self.stamp}_{self.task_id}.json"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path.with_suffix(".runs.jsonl")
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path.with_suffix(".samples.jsonl")
+
+    @classmethod
+    def open(
+        cls,
+        root: Path,
+        model: str,
+        dataset: str,
+        task_id: str,
+        config_hash: str,
+        config: dict[str, Any],
+        fresh: bool = False,
+        lock_timeout: float | None = None,
+    ) -> EvalCache:
+        directory = root / safe_segment(model) / safe_segment(Path(dataset).stem)
+        directory.mkdir(parents=True, exist_ok=True)
+        if lock_timeout is None:
+            lock_timeout = float(os.environ.get("OSMOSIS_EVAL_LOCK_TIMEOUT", "30"))
+        lock = FileLock(str(directory / f".{task_id}.lock"))
+        try:
+            lock.acquire(timeout=lock_timeout)
+        except Timeout:
+            raise CacheLockedError(
+                f"Another eval with the same configuration (task {task_id}) holds the cache lock "
+                f"{lock.lock_file}; wait for it to finish or raise OSMOSIS_EVAL_LOCK_TIMEOUT."
+            ) from None
+        existing = sorted(directory.glob(f"*_{task_id}.json"))
+        if fresh:
+            backup_suffix = f".backup.{int(time.time())}"
+            for old in existing:
+                for part in (old, old.with_suffix(".runs.jsonl"), old.with_suffix(".samples.jsonl")):
+                    if part.exists():
+                        part.rename(part.with_name(part.name + backup_suffix))
+            existing = []
+        cache = cls(directory, task_id, config_hash, config, _lock=lock)
+        if existing:
+            cache._load(existing[-1])
+        return cache
+
+    def _load(self, path: Path) -> None:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        self.stamp = int(path.name.split("_", 1)[0])
+        self.created_at = document.get("created_at", self.created_at)
+        self.status = document.get("status", "in_progress")
+        for run in document.get("runs", []):
+            self.runs[run_key(run)] = run
+        if self.journal_path.exists():
+            for run in _read_jsonl(self.journal_path):
+                self.runs[run_key(run)] = run
+
+    def __enter__(self) -> EvalCache:
+        self._journal = self.journal_path.open("a", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in (self._journal, self._samples):
+            if handle is not None:
+                handle.close()
+        self._journal = self._samples = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def is_done(self, key: RunKey, retry_failed: bool) -> bool:
+        run = self.runs.get(key)
+        return run is not None and (run["success"] or not retry_failed)
+
+    def add(self, run: dict[str, Any], messages: list[dict[str, Any]] | None = None) -> None:
+        """Record a finished run (and its conversation when samples are logged)."""
+        self.runs[run_key(run)] = run
+        self._journal.write(json.dumps(run) + "\n")
+        self._journal.flush()
+        if messages is not None:
+            if self._samples is None:
+                self._samples = self.samples_path.open("a", encoding="utf-8")
+            sample = {
+                "row_index": run["row_index"],
+                "run_index": run["run_index"],
+                "model_tag": run["model_tag"],
+                "messages": messages,
+            }
+            self._samples.write(json.dumps(sample) + "\n")
+            self._samples.flush()
+
+    def ordered_runs(self) -> list[dict[str, Any]]:
+        tag_order = {None: 0, "baseline": 1}
+        return sorted(
+            self.runs.values(),
+            key=lambda r: (r["row_index"], r["run_index"], tag_order.get(r["model_tag"], 2)),
+        )
+
+    def document(self, summary: dict[str, Any] | None) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "version": RESULTS_VERSION,
+            "task_id": self.task_id,
+            "config_hash": self.config_hash,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": now_iso(),
+            "config": self.config,
+            "runs": self.ordered_runs(),
+        }
+        if summary is not None:
+            document["summary"] = summary
+        return document
+
+    def save(self, summary: dict[str, Any] | None = None, force: bool = True) -> None:
+        """Rewrite the JSON file atomically; unforced saves are throttled."""
+        now = time.monotonic()
+        if not force and now - self._last_write < _WRITE_INTERVAL_S:
+            return
+        self._last_write = now
+        write_json_atomic(self.path, self.document(summary))
+
+    def samples(self) -> Iterator[dict[str, Any]]:
+        """Logged conversations, last one per run key, in run order."""
+        if self._samples is not None:
+            self._samples.flush()
+        if not self.samples_path.exists():
+            return iter(())
+        latest: dict[RunKey, dict[str, Any]] = {}
+        for sample in _read_jsonl(self.samples_path):
+            latest[run_key(sample)] = sample
+        return (latest[run_key(run)] for run in self.ordered_runs() if run_key(run) in latest)
+
+
+def run_key(run: dict[str, Any]) -> RunKey:
+    return (int(run["row_index"]), int(run["run_index"]), run.get("model_tag"))
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash: that run is simply redone
+
+
+def list_cache_files(root: Path) -> Iterator[Path]:
+    if root.exists():
+        yield from sorted(
+            p for p in root.glob("*/*/*_*.json") if not p.name.startswith(".")
+        )
+
+
+def read_cache_header(path: Path) -> dict[str, Any]:
+    document = json.loads(path.read_text(encoding="utf-8"))
+    runs = document.get("runs", [])
+    journal = path.with_suffix(".runs.jsonl")
+    keys = {run_key(r) for r in runs}
+    if journal.exists():
+        keys |= {run_key(r) for r in _read_jsonl(journal)}
+    return {
+        "task_id": document.get("task_id"),
+        "status": document.get("status"),
+        "model": document.get("config", {}).get("model"),
+        "dataset": document.get("config", {}).get("dataset"),
+        "runs": len(keys),
+        "updated_at": document.get("updated_at"),
+        "path": str(path),
+    }

@@ -1,0 +1,428 @@
+"""`rolloutctl eval`: run every row N times, score each run, report mean and pass@k.
+
+Flags, messages, cache, outputs and exit codes follow `osmosis eval` (osmosis-compat.md 3.4),
+except that concurrency is a pool refilled as runs finish instead of waves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rollout_operator.cli.agent_setup import (
+    SetupError,
+    build_model,
+    check_agent_source,
+    check_dataset,
+    check_model,
+    completion_params,
+    load_tools,
+)
+from rollout_operator.cli.eval_cache import (
+    CacheLockedError,
+    EvalCache,
+    RunKey,
+    cache_root,
+    fingerprint_tree,
+    safe_segment,
+    task_identity,
+    write_json_atomic,
+)
+from rollout_operator.cli.progress import BatchProgress, format_duration
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True, slots=True)
+class EvalOptions:
+    mcp_dir: Path
+    dataset: str
+    model: str
+    eval_fns: tuple[str, ...]
+    n: int
+    pass_threshold: float
+    max_turns: int
+    params: dict[str, Any]
+    base_url: str | None
+    api_key: str | None
+    baseline_model: str | None
+    baseline_base_url: str | None
+    baseline_api_key: str | None
+    limit: int | None
+    offset: int
+    batch_size: int
+    fresh: bool
+    retry_failed: bool
+    log_samples: bool
+    output_path: str | None
+    quiet: bool
+
+    def config(self) -> dict[str, Any]:
+        """The configuration that identifies a task (no secrets)."""
+        return {
+            "model": self.model,
+            "base_url": self.base_url,
+            "module": f"mcp:{self.mcp_dir.resolve()}",
+            "dataset": self.dataset,
+            "eval_fns": list(self.eval_fns),
+            "n_runs": self.n,
+            "max_turns": self.max_turns,
+            "pass_threshold": self.pass_threshold,
+            "offset": self.offset,
+            "limit": self.limit,
+            "completion_params": self.params,
+            "baseline_model": self.baseline_model,
+            "baseline_base_url": self.baseline_base_url,
+        }
+
+
+@click.group(
+    "eval",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option("-m", "--module", default=None,
+              help="Agent loop as module:attr (not supported yet: use --mcp).")
+@click.option("--mcp", default=None, help="Directory with main.py defining a FastMCP server.")
+@click.option("-d", "--dataset", default=None, help="Dataset file (.jsonl, .csv or .parquet).")
+@click.option("--model", default=None, help="LiteLLM model name, or served name with --base-url.")
+@click.option("--eval-fn", "eval_fns", multiple=True,
+              help="Scorer as module:function, relative to the working directory (repeatable).")
+@click.option("--n", "n", type=int, default=1, show_default=True, help="Runs per row (pass@k).")
+@click.option("--pass-threshold", type=float, default=1.0, show_default=True,
+              help="A score at or above this counts as a pass.")
+@click.option("--max-turns", type=int, default=10, show_default=True, help="Model calls per run.")
+@click.option("--temperature", type=float, default=None, help="Sampling temperature.")
+@click.option("--max-tokens", type=int, default=None, help="max_tokens per model call.")
+@click.option("--api-key", default=None, help="API key for the model provider.")
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint.")
+@click.option("--baseline-model", default=None, help="A second model to compare against.")
+@click.option("--baseline-base-url", default=None, help="Endpoint of the baseline model.")
+@click.option("--baseline-api-key", default=None, help="API key of the baseline model.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Run at most N rows.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Skip the first N rows.")
+@click.option("--batch-size", type=int, default=1, show_default=True,
+              help="Runs in flight at once.")
+@click.option("--fresh", is_flag=True, help="Ignore (and back up) the cached results.")
+@click.option("--retry-failed", is_flag=True, help="Redo cached runs that failed.")
+@click.option("--log-samples", is_flag=True, help="Also write each run's conversation (JSONL).")
+@click.option("-o", "--output-path", default=None, help="Directory for results files.")
+@click.option("--debug", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
+@click.pass_context
+def eval_group(ctx: click.Context, **kwargs: Any) -> None:
+    """Evaluate a model on a dataset with eval functions (mean, pass@k), with a resumable cache."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rollout_operator.cli.logs import configure_logging
+
+    configure_logging(kwargs["debug"])
+    options = _parse_options(kwargs)
+    raise SystemExit(_run(options))
+
+
+def _parse_options(kw: dict[str, Any]) -> EvalOptions:
+    mcp_dir = check_agent_source(kw["module"], kw["mcp"])
+    if not kw["dataset"]:
+        raise SetupError("--dataset (-d) is required.")
+    if not kw["model"]:
+        raise SetupError("--model is required.")
+    if not kw["eval_fns"]:
+        raise SetupError("--eval-fn is required.")
+    for flag, name in (("n", "--n"), ("batch_size", "--batch-size"), ("max_turns", "--max-turns")):
+        if kw[flag] < 1:
+            raise SetupError(f"{name} must be >= 1.")
+    if kw["fresh"] and kw["retry_failed"]:
+        raise SetupError("--fresh and --retry-failed are mutually exclusive.")
+    if (kw["baseline_base_url"] or kw["baseline_api_key"]) and not kw["baseline_model"]:
+        raise SetupError("--baseline-base-url and --baseline-api-key require --baseline-model.")
+    return EvalOptions(
+        mcp_dir=mcp_dir,
+        dataset=kw["dataset"],
+        model=kw["model"],
+        eval_fns=tuple(kw["eval_fns"]),
+        n=kw["n"],
+        pass_threshold=kw["pass_threshold"],
+        max_turns=kw["max_turns"],
+        params=completion_params(kw["temperature"], kw["max_tokens"]),
+        base_url=kw["base_url"],
+        api_key=kw["api_key"],
+        baseline_model=kw["baseline_model"],
+        baseline_base_url=kw["baseline_base_url"],
+        baseline_api_key=kw["baseline_api_key"],
+        limit=kw["limit"],
+        offset=kw["offset"],
+        batch_size=kw["batch_size"],
+        fresh=kw["fresh"],
+        retry_failed=kw["retry_failed"],
+        log_samples=kw["log_samples"],
+        output_path=kw["output_path"],
+        quiet=kw["quiet"],
+    )
+
+
+def _run(options: EvalOptions) -> int:
+    from rollout_operator.runtime.dataset import dataset_fingerprint
+    from rollout_operator.runtime.scoring import load_scorers
+
+    rows = check_dataset(options.dataset, options.offset, options.limit)
+    scorers = _load_scorers(options, load_scorers)
+    chat = build_model(options.model, options.base_url, options.api_key)
+    baseline = (
+        build_model(options.baseline_model, options.baseline_base_url, options.baseline_api_key)
+        if options.baseline_model
+        else None
+    )
+    dataset_print = dataset_fingerprint(options.dataset)
+    fingerprints = {
+        "dataset": dataset_print,
+        "mcp": fingerprint_tree(options.mcp_dir),
+        "eval_fns": _eval_fn_fingerprint(options.eval_fns),
+    }
+    task_id, config_hash = task_identity(options.config(), fingerprints)
+    try:
+        cache = EvalCache.open(
+            cache_root(),
+            options.model,
+            options.dataset,
+            task_id,
+            config_hash,
+            options.config(),
+            fresh=options.fresh,
+        )
+    except CacheLockedError as exc:
+        raise SetupError(str(exc)) from None
+    with cache:
+        code = asyncio.run(_evaluate(options, rows, scorers, chat, baseline, cache))
+        if code == 0 and dataset_fingerprint(options.dataset) != dataset_print:
+            click.echo("Error: the dataset changed during the evaluation; rerun it.", err=True)
+            return 1
+        return code
+
+
+def _load_scorers(options: EvalOptions, load: Any) -> list[Any]:
+    from rollout_operator.runtime.errors import EvalFnError
+
+    try:
+        return list(load(Path.cwd(), options.eval_fns))
+    except EvalFnError as exc:
+        raise SetupError(str(exc)) from None
+
+
+def _eval_fn_fingerprint(refs: tuple[str, ...]) -> str:
+    files = []
+    for ref in refs:
+        module = ref.rsplit(":", 1)[0].replace(".", "/")
+        for candidate in (Path(f"{module}.py"), Path(module) / "__init__.py"):
+            if candidate.is_file():
+                files.append(candidate)
+    from rollout_operator.cli.eval_cache import fingerprint_files
+
+    return fingerprint_files(files) if files else ""
+
+
+def _work_keys(options: EvalOptions, rows: int) -> Iterator[RunKey]:
+    tags: tuple[str | None, ...] = (None, "baseline") if options.baseline_model else (None,)
+    for row in range(options.offset, options.offset + rows):
+        for run in range(options.n):
+            for tag in tags:
+                yield (row, run, tag)
+
+
+async def _evaluate(
+    options: EvalOptions,
+    rows: int,
+    scorers: list[Any],
+    chat: Any,
+    baseline: Any,
+    cache: EvalCache,
+) -> int:
+    from rollout_operator.runtime.agent_loop import AgentConfig
+    from rollout_operator.runtime.dataset import DatasetRow, iter_rows
+    from rollout_operator.runtime.errors import SystemicProviderError
+    from rollout_operator.runtime.pool import run_pool
+    from rollout_operator.runtime.rollout import RolloutRunner, WorkItem
+
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    interrupted = False
+
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        main_task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt)
+
+    total = rows * options.n * (2 if baseline else 1)
+    pending_total = sum(
+        1 for key in _work_keys(options, rows) if not cache.is_done(key, options.retry_failed)
+    )
+    names = list(options.eval_fns)
+    try:
+        if pending_total == 0:
+            cache.status = "completed"
+            _finish(options, cache, names, quiet=options.quiet, already=True)
+            return 0
+        tools = await load_tools(options.mcp_dir)
+        await check_model(chat)
+        if baseline is not None:
+            await check_model(baseline)
+        config = AgentConfig(max_turns=options.max_turns, completion_params=options.params)
+        runners = {
+            None: RolloutRunner(chat, tools.provider, tools.schemas, scorers, config,
+                                fastmcp_version=tools.fastmcp_version),
+        }
+        if baseline is not None:
+            runners["baseline"] = RolloutRunner(baseline, tools.provider, tools.schemas, scorers,
+                                                config, fastmcp_version=tools.fastmcp_version)
+
+        def items() -> Iterator[WorkItem]:
+            for data_row in iter_rows(options.dataset, offset=options.offset, limit=options.limit):
+                for run in range(options.n):
+                    for tag in runners:
+                        key = (data_row.row_index, run, tag)
+                        if cache.is_done(key, options.retry_failed):
+                            continue
+                        suffix = f"-{tag}" if tag else ""
+                        rollout_id = f"eval-{data_row.row_index}-run-{run}{suffix}"
+                        yield WorkItem(rollout_id, data_row, run, tag)
+
+        async def run_item(item: WorkItem) -> tuple[WorkItem, Any]:
+            assert isinstance(item.row, DatasetRow)
+            return item, await runners[item.model_tag].run(item)
+
+        done = total - pending_total
+        with BatchProgress(pending_total, "eval", quiet=options.quiet) as progress:
+            if done and not options.quiet:
+                progress.line(f"Resuming task {cache.task_id}: {done} of {total} runs cached.")
+            k = done
+            try:
+                async for item, record in run_pool(items(), run_item, options.batch_size):
+                    run = _run_entry(item, record)
+                    cache.add(run, record.messages if options.log_samples else None)
+                    cache.save(force=False)
+                    k += 1
+                    progress.line(_run_line(k, total, run, names, options.baseline_model))
+                    score = sum(run["scores"].values()) / len(names) if run["success"] else 0.0
+                    progress.advance(run["success"], score)
+            except SystemicProviderError as exc:
+                cache.save()
+                click.echo(f"Error: {exc}", err=True)
+                click.echo("Stopped: the model endpoint cannot serve any request. Finished runs "
+                           f"are cached in {cache.path}.", err=True)
+                return 1
+        cache.status = "completed"
+        _finish(options, cache, names, quiet=options.quiet, already=False)
+        return 0
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        cache.save()
+        click.echo(f"\nInterrupted: {len(cache.runs)} runs saved in {cache.path}; "
+                   "rerun the same command to resume.", err=True)
+        return EXIT_INTERRUPTED
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        for client in (chat, baseline):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+
+def _run_entry(item: Any, record: Any) -> dict[str, Any]:
+    success = record.status == "completed"
+    return {
+        "row_index": record.row_index,
+        "run_index": record.sample_index,
+        "success": success,
+        "scores": dict(record.scores) if success else {},
+        "duration_ms": round(record.timing.total_ms, 1),
+        "tokens": record.usage.total_tokens,
+        "model_tag": item.model_tag,
+        "error": None if success or record.error is None else record.error.message,
+    }
+
+
+def _short(name: str) -> str:
+    return name.rsplit(":", 1)[-1]
+
+
+def _run_line(k: int, total: int, run: dict[str, Any], names: list[str], baseline: Any) -> str:
+    tag = f" [{run['model_tag'] or 'primary'}]" if baseline else ""
+    duration = format_duration(run["duration_ms"])
+    if not run["success"]:
+        error = str(run["error"] or "")
+        return f"[{k}/{total}]{tag} FAILED ({duration}) - {error[:80]}"
+    scores = " ".join(f"{_short(n)}={run['scores'].get(n, 0.0):.3f}" for n in names)
+    return f"[{k}/{total}]{tag} OK ({duration}, {run['tokens']} tokens) [{scores}]"
+
+
+def _finish(
+    options: EvalOptions, cache: EvalCache, names: list[str], quiet: bool, already: bool
+) -> None:
+    from rollout_operator.runtime.metrics import build_eval_summary
+
+    runs = cache.ordered_runs()
+    summary = build_eval_summary(runs, names, n_runs=options.n,
+                                 pass_threshold=options.pass_threshold)
+    cache.save(summary)
+    if already:
+        click.echo(f"Already completed: task {cache.task_id} (use --fresh to run again).")
+    blocks: list[tuple[str | None, dict[str, Any]]] = [(None, summary)]
+    if options.baseline_model:
+        blocks.append(("baseline", build_eval_summary(
+            runs, names, n_runs=options.n, pass_threshold=options.pass_threshold,
+            model_tag="baseline")))
+    for tag, block in blocks:
+        if options.baseline_model:
+            label = options.baseline_model if tag else options.model
+            click.echo(f"\n{label}:")
+        for name, stats in block["eval_fns"].items():
+            click.echo(f"{name}: mean={stats['mean']:.3f} median={stats['median']:.3f} "
+                       f"std={stats['std']:.3f}")
+            for k, value in (stats.get("pass_at_k") or {}).items():
+                click.echo(f"  pass@{k}: {value * 100:.1f}%")
+    click.echo(f"Cache: {cache.path}")
+    if options.output_path:
+        _write_outputs(options, cache, runs, summary)
+
+
+def _write_outputs(
+    options: EvalOptions, cache: EvalCache, runs: list[dict[str, Any]], summary: dict[str, Any]
+) -> None:
+    directory = (Path(options.output_path or ".") / safe_segment(options.model)
+                 / safe_segment(Path(options.dataset).stem))
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = int(time.time())
+    results = directory / f"results_{stamp}_{cache.task_id}.json"
+    write_json_atomic(results, cache.document(summary))
+    click.echo(f"Results: {results}")
+    if options.log_samples:
+        samples = directory / f"samples_{stamp}_{cache.task_id}.jsonl"
+        with samples.open("w", encoding="utf-8") as handle:
+            for sample in cache.samples():
+                handle.write(json.dumps(sample) + "\n")
+        click.echo(f"Samples: {samples}")
+
+
+def _register_cache() -> None:
+    from rollout_operator.cli.eval_cache_cmd import cache_group
+
+    eval_group.add_command(cache_group)
+
+
+_register_cache()

@@ -1,0 +1,172 @@
+"""The agent loop against the real calculator tools and a scripted model over HTTP (checks 11-13)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastmcp import FastMCP
+
+from rollout_operator.runtime.agent_loop import AgentConfig, parse_tool_call, run_agent_loop
+from rollout_operator.runtime.interfaces import ChatModel, ToolProvider
+from rollout_operator.runtime.models import make_chat_model
+from rollout_operator.runtime.repo_loader import load_mcp_server
+from rollout_operator.runtime.tools import make_tool_provider
+from tests.support.scripted_model import ScriptedModelServer
+
+EXAMPLE_MCP = Path(__file__).resolve().parents[2] / "examples" / "calculator" / "mcp"
+SYSTEM = {"role": "system", "content": "You are a calculator assistant."}
+
+
+def _user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+@pytest.fixture(scope="module")
+def calculator() -> FastMCP:
+    return load_mcp_server(EXAMPLE_MCP)
+
+
+@pytest.fixture
+async def tools(calculator: FastMCP) -> AsyncIterator[ToolProvider]:
+    provider = make_tool_provider(calculator)
+    yield provider
+    await provider.aclose()
+
+
+@pytest.fixture
+async def model_factory(scripted_model: ScriptedModelServer) -> AsyncIterator[Any]:
+    made: list[ChatModel] = []
+
+    def make(name: str = "scripted", timeout: float | None = None) -> ChatModel:
+        chat = make_chat_model(name, base_url=scripted_model.base_url, request_timeout=timeout)
+        made.append(chat)
+        return chat
+
+    yield make
+    for chat in made:
+        await chat.aclose()
+
+
+async def test_tool_call_then_answer(model_factory: Any, tools: ToolProvider) -> None:
+    schemas = await tools.list_tools()
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 12 * 8?")], model_factory(), schemas, session, AgentConfig()
+        )
+    roles = [m["role"] for m in result.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    call = result.messages[2]["tool_calls"][0]
+    assert call["function"]["name"] == "multiply"
+    assert result.messages[3] == {"role": "tool", "content": "96.0", "tool_call_id": call["id"]}
+    assert result.messages[4]["content"].endswith("#### 96.0")
+    assert result.finish_reason == "stop"
+    assert result.error is None
+    assert (result.num_llm_calls, result.num_tool_calls) == (2, 1)
+    assert result.prompt_tokens > 0 and result.completion_tokens > 0
+
+
+async def test_tool_errors_become_messages_and_loop_goes_on(
+    model_factory: Any, tools: ToolProvider
+) -> None:
+    schemas = await tools.list_tools()
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 12 * 8?")], model_factory("scripted:bad-tools"), schemas,
+            session, AgentConfig(),
+        )
+    tool_messages = [m for m in result.messages if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages][0] == "96.0"
+    unknown, bad_json = tool_messages[1]["content"], tool_messages[2]["content"]
+    assert unknown.startswith("Error: ") and "divide" in unknown
+    assert bad_json.startswith("Error: Invalid JSON arguments: Expecting value")
+    assert result.finish_reason == "stop" and result.num_tool_calls == 3
+    assert result.messages[-1]["role"] == "assistant"
+
+
+async def test_max_turns_completes_with_tool_message_last(
+    model_factory: Any, tools: ToolProvider
+) -> None:
+    schemas = await tools.list_tools()
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 2 * 3?")], model_factory("scripted:always-tool"), schemas,
+            session, AgentConfig(max_turns=1),
+        )
+    assert result.num_llm_calls == 1
+    assert result.finish_reason == "max_turns"
+    assert result.error is None
+    assert result.messages[-1]["role"] == "tool"
+
+
+async def test_transient_errors_are_retried(model_factory: Any, tools: ToolProvider) -> None:
+    schemas = await tools.list_tools()
+    config = AgentConfig(backoff_base_s=0.01, max_retries=3)
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 3 * 3?")], model_factory("scripted:fail-every-2"), schemas,
+            session, config,
+        )
+    assert result.error is None, result.error
+    assert result.messages[-1]["content"].endswith("#### 9.0")
+
+
+async def test_persistent_5xx_is_an_inference_failure(
+    model_factory: Any, tools: ToolProvider
+) -> None:
+    config = AgentConfig(backoff_base_s=0.01, max_retries=2)
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 3 * 3?")], model_factory("scripted:status-500"),
+            await tools.list_tools(), session, config,
+        )
+    assert result.error is not None and result.error.category == "inference"
+    assert result.finish_reason == "error"
+    assert result.num_llm_calls == 1
+
+
+async def test_deadline_bounds_a_hanging_model(model_factory: Any, tools: ToolProvider) -> None:
+    config = AgentConfig(rollout_timeout_s=0.3)
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 3 * 3?")], model_factory("scripted:sleep-5000"),
+            await tools.list_tools(), session, config,
+        )
+    assert result.finish_reason == "timeout"
+    assert result.error is not None and result.error.category == "timeout"
+    assert result.total_ms < 2000
+
+
+async def test_logprobs_are_kept_per_turn(model_factory: Any, tools: ToolProvider) -> None:
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 4 * 4?")], model_factory("scripted:logprobs"),
+            await tools.list_tools(), session, AgentConfig(),
+        )
+    assert len(result.turns) == 2
+    assert all(t.token_ids and t.logprobs and len(t.token_ids) == len(t.logprobs)
+               for t in result.turns)
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        ({"id": "a", "function": {"name": "f", "arguments": '{"x": 1}'}}, ("a", "f", {"x": 1})),
+        ({"id": "b", "function": {"name": "f", "arguments": {"x": 2}}}, ("b", "f", {"x": 2})),
+        ({"id": "c", "function": {"name": "f", "arguments": ""}}, ("c", "f", {})),
+    ],
+)
+def test_parse_tool_call(call: dict[str, Any], expected: tuple[str, str, dict[str, Any]]) -> None:
+    assert parse_tool_call(call) == expected
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [("not json", "Invalid JSON arguments"), (json.dumps([1, 2]), "must be a JSON object")],
+)
+def test_parse_tool_call_rejects(arguments: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_tool_call({"id": "x", "function": {"name": "f", "arguments": arguments}})
