@@ -120,7 +120,7 @@ class EvalOptions:
 @click.option("--debug", is_flag=True, help="Debug logging.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @click.pass_context
-def eval_group(ctx: click.Context, **kwargs: Any) -> None:
+def eval_group(ctx: click.Context, /, **kwargs: Any) -> None:
     """Evaluate a model on a dataset with eval functions (mean, pass@k), with a resumable cache."""
     if ctx.invoked_subcommand is not None:
         return
@@ -281,7 +281,7 @@ async def _evaluate(
         if baseline is not None:
             await check_model(baseline)
         config = AgentConfig(max_turns=options.max_turns, completion_params=options.params)
-        runners = {
+        runners: dict[str | None, RolloutRunner] = {
             None: RolloutRunner(chat, tools.provider, tools.schemas, scorers, config,
                                 fastmcp_version=tools.fastmcp_version),
         }

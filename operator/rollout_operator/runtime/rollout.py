@@ -91,13 +91,14 @@ class RolloutRunner:
             self.scorers, loop.messages, row.ground_truth, row.as_dict(), self.score_timeout_s
         )
         timing.scoring_ms = outcome.scoring_ms
-        error = None
+        reward_error = None
         if outcome.errors:
             message = "; ".join(f"{ref}: {msg}" for ref, msg in outcome.errors.items())
-            error = RecordError(category="reward", message=message)
+            reward_error = RecordError(category="reward", message=message)
         reward = sum(outcome.scores.values()) / len(outcome.scores)
         return self._record(
-            item, status="completed", error=error, scores=outcome.scores, reward=reward, **common
+            item, status="completed", error=reward_error, scores=outcome.scores, reward=reward,
+            **common,
         )
 
     def _record(self, item: WorkItem, **fields: Any) -> TrajectoryRecord:

@@ -91,8 +91,8 @@ def _as_score(value: Any) -> float:
     if not isinstance(value, int | float):
         raise TypeError(f"must return a number, got {type(value).__name__}")
     score = float(value)
-    if math.isnan(score):
-        raise ValueError("returned NaN")
+    if not math.isfinite(score):
+        raise ValueError(f"returned {score}, not a finite number")
     return score
 
 
