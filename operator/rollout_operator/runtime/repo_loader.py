@@ -168,6 +168,8 @@ def _describe_import_error(exc: BaseException, root: Path) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     where = None
     for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename.startswith("<"):  # <frozen importlib._bootstrap> and friends
+            continue
         try:
             path = Path(frame.filename).resolve()
         except (OSError, ValueError):
