@@ -32,8 +32,8 @@ class Usage:
 class ChatResult:
     """One model reply.
 
-    `message` is the assistant message as the endpoint sent it, without null fields
-    (`content` may be None when there are tool calls, in which case it is kept as None).
+    `message` is the assistant message without null fields, as upstream stores it
+    (litellm's `model_dump(exclude_none=True)`): beside tool calls a null `content` is absent.
     `token_ids` / `logprobs` are filled only when the endpoint returns them.
     """
 
@@ -79,7 +79,8 @@ class ToolOutput:
     """The result of one tool call as it goes into a `role: tool` message.
 
     `content` is the serialised value, or `"Error: <message>"` when the call failed.
-    `error_kind` says why it failed; a `"sandbox"` failure is infrastructure, not the policy's doing.
+    `error_kind` says why it failed; a `"sandbox"` failure is infrastructure, not the policy's
+    doing.
     """
 
     content: str
@@ -90,8 +91,12 @@ class ToolOutput:
 class ToolSession(Protocol):
     """One rollout's MCP session: calls never raise for tool failures, they return errors."""
 
-    async def call(self, name: str, arguments: dict[str, Any], timeout: float | None) -> ToolOutput:
-        ...
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        timeout: float | None,  # noqa: ASYNC109 - a per-call limit the session enforces itself
+    ) -> ToolOutput: ...
 
 
 class ToolProvider(Protocol):

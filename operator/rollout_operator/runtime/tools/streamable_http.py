@@ -1,0 +1,379 @@
+"""A lean MCP client over streamable HTTP: the hot path to tool pods in cluster mode.
+
+It speaks only what a tool-calling rollout needs (the `initialize` handshake, `tools/list`,
+`tools/call`, cancelling a timed-out call, ending the session) as plain JSON-RPC POSTs over one
+shared aiohttp connection pool. That costs a fraction of the client CPU of FastMCP's `Client`,
+which matters when one worker drives hundreds of rollouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from rollout_operator.runtime.interfaces import ToolOutput, ToolSchema
+from rollout_operator.runtime.tools import jsonrpc
+from rollout_operator.runtime.tools.outputs import (
+    JSONRPC_INVALID_PARAMS,
+    RawToolResult,
+    ToolCallFailed,
+    check_max_result_chars,
+    describe,
+    error_output,
+    guarded_call,
+    open_within,
+    openai_tools,
+    text_items,
+)
+from rollout_operator.runtime.tools.sse import SseDecoder
+
+PROTOCOL_VERSION = "2025-11-25"
+"""The revision offered in `initialize`. The server answers with the revision it speaks, and that
+one goes out on every later request in the `mcp-protocol-version` header."""
+
+SESSION_HEADER = "mcp-session-id"
+VERSION_HEADER = "mcp-protocol-version"
+_BASE_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+}
+_DRAIN_SECONDS = 0.05
+
+
+def _client_version() -> str:
+    try:
+        return metadata.version("rollout-operator")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+_CLIENT_INFO = {"name": "rollout-operator", "version": _client_version()}
+
+
+class HttpToolSession:
+    """One MCP session on the tool server, opened by the first call and ended on exit.
+
+    Opening lazily means a rollout that never calls a tool costs the server nothing, and a server
+    that cannot be reached shows up as a sandbox error of that call rather than an exception.
+    """
+
+    def __init__(self, tools: HttpTools) -> None:
+        self._tools = tools
+        self.session_id: str | None = None
+        self.protocol_version: str | None = None
+        self._headers: dict[str, str] | None = None
+        self._next_id = 1
+        self._opening = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> HttpToolSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        timeout: float | None = None,  # noqa: ASYNC109 - the ToolSession contract
+    ) -> ToolOutput:
+        max_chars = self._tools.max_result_chars
+        try:
+            headers = await self._open()
+        except ToolCallFailed as exc:
+            return error_output(exc.message, exc.kind, max_chars)
+
+        async def invoke() -> RawToolResult:
+            return await self._call_tool(headers, name, arguments)
+
+        return await guarded_call(name, timeout, invoke, max_chars)
+
+    async def list_wire_tools(self) -> list[dict[str, Any]]:
+        """The server's tools as sent (`tools/list`, following `nextCursor` pages)."""
+        headers = await self._open()
+        tools: list[dict[str, Any]] = []
+        params: dict[str, Any] = {}
+        while True:
+            result = await self._request(headers, "tools/list", params)
+            tools.extend(result.get("tools") or ())
+            cursor = result.get("nextCursor")
+            if not cursor:
+                return tools
+            params = {"cursor": cursor}
+
+    async def aclose(self) -> None:
+        """End the session on the server (DELETE), after any pending cancellation is sent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        headers, self._headers = self._headers, None
+        pool = self._tools.open_pool()
+        if headers is None or self.session_id is None or pool is None:
+            return
+        try:
+            async with (
+                asyncio.timeout(self._tools.control_timeout),
+                pool.delete(self._tools.url, headers=headers),
+            ):
+                pass  # 200, 204 and 405 (termination not supported) all leave nothing to do
+        except (aiohttp.ClientError, TimeoutError):
+            pass  # a server that is gone has no session left to end
+
+    async def _call_tool(
+        self, headers: dict[str, str], name: str, arguments: dict[str, Any]
+    ) -> RawToolResult:
+        request_id = self._take_id()
+        try:
+            result = await self._request(
+                headers, "tools/call", {"name": name, "arguments": arguments}, request_id
+            )
+        except asyncio.CancelledError:
+            self._cancel_in_background(headers, request_id)
+            raise
+        return RawToolResult(
+            result.get("structuredContent"),
+            text_items(result.get("content") or ()),
+            bool(result.get("isError")),
+        )
+
+    def _take_id(self) -> int:
+        request_id = self._next_id
+        self._next_id += 1
+        return request_id
+
+    async def _open(self) -> dict[str, str]:
+        if self._headers is None:
+            async with self._opening:
+                if self._headers is None:
+                    self._headers = await open_within(
+                        self._tools.control_timeout,
+                        self._handshake(),
+                        "MCP handshake with the tool server failed",
+                    )
+        return self._headers
+
+    async def _handshake(self) -> dict[str, str]:
+        if self._closed:
+            raise ToolCallFailed("The tool session is closed", "sandbox")
+        params = {
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": _CLIENT_INFO,
+        }
+        request_id = self._take_id()
+        message = jsonrpc.request(request_id, "initialize", params)
+        try:
+            session_id, reply = await self._post(_BASE_HEADERS, message, request_id)
+            result = jsonrpc.result_of(reply)
+            version = result.get("protocolVersion")
+            if not isinstance(version, str) or not version:
+                raise ToolCallFailed("initialize result has no protocolVersion", "sandbox")
+            headers = {**_BASE_HEADERS, VERSION_HEADER: version}
+            if session_id:
+                headers[SESSION_HEADER] = session_id
+            await self._post(headers, jsonrpc.notification("notifications/initialized"), None)
+        except ToolCallFailed as exc:
+            raise ToolCallFailed(f"MCP handshake with the tool server failed: {exc.message}",
+                                 "sandbox") from exc
+        self.session_id = session_id
+        self.protocol_version = version
+        return headers
+
+    async def _request(
+        self,
+        headers: dict[str, str],
+        method: str,
+        params: dict[str, Any],
+        request_id: int | None = None,
+    ) -> dict[str, Any]:
+        if request_id is None:
+            request_id = self._take_id()
+        message = jsonrpc.request(request_id, method, params)
+        _, reply = await self._post(headers, message, request_id)
+        return jsonrpc.result_of(reply)
+
+    async def _post(
+        self, headers: Mapping[str, str], message: dict[str, Any], request_id: int | None
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """POST one JSON-RPC message: the session id header and, for a request, its response."""
+        try:
+            async with self._tools.http().post(
+                self._tools.url, data=json.dumps(message).encode(), headers=headers
+            ) as response:
+                if response.status >= 400:
+                    raise await _http_failure(response, headers)
+                session_id = response.headers.get(SESSION_HEADER)
+                if request_id is None:
+                    return session_id, None
+                return session_id, await self._read_response(response, headers, request_id)
+        except aiohttp.ClientError as exc:
+            raise ToolCallFailed(f"Tool server unreachable: {describe(exc)}", "sandbox") from exc
+
+    async def _read_response(
+        self, response: aiohttp.ClientResponse, headers: Mapping[str, str], request_id: int
+    ) -> dict[str, Any]:
+        """The JSON-RPC response to `request_id`, from a JSON body or an SSE stream."""
+        content_type = response.headers.get("Content-Type", "").lower()
+        if response.status == 202:
+            raise ToolCallFailed("Tool server accepted a request without answering it", "sandbox")
+        if content_type.startswith("application/json"):
+            body = jsonrpc.parse(await response.read())
+            for message in body if isinstance(body, list) else [body]:
+                if jsonrpc.answers(message, request_id):
+                    return dict(message)
+            raise ToolCallFailed("Tool server sent no response to the request", "sandbox")
+        if content_type.startswith("text/event-stream"):
+            decoder = SseDecoder()
+            while chunk := await response.content.readany():
+                for data in decoder.feed(chunk):
+                    message = jsonrpc.parse(data)
+                    if jsonrpc.answers(message, request_id):
+                        await _drain(response)
+                        return dict(message)
+                    if jsonrpc.is_server_request(message):
+                        await self._answer_server_request(headers, message)
+            raise ToolCallFailed("Tool server closed the event stream before answering", "sandbox")
+        raise ToolCallFailed(f"Tool server answered with content type {content_type!r}", "sandbox")
+
+    async def _answer_server_request(
+        self, headers: Mapping[str, str], request: dict[str, Any]
+    ) -> None:
+        """Answer a server-to-client request, so a tool that asks one does not wait forever."""
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request["id"]}
+        if request.get("method") == "ping":
+            reply["result"] = {}
+        else:
+            reply["error"] = {
+                "code": jsonrpc.METHOD_NOT_FOUND,
+                "message": f"The client does not support {request.get('method')!r}",
+            }
+        await self._post(headers, reply, None)
+
+    def _cancel_in_background(self, headers: dict[str, str], request_id: int) -> None:
+        """Tell the server to stop a call we gave up on; `aclose` waits for it to be sent."""
+        notice = jsonrpc.notification(
+            "notifications/cancelled", {"requestId": request_id, "reason": "timed out"}
+        )
+        task = asyncio.get_running_loop().create_task(self._notify_quietly(headers, notice))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _notify_quietly(self, headers: dict[str, str], notice: dict[str, Any]) -> None:
+        try:
+            async with asyncio.timeout(self._tools.control_timeout):
+                await self._post(headers, notice, None)
+        except (ToolCallFailed, TimeoutError):
+            pass  # best effort: the session's end stops the call on the server anyway
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    """Read an event stream to its end, so that its connection goes back to the pool.
+
+    Servers end the stream right after the response; one that keeps it open costs its
+    connection instead of the call's time.
+    """
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while await response.content.readany():
+                pass
+    except TimeoutError:
+        pass
+
+
+async def _http_failure(
+    response: aiohttp.ClientResponse, headers: Mapping[str, str]
+) -> ToolCallFailed:
+    """A failed HTTP status as a call failure; only a rejected tool call is the tool's fault."""
+    error = jsonrpc.error_in_body(await response.read())
+    if error is not None and error.get("code") == JSONRPC_INVALID_PARAMS:
+        return jsonrpc.error_failure(error)
+    detail = jsonrpc.error_text(error) if error is not None else (response.reason or "")
+    session_id = headers.get(SESSION_HEADER)
+    if response.status == 404 and session_id:
+        return ToolCallFailed(
+            f"Tool server no longer knows MCP session {session_id} (HTTP 404: {detail}); "
+            "it was restarted or ended the session",
+            "sandbox",
+        )
+    return ToolCallFailed(f"Tool server answered HTTP {response.status}: {detail}", "sandbox")
+
+
+class HttpTools:
+    """A `ToolProvider` for a streamable-HTTP MCP endpoint such as `http://tools:8000/mcp`.
+
+    All sessions share one aiohttp connection pool; each `session()` is its own MCP session.
+    `headers` are sent on every request (an `Authorization` header, say). `control_timeout`
+    bounds listing tools and ending sessions; tool calls have their own per-call timeout.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_result_chars: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_connections: int = 100,
+        connect_timeout: float = 10.0,
+        control_timeout: float = 30.0,
+    ) -> None:
+        parsed = URL(url) if isinstance(url, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(
+                "HttpTools needs the http(s):// URL of a streamable-HTTP MCP endpoint, "
+                f"such as http://127.0.0.1:8000/mcp; got {url!r}"
+            )
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        self.url = parsed
+        self.max_result_chars = check_max_result_chars(max_result_chars)
+        self.control_timeout = control_timeout
+        self._headers = dict(headers or {})
+        self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._http: aiohttp.ClientSession | None = None
+
+    def http(self) -> aiohttp.ClientSession:
+        """The shared connection pool, made on first use (it belongs to the running loop)."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                headers=self._headers,
+            )
+        return self._http
+
+    def open_pool(self) -> aiohttp.ClientSession | None:
+        """The connection pool if it is open; None after `aclose` or before first use."""
+        return self._http if self._http is not None and not self._http.closed else None
+
+    async def list_tools(self) -> list[ToolSchema]:
+        try:
+            async with asyncio.timeout(self.control_timeout), self.session() as session:
+                wire_tools = await session.list_wire_tools()
+        except ToolCallFailed as exc:
+            raise ConnectionError(f"Cannot list tools from {self.url}: {exc.message}") from exc
+        except TimeoutError as exc:
+            raise ConnectionError(
+                f"Cannot list tools from {self.url}: no answer within {self.control_timeout:g}s"
+            ) from exc
+        return openai_tools(wire_tools)
+
+    def session(self) -> HttpToolSession:
+        return HttpToolSession(self)
+
+    async def aclose(self) -> None:
+        """Close the connection pool; sessions still open can no longer reach the server."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
