@@ -14,6 +14,12 @@ per request through the model name, `scripted[:flag[:flag...]]`:
 - `status-CODE`: every request gets that HTTP status (401, 404, 429, ...).
 - `sleep-MS`: waits MS milliseconds before answering (a hang, with a large MS).
 - `logprobs`: adds `token_ids` / `logprobs` lists to each choice.
+- `openai-logprobs`: when the request asks `logprobs: true`, adds OpenAI-style
+  `logprobs: {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]}` to the choice.
+- `reply-json`: the last user message is a JSON choice (`message`, optional `finish_reason`,
+  `token_ids`, `logprobs`, ...) sent back as is, for tests of how clients read replies.
+- `drop`: sends the headers and part of the body, then closes the connection.
+- `echo-auth`: answers with the request's `Authorization` header as the content.
 
 `--latency-ms` adds a fixed delay to every request (benchmarks). Requests are recorded in
 `server.requests` when `record=True`.
@@ -95,6 +101,13 @@ class ScriptedModel:
         if "logprobs" in flags:
             choice["token_ids"] = list(range(completion_tokens))
             choice["logprobs"] = [-0.5] * completion_tokens
+        if "openai-logprobs" in flags and body.get("logprobs") is True:
+            choice["logprobs"] = {"content": [
+                {"token": f"t{i}", "logprob": -0.25 * (i % 4), "bytes": [116], "top_logprobs": []}
+                for i in range(completion_tokens)
+            ]}
+        if "reply-json" in flags:
+            choice = {"index": 0, **json.loads(_last_user_text(messages))}
         return {
             "id": f"chatcmpl-{self._ids}",
             "object": "chat.completion",
@@ -108,7 +121,7 @@ class ScriptedModel:
             },
         }
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if self.record:
             self.requests.append(body)
@@ -125,6 +138,22 @@ class ScriptedModel:
                 {"error": {"message": f"scripted status {code}", "type": "scripted", "code": code}},
                 status=code,
             )
+        if "drop" in flags:
+            response = web.StreamResponse(
+                headers={"Content-Type": "application/json", "Content-Length": "4096"}
+            )
+            await response.prepare(request)
+            await response.write(b'{"id": "chatcmpl-dropped", "choices": [')
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        if "echo-auth" in flags:
+            reply = self._reply(body, flags)
+            reply["choices"][0]["message"] = {
+                "role": "assistant", "content": request.headers.get("Authorization", "")
+            }
+            reply["choices"][0]["finish_reason"] = "stop"
+            return web.json_response(reply)
         every = int(flags.get("fail-every", "0") or 0)
         if every and self.counts[model] % every == 0:
             return web.json_response(

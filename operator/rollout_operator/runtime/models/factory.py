@@ -1,0 +1,58 @@
+"""Choosing a chat client for a model, and the one-token check before a batch starts."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from rollout_operator.runtime.errors import ProviderError, SystemicProviderError
+from rollout_operator.runtime.interfaces import ChatModel
+from rollout_operator.runtime.models.http_chat import OpenAIHttpChat
+from rollout_operator.runtime.models.litellm_chat import LiteLLMChat
+from rollout_operator.runtime.models.naming import resolve_model
+
+logger = logging.getLogger(__name__)
+
+_LEAN_PROVIDERS = frozenset({"openai", "hosted_vllm"})
+
+
+def make_chat_model(
+    model: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    lean: bool = True,
+    request_timeout: float | None = None,
+) -> ChatModel:
+    """The client for `model`: the lean HTTP one whenever the endpoint is OpenAI-compatible.
+
+    That is the case with a base URL, or for `hosted_vllm/...` with `HOSTED_VLLM_API_BASE`;
+    everything else (hosted providers, `lean=False`) goes through litellm. With a base URL the
+    name resolves without importing litellm.
+    """
+    resolved = resolve_model(model, base_url)
+    if lean and resolved.api_base and resolved.provider in _LEAN_PROVIDERS:
+        if resolved.provider == "hosted_vllm":
+            api_key = api_key or os.environ.get("HOSTED_VLLM_API_KEY")
+        return OpenAIHttpChat(
+            resolved.api_base,
+            resolved.bare_name,
+            api_key,
+            request_timeout=request_timeout,
+            label=resolved.litellm_model,
+        )
+    return LiteLLMChat(resolved, api_key, request_timeout=request_timeout)
+
+
+async def preflight(chat: ChatModel) -> None:
+    """Send a one-token `"hi"`: a systemic failure (bad key, wrong URL, unknown model) raises.
+
+    Anything else, a rate limit or a 5xx included, means the endpoint is there; the batch goes
+    on and its rows meet the error themselves if it persists.
+    """
+    try:
+        await chat.chat([{"role": "user", "content": "hi"}], max_tokens=1)
+    except SystemicProviderError:
+        raise
+    except ProviderError as exc:
+        logger.debug("Preflight for %s ignored: %s", chat.model, exc)
