@@ -213,6 +213,8 @@ def report(results: list[Measure], load: float) -> str:
     by_mode = {r.mode: r for r in results}
     lean = by_mode["HttpTools, HTTP (SSE answers), kept session"]
     full = by_mode["FastMCPClientTools, HTTP, kept session"]
+    js = by_mode["HttpTools, HTTP (JSON answers), kept session"]
+    json_saving = (lean.server_cpu_ms or 0.0) - (js.server_cpu_ms or 0.0)
     local = by_mode["InProcessTools"]
     memory = by_mode["FastMCPClientTools, in memory"]
     lines += [
@@ -225,6 +227,12 @@ def report(results: list[Measure], load: float) -> str:
         f"HttpTools spends {full.cpu_ms / lean.cpu_ms:.1f}x less client CPU per call than "
         f"FastMCP's Client over HTTP; InProcessTools is {memory.p50_ms / local.p50_ms:.1f}x "
         "faster (p50) than FastMCP's in-memory Client.",
+        "",
+        "Server CPU depends on the protocol revision and answer format: FastMCP's Client",
+        "negotiates the stateless 2026-07-28 revision, HttpTools the 2025-11-25 `initialize`",
+        "handshake with a session. A server started with `json_response=True` answers with JSON",
+        f"bodies instead of SSE streams and spends {json_saving:.2f} ms "
+        "less server CPU per call here.",
         "",
     ]
     return "\n".join(lines)
