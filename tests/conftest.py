@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_LOG", "ERROR")
 
-from tests.support.scripted_model import ScriptedModelServer  # noqa: E402
+from tests.support.scripted_model import ScriptedModelServer
 
 
 @pytest.fixture(scope="session")

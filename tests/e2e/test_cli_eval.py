@@ -64,7 +64,7 @@ def test_eval_writes_upstream_results(
     assert stats["mean"] == 1.0 and stats["std"] == 0.0
     assert stats["pass_at_k"] == {"1": 1.0, "2": 1.0, "4": 1.0}
     assert document["summary"]["total_runs"] == ROWS * 4
-    samples = list(out.rglob("samples_*.jsonl"))[0].read_text().splitlines()
+    samples = next(out.rglob("samples_*.jsonl")).read_text().splitlines()
     assert len(samples) == ROWS * 4
     first = json.loads(samples[0])
     assert set(first) == {"row_index", "run_index", "model_tag", "messages"}
@@ -111,7 +111,7 @@ def test_interrupt_then_resume_skips_finished_runs(
             time.sleep(0.05)
         assert journal_lines >= 12
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 130, stderr
         assert "rerun the same command to resume" in stderr
         finished = len(next(cache.rglob("*.runs.jsonl")).read_text().splitlines())

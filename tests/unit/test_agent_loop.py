@@ -1,4 +1,4 @@
-"""The agent loop against the real calculator tools and a scripted model over HTTP (checks 11-13)."""
+"""The agent loop with the real calculator tools and a scripted model over HTTP (checks 11-13)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ async def test_tool_errors_become_messages_and_loop_goes_on(
             session, AgentConfig(),
         )
     tool_messages = [m for m in result.messages if m["role"] == "tool"]
-    assert [m["content"] for m in tool_messages][0] == "96.0"
+    assert tool_messages[0]["content"] == "96.0"
     unknown, bad_json = tool_messages[1]["content"], tool_messages[2]["content"]
     assert unknown.startswith("Error: ") and "divide" in unknown
     assert bad_json.startswith("Error: Invalid JSON arguments: Expecting value")

@@ -71,7 +71,7 @@ async def test_modes_failures_and_threads(repo: Path) -> None:
 
 
 def test_undetectable_mode_is_rejected(repo: Path) -> None:
-    with pytest.raises(EvalFnError, match="first parameter is 'x'. Expected 'solution_str'"):
+    with pytest.raises(EvalFnError, match=r"first parameter is 'x'\. Expected 'solution_str'"):
         load_scorers(repo, ["scorers.basic:odd"])
 
 

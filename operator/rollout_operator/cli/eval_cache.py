@@ -30,7 +30,7 @@ _WRITE_INTERVAL_S = 2.0
 
 
 def cache_root(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path:
-    """`$OSMOSIS_CACHE_DIR/eval`, else `$XDG_CACHE_HOME/osmosis/eval`, else `~/.cache/osmosis/eval`."""
+    """`$OSMOSIS_CACHE_DIR/eval`, else `$XDG_CACHE_HOME/osmosis/eval`, else the home cache."""
     if environ.get("OSMOSIS_CACHE_DIR"):
         return Path(environ["OSMOSIS_CACHE_DIR"]) / "eval"
     if environ.get("XDG_CACHE_HOME"):
@@ -136,7 +136,7 @@ class EvalCache:
         if fresh:
             backup_suffix = f".backup.{int(time.time())}"
             for old in existing:
-                for part in (old, old.with_suffix(".runs.jsonl"), old.with_suffix(".samples.jsonl")):
+                for part in task_files(old):
                     if part.exists():
                         part.rename(part.with_name(part.name + backup_suffix))
             existing = []
@@ -233,6 +233,10 @@ class EvalCache:
         for sample in _read_jsonl(self.samples_path):
             latest[run_key(sample)] = sample
         return (latest[run_key(run)] for run in self.ordered_runs() if run_key(run) in latest)
+
+
+def task_files(path: Path) -> tuple[Path, Path, Path]:
+    return path, path.with_suffix(".runs.jsonl"), path.with_suffix(".samples.jsonl")
 
 
 def run_key(run: dict[str, Any]) -> RunKey:

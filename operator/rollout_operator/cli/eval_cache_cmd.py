@@ -7,7 +7,12 @@ from typing import Any
 
 import click
 
-from rollout_operator.cli.eval_cache import cache_root, list_cache_files, read_cache_header
+from rollout_operator.cli.eval_cache import (
+    cache_root,
+    list_cache_files,
+    read_cache_header,
+    task_files,
+)
 
 _STATUS = click.Choice(["in_progress", "completed"])
 
@@ -91,6 +96,6 @@ def cache_rm(
         click.confirm(f"Remove {len(entries)} cached eval task(s)?", abort=True)
     for entry in entries:
         path = Path(entry["path"])
-        for part in (path, path.with_suffix(".runs.jsonl"), path.with_suffix(".samples.jsonl")):
+        for part in task_files(path):
             part.unlink(missing_ok=True)
         click.echo(f"Removed {entry['task_id']} ({path})")

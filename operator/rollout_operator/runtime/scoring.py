@@ -105,10 +105,7 @@ async def score_one(
 ) -> float:
     """Run one scorer; raises whatever the scorer raised (callers record it)."""
     kwargs = _call_kwargs(scorer, messages, ground_truth, row)
-    if scorer.is_async:
-        pending = scorer.fn(**kwargs)
-    else:
-        pending = asyncio.to_thread(scorer.fn, **kwargs)
+    pending = scorer.fn(**kwargs) if scorer.is_async else asyncio.to_thread(scorer.fn, **kwargs)
     value = await (pending if timeout_s is None else asyncio.wait_for(pending, timeout_s))
     return _as_score(value)
 
