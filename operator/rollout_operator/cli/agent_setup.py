@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,54 @@ def check_dataset(path: str, offset: int, limit: int | None) -> int:
         return validate_dataset(path, offset=offset, limit=limit)
     except (LocalExecutionError, FileNotFoundError) as exc:
         raise SetupError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds that keep one bad tool, scorer or model reply from stalling a batch."""
+
+    tool_timeout_s: float | None
+    rollout_timeout_s: float | None
+    score_timeout_s: float | None
+    tool_result_chars: int | None
+
+    @classmethod
+    def from_flags(cls, flags: dict[str, Any]) -> Limits:
+        def positive(value: float | None) -> float | None:
+            return value if value else None  # 0 turns a limit off
+
+        chars = flags["tool_result_limit"]
+        return cls(
+            tool_timeout_s=positive(flags["tool_timeout"]),
+            rollout_timeout_s=positive(flags["rollout_timeout"]),
+            score_timeout_s=positive(flags["score_timeout"]),
+            tool_result_chars=int(chars) if chars else None,
+        )
+
+    def agent_config(self, max_turns: int, params: dict[str, Any]) -> Any:
+        from rollout_operator.runtime.agent_loop import AgentConfig
+
+        return AgentConfig(
+            max_turns=max_turns,
+            completion_params=params,
+            tool_timeout_s=self.tool_timeout_s,
+            rollout_timeout_s=self.rollout_timeout_s,
+        )
+
+
+def limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The timeout and size flags `test` and `eval` share (0 turns a limit off)."""
+    options = [
+        click.option("--tool-timeout", type=click.FloatRange(min=0), default=60.0,
+                     show_default=True, help="Seconds one tool call may take."),
+        click.option("--rollout-timeout", type=click.FloatRange(min=0), default=450.0,
+                     show_default=True, help="Seconds one rollout (all its turns) may take."),
+        click.option("--score-timeout", type=click.FloatRange(min=0), default=150.0,
+                     show_default=True, help="Seconds one eval function may take."),
+        click.option("--tool-result-limit", type=click.IntRange(min=0), default=100_000,
+                     show_default=True, help="Characters of a tool result kept; longer ones are "
+                     "cut with a marker."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -19,12 +19,14 @@ from typing import Any
 import click
 
 from rollout_operator.cli.agent_setup import (
+    Limits,
     SetupError,
     build_model,
     check_agent_source,
     check_dataset,
     check_model,
     completion_params,
+    limit_options,
     load_tools,
 )
 from rollout_operator.cli.eval_cache import (
@@ -65,6 +67,7 @@ class EvalOptions:
     log_samples: bool
     output_path: str | None
     quiet: bool
+    limits: Limits
 
     def config(self) -> dict[str, Any]:
         """The configuration that identifies a task (no secrets)."""
@@ -118,6 +121,7 @@ class EvalOptions:
 @click.option("--log-samples", is_flag=True, help="Also write each run's conversation (JSONL).")
 @click.option("-o", "--output-path", default=None, help="Directory for results files.")
 @click.option("--debug", is_flag=True, help="Debug logging.")
+@limit_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @click.pass_context
 def eval_group(ctx: click.Context, /, **kwargs: Any) -> None:
@@ -168,6 +172,7 @@ def _parse_options(kw: dict[str, Any]) -> EvalOptions:
         log_samples=kw["log_samples"],
         output_path=kw["output_path"],
         quiet=kw["quiet"],
+        limits=Limits.from_flags(kw),
     )
 
 
@@ -247,7 +252,6 @@ async def _evaluate(
     baseline: Any,
     cache: EvalCache,
 ) -> int:
-    from rollout_operator.runtime.agent_loop import AgentConfig
     from rollout_operator.runtime.dataset import DatasetRow, iter_rows
     from rollout_operator.runtime.errors import SystemicProviderError
     from rollout_operator.runtime.pool import run_pool
@@ -276,18 +280,19 @@ async def _evaluate(
             cache.status = "completed"
             _finish(options, cache, names, quiet=options.quiet, already=True)
             return 0
-        tools = await load_tools(options.mcp_dir)
+        tools = await load_tools(options.mcp_dir, options.limits.tool_result_chars)
         await check_model(chat)
         if baseline is not None:
             await check_model(baseline)
-        config = AgentConfig(max_turns=options.max_turns, completion_params=options.params)
-        runners: dict[str | None, RolloutRunner] = {
-            None: RolloutRunner(chat, tools.provider, tools.schemas, scorers, config,
-                                fastmcp_version=tools.fastmcp_version),
-        }
-        if baseline is not None:
-            runners["baseline"] = RolloutRunner(baseline, tools.provider, tools.schemas, scorers,
-                                                config, fastmcp_version=tools.fastmcp_version)
+        config = options.limits.agent_config(options.max_turns, options.params)
+        runners: dict[str | None, RolloutRunner] = {}
+        for tag, client in ((None, chat), ("baseline", baseline)):
+            if client is not None:
+                runners[tag] = RolloutRunner(
+                    client, tools.provider, tools.schemas, scorers, config,
+                    score_timeout_s=options.limits.score_timeout_s,
+                    fastmcp_version=tools.fastmcp_version,
+                )
 
         def items() -> Iterator[WorkItem]:
             for data_row in iter_rows(options.dataset, offset=options.offset, limit=options.limit):

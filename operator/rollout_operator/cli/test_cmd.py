@@ -14,15 +14,18 @@ from typing import Any
 import click
 
 from rollout_operator.cli.agent_setup import (
+    Limits,
     SetupError,
     build_model,
     check_agent_source,
     check_dataset,
     check_model,
     completion_params,
+    limit_options,
     load_tools,
 )
 from rollout_operator.cli.progress import BatchProgress, format_duration, summary_table
+from rollout_operator.runtime.agent_loop import AgentConfig
 from rollout_operator.runtime.errors import SystemicProviderError
 
 
@@ -45,6 +48,7 @@ from rollout_operator.runtime.errors import SystemicProviderError
 @click.option("--debug", is_flag=True, help="Debug logging.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write results as JSON to this file.")
+@limit_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @click.option("-i", "--interactive", is_flag=True, help="Step through each row turn by turn.")
 @click.option("--row", type=click.IntRange(min=0), default=None,
@@ -66,6 +70,7 @@ def test_command(
     quiet: bool,
     interactive: bool,
     row: int | None,
+    **limit_flags: Any,
 ) -> None:
     """Run dataset rows through the agent loop and report which complete."""
     from rollout_operator.cli.logs import configure_logging
@@ -82,8 +87,10 @@ def test_command(
 
         asyncio.run(run_interactive(chat, mcp_dir, dataset, offset, limit, max_turns, params, row))
         return
+    limits = Limits.from_flags(limit_flags)
+    config = limits.agent_config(max_turns, params)
     failed = asyncio.run(
-        _run_batch(chat, mcp_dir, dataset, offset, limit, total, max_turns, params, output, quiet)
+        _run_batch(chat, mcp_dir, dataset, offset, limit, total, config, limits, output, quiet)
     )
     raise SystemExit(1 if failed else 0)
 
@@ -95,23 +102,22 @@ async def _run_batch(
     offset: int,
     limit: int | None,
     total: int,
-    max_turns: int,
-    params: dict[str, Any],
+    config: AgentConfig,
+    limits: Limits,
     output: str | None,
     quiet: bool,
 ) -> int:
-    from rollout_operator.runtime.agent_loop import AgentConfig
     from rollout_operator.runtime.dataset import iter_rows
     from rollout_operator.runtime.rollout import RolloutRunner, WorkItem
 
     try:
-        tools = await load_tools(mcp_dir)
+        tools = await load_tools(mcp_dir, limits.tool_result_chars)
         await check_model(chat)
         runner = RolloutRunner(
             llm=chat,
             tools=tools.provider,
             tool_schemas=tools.schemas,
-            config=AgentConfig(max_turns=max_turns, completion_params=params),
+            config=config,
             fastmcp_version=tools.fastmcp_version,
         )
         stats = _Totals()
