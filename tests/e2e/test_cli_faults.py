@@ -36,7 +36,7 @@ def test_raising_and_hanging_tools_and_scorers(
 
     samples = {json.loads(line)["row_index"]: json.loads(line)["messages"]
                for line in next(out.rglob("samples_*.jsonl")).read_text().splitlines()}
-    tool_text = {i: [m["content"] for m in msgs if m["role"] == "tool"][0]
+    tool_text = {i: next(m["content"] for m in msgs if m["role"] == "tool")
                  for i, msgs in samples.items()}
     assert tool_text[0] == "96.0"
     assert tool_text[1].startswith("Error: ") and "thirteen is unlucky" in tool_text[1]
