@@ -138,3 +138,21 @@ def test_missing_main_py_is_reported(scripted_model: ScriptedModelServer, tmp_pa
                     "scripted", "--base-url", scripted_model.base_url])
     assert done.returncode == 1
     assert "main.py" in done.stderr
+
+
+def test_dotenv_in_working_directory_is_loaded(
+    scripted_model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """A bare model name goes through litellm with the key and endpoint from ./.env (check 14)."""
+    from tests.support.cli import EXAMPLE
+
+    (tmp_path / ".env").write_text(
+        f"OPENAI_API_KEY=sk-from-dotenv\nOPENAI_BASE_URL={scripted_model.base_url}\n"
+    )
+    out = tmp_path / "t.json"
+    done = run_cli(["test", "--mcp", str(EXAMPLE / "mcp"), "-d",
+                    str(EXAMPLE / "test_data.jsonl"), "--model", "gpt-5-mini", "--limit", "1",
+                    "-o", str(out)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["summary"]["passed"] == 1
+    assert scripted_model.requests[-1]["model"] == "gpt-5-mini"
