@@ -222,41 +222,54 @@ def _first(*values: object) -> object:
     return next((v for v in values if v is not None), None)
 
 
-def _build_call(
+def _judge_call(
     *,
     provider: str,
     model: str,
     api_key: str | None,
     api_base: str | None,
-    rubric: str,
-    solution_str: str,
-    score_min: float,
-    score_max: float,
-    timeout: float,
-    reasoning_effort: str | None,
-    custom_system_prompt: str | None,
-    original_input: str | None,
-    ground_truth: str | None,
-    metadata: Mapping[str, Any] | None,
+    rubric: object,
+    solution_str: object,
+    score_min: object,
+    score_max: object,
+    reasoning_effort: object,
+    timeout: object,
+    custom_system_prompt: object,
+    original_input: object,
+    ground_truth: object,
+    metadata: object,
 ) -> JudgeCall:
+    """Check the arguments both forms share, in the SDK's order, and build the request.
+
+    `score_min` and `score_max` arrive with their defaults already filled in.
+    """
+    rubric_text = _required_text(rubric, "'rubric' must be a non-empty string")
+    solution = _required_text(solution_str, "'solution_str' must be a non-empty string")
+    low, high = _score_range(score_min, score_max)
+    effort = _optional_text(reasoning_effort, "reasoning_effort")
+    seconds = _timeout(timeout, provider, model)
+    custom = _optional_text(custom_system_prompt, "system_prompt")
+    original = _optional_text(original_input, "original_input")
+    truth = _optional_text(ground_truth, "ground_truth")
+    extra = _metadata(metadata)
     return JudgeCall(
         provider=provider,
         model=model,
         api_key=api_key,
-        api_base=api_base,
-        timeout=timeout,
-        reasoning_effort=reasoning_effort,
-        score_min=score_min,
-        score_max=score_max,
-        system=system_prompt(score_min, score_max, custom_system_prompt),
+        api_base=api_base or None,
+        timeout=seconds,
+        reasoning_effort=effort or None,
+        score_min=low,
+        score_max=high,
+        system=system_prompt(low, high, custom),
         user=user_prompt(
-            rubric,
-            solution_str,
-            score_min,
-            score_max,
-            original_input=original_input,
-            ground_truth=ground_truth,
-            metadata=metadata,
+            rubric_text,
+            solution,
+            low,
+            high,
+            original_input=original,
+            ground_truth=truth,
+            metadata=extra,
         ),
     )
 
@@ -296,32 +309,21 @@ def classic_call(
     key = resolve_api_key(
         provider, _first(api_key, model_info.get("api_key")), model_info.get("api_key_env"), base
     )
-    rubric_text = _required_text(rubric, "'rubric' must be a non-empty string")
-    solution = _required_text(solution_str, "'solution_str' must be a non-empty string")
-    low, high = _score_range(
-        _first(score_min, model_info.get("score_min"), 0.0),
-        _first(score_max, model_info.get("score_max"), 1.0),
-    )
-    effort = _optional_text(model_info.get("reasoning_effort"), "reasoning_effort")
-    return _build_call(
+    return _judge_call(
         provider=provider,
         model=model,
         api_key=key,
-        api_base=base or None,
-        rubric=rubric_text,
-        solution_str=solution,
-        score_min=low,
-        score_max=high,
-        timeout=_timeout(_first(timeout, model_info.get("timeout")), provider, model),
-        reasoning_effort=effort or None,
-        custom_system_prompt=_optional_text(
-            _first(system_prompt, model_info.get("system_prompt")), "system_prompt"
-        ),
-        original_input=_optional_text(
-            _first(original_input, model_info.get("original_input")), "original_input"
-        ),
-        ground_truth=_optional_text(ground_truth, "ground_truth"),
-        metadata=_metadata(metadata),
+        api_base=base,
+        rubric=rubric,
+        solution_str=solution_str,
+        score_min=_first(score_min, model_info.get("score_min"), 0.0),
+        score_max=_first(score_max, model_info.get("score_max"), 1.0),
+        reasoning_effort=model_info.get("reasoning_effort"),
+        timeout=_first(timeout, model_info.get("timeout")),
+        custom_system_prompt=_first(system_prompt, model_info.get("system_prompt")),
+        original_input=_first(original_input, model_info.get("original_input")),
+        ground_truth=ground_truth,
+        metadata=metadata,
     )
 
 
@@ -350,24 +352,21 @@ def model_call(
     provider = provider.lower()
     base = _optional_text(api_base, "api_base")
     key = resolve_api_key(provider, api_key, None, base)
-    rubric_text = _required_text(rubric, "'rubric' must be a non-empty string")
-    solution = _required_text(solution_str, "'solution_str' must be a non-empty string")
-    low, high = _score_range(_first(score_min, 0.0), _first(score_max, 1.0))
-    return _build_call(
+    return _judge_call(
         provider=provider,
         model=bare,
         api_key=key,
-        api_base=base or None,
-        rubric=rubric_text,
-        solution_str=solution,
-        score_min=low,
-        score_max=high,
-        timeout=_timeout(timeout, provider, bare),
+        api_base=base,
+        rubric=rubric,
+        solution_str=solution_str,
+        score_min=_first(score_min, 0.0),
+        score_max=_first(score_max, 1.0),
         reasoning_effort=None,
-        custom_system_prompt=_optional_text(system_prompt, "system_prompt"),
-        original_input=_optional_text(original_input, "original_input"),
-        ground_truth=_optional_text(ground_truth, "ground_truth"),
-        metadata=_metadata(metadata),
+        timeout=timeout,
+        custom_system_prompt=system_prompt,
+        original_input=original_input,
+        ground_truth=ground_truth,
+        metadata=metadata,
     )
 
 
