@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.loopback import BackgroundApp
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +82,13 @@ class JudgeServer:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
-        self.port = 0
         self._scripts: dict[str, Script] = {}
         self._names = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundApp(self._app, "judge-server")
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def base_url(self) -> str:
@@ -136,38 +139,18 @@ class JudgeServer:
             return web.json_response(_responses_reply(model, script.content))
         return web.json_response(_chat_reply(model, script.content))
 
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/v1/responses", self._handle)
+        return app
+
     def start(self) -> JudgeServer:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self._handle)
-            app.router.add_post("/v1/responses", self._handle)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="judge-server", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the judge server did not start within 10 s")
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+        self._server.stop()
 
     def __enter__(self) -> JudgeServer:
         return self.start()

@@ -34,12 +34,13 @@ import asyncio
 import json
 import re
 import sys
-import threading
 import time
 from collections import Counter
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.loopback import BackgroundApp, site_port
 
 _PRODUCT = re.compile(r"(-?\d+(?:\.\d+)?)\s*[*x×]\s*(-?\d+(?:\.\d+)?)")
 
@@ -182,10 +183,11 @@ class ScriptedModelServer:
 
     def __init__(self, latency_ms: float = 0.0, record: bool = True) -> None:
         self.model = ScriptedModel(latency_ms=latency_ms, record=record)
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundApp(self.model.app, "scripted-model")
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def base_url(self) -> str:
@@ -196,33 +198,11 @@ class ScriptedModelServer:
         return self.model.requests
 
     def start(self) -> ScriptedModelServer:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            self._runner = web.AppRunner(self.model.app(), access_log=None)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="scripted-model", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+        self._server.stop()
 
     def __enter__(self) -> ScriptedModelServer:
         return self.start()
@@ -243,10 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         await runner.setup()
         site = web.TCPSite(runner, args.host, args.port)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        print(f"PORT {port}", flush=True)
+        print(f"PORT {site_port(site)}", flush=True)
         await asyncio.Event().wait()
 
     try:
