@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import run_cli
+from tests.support.loopback import free_port
 from tests.support.scripted_model import ScriptedModelServer
 
 
@@ -72,10 +72,7 @@ def test_systemic_status_stops_before_rows(
 
 
 def test_connection_refused_is_systemic() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    done = run_cli(_test_args(f"http://127.0.0.1:{port}/v1", "scripted"))
+    done = run_cli(_test_args(f"http://127.0.0.1:{free_port()}/v1", "scripted"))
     assert done.returncode == 1
     assert "Error:" in done.stderr
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,71 +26,15 @@ from rollout_operator.runtime.tools import (
 )
 from rollout_operator.runtime.tools.sse import SseDecoder
 from tests.fixtures.tool_table_server import build_server
+from tests.support.loopback import free_port
+from tests.support.tool_table import ToolTableProcess
 
-SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "tool_table_server.py"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_CHARS = 1000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerProcess:
-    """The tool table server in its own process, serving SSE answers and JSON answers."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.json_port = free_port()
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    @property
-    def json_url(self) -> str:
-        return f"http://127.0.0.1:{self.json_port}/mcp"
-
-    def start(self) -> None:
-        command = [sys.executable, str(SERVER_SCRIPT), str(self.port)]
-        # A file, not a pipe: tracebacks of failing tools must never fill a buffer and stall it.
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [*command, "--json-port", str(self.json_port)],
-                cwd=REPO_ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 30
-        pending = {self.port, self.json_port}
-        while pending:
-            if self.process.poll() is not None:
-                output = self.log_path.read_text(errors="replace")
-                raise RuntimeError(f"tool table server exited early:\n{output}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("tool table server did not answer /health within 30 s")
-            for port in list(pending):
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                        pending.discard(port)
-                except OSError:
-                    time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-
 @pytest.fixture(scope="module")
-def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("tool_server") / "server.log")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolTableProcess]:
+    server = ToolTableProcess(tmp_path_factory.mktemp("tool_server") / "server.log")
     server.start()
     try:
         yield server
@@ -103,7 +42,7 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
         server.stop()
 
 
-ProviderFactory = Callable[[ServerProcess, int | None], ToolProvider]
+ProviderFactory = Callable[[ToolTableProcess, int | None], ToolProvider]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "in_process": lambda srv, n: InProcessTools(build_server(), max_result_chars=n),
@@ -116,7 +55,7 @@ PROVIDERS: dict[str, ProviderFactory] = {
 
 @pytest.fixture(params=list(PROVIDERS))
 async def provider(
-    request: pytest.FixtureRequest, http_server: ServerProcess
+    request: pytest.FixtureRequest, http_server: ToolTableProcess
 ) -> AsyncIterator[ToolProvider]:
     tools = PROVIDERS[request.param](http_server, MAX_CHARS)
     try:
@@ -191,7 +130,7 @@ async def test_each_provider_renders_the_case(provider: ToolProvider, case_id: s
 
 @pytest.mark.parametrize("case_id", list(CASES))
 async def test_all_providers_give_identical_outputs(
-    http_server: ServerProcess, case_id: str
+    http_server: ToolTableProcess, case_id: str
 ) -> None:
     case = CASES[case_id]
     outputs: dict[str, ToolOutput] = {}
@@ -218,7 +157,7 @@ async def test_a_session_goes_on_after_a_timeout_and_a_failure(provider: ToolPro
 
 
 async def test_list_tools_is_the_same_validated_schema_everywhere(
-    http_server: ServerProcess,
+    http_server: ToolTableProcess,
 ) -> None:
     listings = {}
     for name, factory in PROVIDERS.items():
@@ -249,7 +188,7 @@ async def test_list_tools_is_the_same_validated_schema_everywhere(
     }
 
 
-async def test_http_sessions_get_their_own_ids_and_end_them(http_server: ServerProcess) -> None:
+async def test_http_sessions_get_their_own_ids_and_end_them(http_server: ToolTableProcess) -> None:
     tools = HttpTools(http_server.url)
     try:
         async with tools.session() as first, tools.session() as second:
@@ -280,7 +219,7 @@ async def test_http_sessions_get_their_own_ids_and_end_them(http_server: ServerP
 async def test_http_session_reports_a_dead_or_restarted_server_as_sandbox_error(
     tmp_path: Path,
 ) -> None:
-    server = ServerProcess(tmp_path / "server.log")
+    server = ToolTableProcess(tmp_path / "server.log")
     server.start()
     tools = HttpTools(server.url)
     try:
