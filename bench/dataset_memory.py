@@ -24,6 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.scripted_model import start_process  # noqa: E402
+
 ROWS = 1_000_000
 WINDOW = 20_000
 SYSTEM = ("You are a calculator assistant. Use the provided tools to compute the answer, then "
@@ -70,10 +74,7 @@ def main() -> None:
     work = Path(tempfile.gettempdir()) / "rollout-operator-bench"
     work.mkdir(exist_ok=True)
     jsonl, csv_path = make_datasets(work)
-    server = subprocess.Popen([sys.executable, "-m", "tests.support.scripted_model", "--port",
-                               "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    base_url = f"http://127.0.0.1:{server.stdout.readline().split()[1]}/v1"
+    server, base_url = start_process()
     results = []
     try:
         for label, dataset, offset in (

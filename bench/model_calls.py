@@ -19,7 +19,6 @@ import importlib.metadata
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from bench._machine import cpu_model, process_cpu_s  # noqa: E402
+from tests.support.scripted_model import start_process  # noqa: E402
 
 from rollout_operator.runtime.models import (  # noqa: E402
     LiteLLMChat,
@@ -130,15 +132,6 @@ class Measure:
         return 1000.0 / self.wall_ms
 
 
-def server_cpu_s(pid: int) -> float:
-    """User + system CPU of the server process, from /proc (0 where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(client: Client, calls: int, in_flight: int, server_pid: int) -> Measure:
     for _ in range(20):
         assert "#### 96" in await client.call()
@@ -152,34 +145,21 @@ async def measure(client: Client, calls: int, in_flight: int, server_pid: int) -
     rounds = []
     for _ in range(ROUNDS):
         gc.collect()
-        server0, cpu0, wall0 = server_cpu_s(server_pid), time.process_time(), time.perf_counter()
+        server0, cpu0, wall0 = process_cpu_s(server_pid), time.process_time(), time.perf_counter()
         if in_flight == 1:
             for _ in range(calls):
                 await one()
         else:
             await asyncio.gather(*(one() for _ in range(calls)))
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        server = server_cpu_s(server_pid) - server0
+        server = process_cpu_s(server_pid) - server0
         rounds.append((cpu * 1000 / calls, wall * 1000 / calls, server * 1000 / calls))
     cpu_ms, wall_ms, server_ms = (statistics.median(r[i] for r in rounds) for i in range(3))
     return Measure(client.name, in_flight, calls, cpu_ms, wall_ms, server_ms)
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.scripted_model", "--port", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )
-    assert server.stdout is not None
-    line = server.stdout.readline().split()
-    if line[:1] != ["PORT"]:
-        server.kill()
-        raise RuntimeError(f"scripted model server did not start: {line}")
-    return server, f"http://127.0.0.1:{line[1]}/v1"
-
-
 async def run(calls: int) -> list[Measure]:
-    server, base_url = start_server()
+    server, base_url = start_process()
     try:
         clients = await make_clients(base_url)
         results = []
@@ -195,16 +175,6 @@ async def run(calls: int) -> list[Measure]:
     finally:
         server.terminate()
         server.wait(10)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def report(results: list[Measure], calls: int, load: float) -> str:

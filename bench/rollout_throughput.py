@@ -18,7 +18,6 @@ import asyncio
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from bench._machine import cpu_model  # noqa: E402
+from tests.support.scripted_model import start_process  # noqa: E402
 
 from rollout_operator.runtime.agent_loop import AgentConfig  # noqa: E402
 from rollout_operator.runtime.dataset import DatasetRow  # noqa: E402
@@ -62,17 +64,6 @@ class Result:
             return None
         ideal = self.concurrency / (self.latency_ms / 1000)
         return (self.model_calls / self.seconds) / ideal
-
-
-def start_server(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.scripted_model", "--port", "0",
-         "--latency-ms", str(latency_ms)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().split()
-    return proc, f"http://127.0.0.1:{line[1]}/v1"
 
 
 def rows(n: int) -> list[DatasetRow]:
@@ -124,7 +115,7 @@ def main() -> None:
     ]
     results = []
     for label, latency, concurrency, count in plan:
-        proc, base_url = start_server(latency)
+        proc, base_url = start_process(latency)
         try:
             results.append(asyncio.run(measure(label, base_url, latency, concurrency, count)))
         finally:
@@ -141,14 +132,11 @@ def main() -> None:
 def write_report(results: list[Result], rss_mb: float) -> None:
     import fastmcp
 
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
     lines = [
         "# Rollout throughput (local runtime)",
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {os.cpu_count()} cores, {cpu}; Python {platform.python_version()}; "
+        f"- machine: {os.cpu_count()} cores, {cpu_model()}; Python {platform.python_version()}; "
         f"fastmcp {fastmcp.__version__}",
         "- rollout: calculator task, 2 model calls + 1 tool call + `####` reward; model server "
         "in a separate process; runtime on one event loop (one core)",

@@ -1,4 +1,6 @@
-"""Run every benchmark in this folder; each writes its results under bench/results/."""
+"""Run every benchmark in this folder; each writes its results under bench/results/.
+
+Modules whose names start with an underscore are helpers, not benchmarks."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> None:
     for script in sorted(HERE.glob("*.py")):
-        if script.name == Path(__file__).name:
+        if script.name == Path(__file__).name or script.name.startswith("_"):
             continue
         print(f"== {script.name}", flush=True)
         subprocess.run([sys.executable, str(script)], check=True)

@@ -23,12 +23,10 @@ import importlib.metadata
 import logging
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,7 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT)]
 
+from bench._machine import cpu_model, process_cpu_s  # noqa: E402
 from tests.fixtures.tool_table_server import build_server  # noqa: E402
+from tests.support.tool_table import ToolTableProcess  # noqa: E402
 
 from rollout_operator.runtime.interfaces import ToolOutput, ToolProvider  # noqa: E402
 from rollout_operator.runtime.tools import (  # noqa: E402
@@ -61,12 +61,6 @@ class Measure:
     server_cpu_ms: float | None
 
 
-def server_cpu_s(pid: int) -> float:
-    """User + system CPU of the server process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(sorted_values: list[float], fraction: float) -> float:
     index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
     return sorted_values[index]
@@ -81,7 +75,7 @@ async def measure(mode: str, call: Call, calls: int, server_pid: int | None) -> 
         assert output.content == "96.0", output
     latencies: list[float] = []
     gc.collect()
-    server0 = server_cpu_s(server_pid) if server_pid else 0.0
+    server0 = process_cpu_s(server_pid) if server_pid else 0.0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(calls):
         start = time.perf_counter()
@@ -89,7 +83,7 @@ async def measure(mode: str, call: Call, calls: int, server_pid: int | None) -> 
         latencies.append((time.perf_counter() - start) * 1000)
         assert output.content == "96.0", output
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    server = server_cpu_s(server_pid) - server0 if server_pid else None
+    server = process_cpu_s(server_pid) - server0 if server_pid else None
     latencies.sort()
     result = Measure(
         mode,
@@ -126,66 +120,32 @@ async def session_per_call(mode: str, tools: ToolProvider, calls: int, pid: int)
         await tools.aclose()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
-    port, json_port = free_port(), free_port()
-    server = subprocess.Popen(
-        [sys.executable, "tests/fixtures/tool_table_server.py", str(port),
-         "--json-port", str(json_port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    for check_port in (port, json_port):
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{check_port}/health", timeout=1):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    server.kill()
-                    raise RuntimeError("tool table server did not start") from None
-                time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{json_port}/mcp"
-
-
 async def run(calls: int, session_calls: int) -> list[Measure]:
-    server, url, json_url = start_server()
-    pid = server.pid
-    try:
-        return [
-            await kept_session("InProcessTools", InProcessTools(build_server()), calls, None),
-            await kept_session(
-                "FastMCPClientTools, in memory", FastMCPClientTools(build_server()), calls, None
-            ),
-            await kept_session("FastMCPClientTools, HTTP, kept session",
-                               FastMCPClientTools(url), calls, pid),
-            await kept_session("HttpTools, HTTP (SSE answers), kept session",
-                               HttpTools(url), calls, pid),
-            await kept_session("HttpTools, HTTP (JSON answers), kept session",
-                               HttpTools(json_url), calls, pid),
-            await session_per_call("FastMCPClientTools, HTTP, new session per call",
-                                   FastMCPClientTools(url), session_calls, pid),
-            await session_per_call("HttpTools, HTTP (SSE answers), new session per call",
-                                   HttpTools(url), session_calls, pid),
-        ]
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    with tempfile.TemporaryDirectory() as logs:
+        server = ToolTableProcess(Path(logs) / "server.log")
+        server.start()
+        assert server.process is not None
+        url, json_url, pid = server.url, server.json_url, server.process.pid
+        try:
+            return [
+                await kept_session("InProcessTools", InProcessTools(build_server()), calls, None),
+                await kept_session(
+                    "FastMCPClientTools, in memory", FastMCPClientTools(build_server()), calls,
+                    None,
+                ),
+                await kept_session("FastMCPClientTools, HTTP, kept session",
+                                   FastMCPClientTools(url), calls, pid),
+                await kept_session("HttpTools, HTTP (SSE answers), kept session",
+                                   HttpTools(url), calls, pid),
+                await kept_session("HttpTools, HTTP (JSON answers), kept session",
+                                   HttpTools(json_url), calls, pid),
+                await session_per_call("FastMCPClientTools, HTTP, new session per call",
+                                       FastMCPClientTools(url), session_calls, pid),
+                await session_per_call("HttpTools, HTTP (SSE answers), new session per call",
+                                       HttpTools(url), session_calls, pid),
+            ]
+        finally:
+            server.stop()
 
 
 def report(results: list[Measure], load: float) -> str:

@@ -24,7 +24,8 @@ per request through the model name, `scripted[:flag[:flag...]]`:
 `--latency-ms` adds a fixed delay to every request (benchmarks). Requests are recorded in
 `server.requests` when `record=True`.
 
-Run as a process: `python -m tests.support.scripted_model --port 0` prints `PORT <n>`.
+Run as a process: `python -m tests.support.scripted_model --port 0` prints `PORT <n>`;
+`start_process()` does that and reads the port.
 """
 
 from __future__ import annotations
@@ -33,15 +34,18 @@ import argparse
 import asyncio
 import json
 import re
+import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.support.loopback import BackgroundApp, site_port
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _PRODUCT = re.compile(r"(-?\d+(?:\.\d+)?)\s*[*x×]\s*(-?\d+(?:\.\d+)?)")
 
 
@@ -230,6 +234,21 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve())
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+def start_process(latency_ms: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+    """The server in its own process (benchmarks: its CPU is not theirs) and its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.scripted_model", "--port", "0",
+         "--latency-ms", str(latency_ms)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    if line[:1] != ["PORT"]:
+        process.kill()
+        raise RuntimeError(f"scripted model server did not start: {line}")
+    return process, f"http://127.0.0.1:{line[1]}/v1"
 
 
 if __name__ == "__main__":
