@@ -77,18 +77,14 @@ def _responses_reply(model: str, content: str) -> dict[str, Any]:
     }
 
 
-class JudgeServer:
+class JudgeServer(BackgroundApp):
     """Serves scripted judge replies from a background thread."""
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self._scripts: dict[str, Script] = {}
         self._names = itertools.count(1)
-        self._server = BackgroundApp(self._app, "judge-server")
-
-    @property
-    def port(self) -> int:
-        return self._server.port
+        super().__init__(self._app, "judge-server")
 
     @property
     def base_url(self) -> str:
@@ -144,16 +140,3 @@ class JudgeServer:
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_post("/v1/responses", self._handle)
         return app
-
-    def start(self) -> JudgeServer:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> JudgeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

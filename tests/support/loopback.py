@@ -11,6 +11,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable
+from typing import Self
 
 from aiohttp import web
 
@@ -32,7 +33,10 @@ def site_port(site: web.TCPSite) -> int:
 
 
 class BackgroundApp:
-    """The app `make_app` builds, served on a free loopback port from its own thread."""
+    """The app `make_app` builds, served on a free loopback port from its own thread.
+
+    A context manager: `with Server() as server:` serves for the block.
+    """
 
     def __init__(self, make_app: Callable[[], web.Application], name: str) -> None:
         self.port = 0
@@ -41,7 +45,7 @@ class BackgroundApp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self) -> Self:
         """Serve until `stop`; raise if the server is not listening within 10 s."""
         ready = threading.Event()
 
@@ -62,9 +66,16 @@ class BackgroundApp:
         self._thread.start()
         if not ready.wait(10):
             raise RuntimeError(f"{self._name} did not start within 10 s")
+        return self
 
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -182,16 +182,12 @@ def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-class ScriptedModelServer:
+class ScriptedModelServer(BackgroundApp):
     """The scripted model served from a background thread (for in-process tests)."""
 
     def __init__(self, latency_ms: float = 0.0, record: bool = True) -> None:
         self.model = ScriptedModel(latency_ms=latency_ms, record=record)
-        self._server = BackgroundApp(self.model.app, "scripted-model")
-
-    @property
-    def port(self) -> int:
-        return self._server.port
+        super().__init__(self.model.app, "scripted-model")
 
     @property
     def base_url(self) -> str:
@@ -200,19 +196,6 @@ class ScriptedModelServer:
     @property
     def requests(self) -> list[dict[str, Any]]:
         return self.model.requests
-
-    def start(self) -> ScriptedModelServer:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> ScriptedModelServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
