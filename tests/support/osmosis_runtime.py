@@ -7,10 +7,13 @@ import itertools
 import os
 import subprocess
 import sys
+import textwrap
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 import rollout_operator
 from rollout_operator.runtime.osmosis_compat import install_osmosis_ai
@@ -19,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CALCULATOR = REPO_ROOT / "examples" / "calculator"
 _OPERATOR_DIR = Path(rollout_operator.__file__).resolve().parents[1]
 _names = itertools.count(1)
+_files = itertools.count(1)
 
 
 @contextmanager
@@ -45,6 +49,30 @@ def load_module(path: Path) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def define_decorated(
+    tmp_path: Path, source: str, *, decorator: str, future: bool = False
+) -> types.ModuleType:
+    """Write `source` as a user module that decorates with `decorator` and import it.
+
+    The module imports `Optional` and the decorator from `rollout_operator`; `future=True` starts
+    it with `from __future__ import annotations`, so its annotations are strings.
+    """
+    header = "from __future__ import annotations\n" if future else ""
+    header += f"from typing import Optional\nfrom rollout_operator import {decorator}\n\n"
+    path = tmp_path / f"{decorator}_{next(_files)}.py"
+    path.write_text(header + textwrap.dedent(source))
+    return load_module(path)
+
+
+def decoration_error(
+    tmp_path: Path, source: str, *, decorator: str, future: bool = False
+) -> str:
+    """The message of the `TypeError` that defining `source` must raise."""
+    with pytest.raises(TypeError) as caught:
+        define_decorated(tmp_path, source, decorator=decorator, future=future)
+    return str(caught.value)
 
 
 def run_python(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-import itertools
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,19 @@ from typing import Any
 import pytest
 
 from rollout_operator.runtime.osmosis_compat import is_osmosis_reward, osmosis_reward
-from tests.support.osmosis_runtime import CALCULATOR, load_module, osmosis_ai_installed
+from tests.support.osmosis_runtime import (
+    CALCULATOR,
+    decoration_error,
+    define_decorated,
+    load_module,
+    osmosis_ai_installed,
+)
 
 # This test module itself uses `from __future__ import annotations`, so every classic reward
 # function here is written in a generated module without it (see `_define`).
 
-_files = itertools.count(1)
-
-
-def _define(tmp_path: Path, source: str, *, future: bool = False) -> Any:
-    """Write `source` as a user module that decorates with `@osmosis_reward` and import it."""
-    header = "from __future__ import annotations\n" if future else ""
-    header += "from typing import Optional\nfrom rollout_operator import osmosis_reward\n\n"
-    path = tmp_path / f"reward_{next(_files)}.py"
-    path.write_text(header + textwrap.dedent(source))
-    return load_module(path)
-
-
-def _decoration_error(tmp_path: Path, source: str, *, future: bool = False) -> str:
-    with pytest.raises(TypeError) as caught:
-        _define(tmp_path, source, future=future)
-    return str(caught.value)
+_define = functools.partial(define_decorated, decorator="osmosis_reward")
+_decoration_error = functools.partial(decoration_error, decorator="osmosis_reward")
 
 
 class TestDecorationErrors:

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-import itertools
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rollout_operator.runtime.osmosis_compat import is_osmosis_rubric, osmosis_rubric
-from tests.support.osmosis_runtime import load_module
+from tests.support.osmosis_runtime import decoration_error, define_decorated
 
-_files = itertools.count(1)
-
-
-def _define(tmp_path: Path, source: str, *, future: bool = False) -> Any:
-    """Write `source` as a user module that decorates with `@osmosis_rubric` and import it."""
-    header = "from __future__ import annotations\n" if future else ""
-    header += "from typing import Optional\nfrom rollout_operator import osmosis_rubric\n\n"
-    path = tmp_path / f"rubric_{next(_files)}.py"
-    path.write_text(header + textwrap.dedent(source))
-    return load_module(path)
-
-
-def _decoration_error(tmp_path: Path, source: str, *, future: bool = False) -> str:
-    with pytest.raises(TypeError) as caught:
-        _define(tmp_path, source, future=future)
-    return str(caught.value)
+_define = functools.partial(define_decorated, decorator="osmosis_rubric")
+_decoration_error = functools.partial(decoration_error, decorator="osmosis_rubric")
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "future-annotations"])
