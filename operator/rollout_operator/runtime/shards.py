@@ -1,0 +1,345 @@
+"""Splitting a run into shards, and committing each shard's records in write-once parts.
+
+A work item is one (row, sample) pair. Rows go to shards round-robin by their position in the
+dataset window (`position % shards == index`), so every sample of a prompt lands in the same
+shard (a group's advantages need all of them) and shards differ in size by at most one row.
+Rows are streamed, never held in memory.
+
+A shard's records are committed in parts, `shards/<index>/part-<n>.jsonl`: a writer buffers
+finished records and writes a part every `part_size` records, every `interval_s` seconds and at
+the end. Each part is written once, atomically and only if absent, with a number above every
+part already there, so a part is never overwritten, not even by a second writer racing for the
+same shard. A retried shard reads the items already committed and skips them; if two writers
+did commit the same item, readers keep the first committed (lowest part number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self, TypeVar
+
+from pydantic import ValidationError
+
+from rollout_operator.runtime.records import RecordReadError, TrajectoryRecord
+from rollout_operator.runtime.run_layout import (
+    SHARDS_DIR,
+    parse_part_key,
+    part_key,
+    shard_dir,
+)
+from rollout_operator.runtime.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ItemKey = tuple[int, int]
+"""(row_index, sample_index)."""
+
+DEFAULT_PART_SIZE = 256
+DEFAULT_INTERVAL_S = 10.0
+_READ_AHEAD = 8
+_CREATE_ATTEMPTS = 5
+
+
+def rollout_id(run_name: str, row_index: int, sample_index: int) -> str:
+    """The id of one rollout: the same on every retry of its shard."""
+    return f"{run_name}-{row_index}-{sample_index}"
+
+
+def shard_of(position: int, shards: int) -> int:
+    """The shard that owns the row at `position` (0-based) in the dataset window."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    return position % shards
+
+
+def shard_items(
+    rows: Iterable[T], samples: int, shards: int, index: int
+) -> Iterator[tuple[T, int]]:
+    """The (row, sample_index) work items of shard `index`, streamed in row order.
+
+    `rows` are the rows of the dataset window in order; shard `index` takes those whose
+    position `p` has `p % shards == index`, each `samples` times.
+    """
+    if samples < 1:
+        raise ValueError(f"samples per prompt must be at least 1, got {samples}")
+    if not 0 <= index < shards:
+        raise ValueError(f"shard index must be in [0, {shards}), got {index}")
+    for position, row in enumerate(rows):
+        if position % shards == index:
+            for sample in range(samples):
+                yield row, sample
+
+
+def shard_rows(total_rows: int, shards: int, index: int) -> int:
+    """How many of `total_rows` window rows shard `index` owns."""
+    if not 0 <= index < shards:
+        raise ValueError(f"shard index must be in [0, {shards}), got {index}")
+    if total_rows <= index:
+        return 0
+    return (total_rows - index + shards - 1) // shards
+
+
+def _key(prefix: str, relative: str) -> str:
+    prefix = prefix.strip("/")
+    return f"{prefix}/{relative}" if prefix else relative
+
+
+def _relative(prefix: str, key: str) -> str:
+    prefix = prefix.strip("/")
+    return key[len(prefix) + 1:] if prefix else key
+
+
+async def list_parts(store: ObjectStore, run_prefix: str, index: int) -> list[tuple[int, str]]:
+    """(part number, key) of every committed part of shard `index`, in commit order."""
+    parts: list[tuple[int, str]] = []
+    for key in await store.list(_key(run_prefix, shard_dir(index))):
+        parsed = parse_part_key(_relative(run_prefix, key))
+        if parsed is not None and parsed[0] == index:
+            parts.append((parsed[1], key))
+    return sorted(parts)
+
+
+async def list_all_parts(store: ObjectStore, run_prefix: str) -> list[tuple[int, int, str]]:
+    """(shard index, part number, key) of every committed part of the run, in order."""
+    parts: list[tuple[int, int, str]] = []
+    for key in await store.list(_key(run_prefix, f"{SHARDS_DIR}/")):
+        parsed = parse_part_key(_relative(run_prefix, key))
+        if parsed is not None:
+            parts.append((parsed[0], parsed[1], key))
+    return sorted(parts)
+
+
+async def _read_ahead(store: ObjectStore, keys: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+    """The objects at `keys`, in order, with a few requests in flight at a time."""
+    pending: list[tuple[str, asyncio.Task[bytes]]] = []
+    next_key = 0
+    try:
+        while next_key < len(keys) or pending:
+            while next_key < len(keys) and len(pending) < _READ_AHEAD:
+                key = keys[next_key]
+                pending.append((key, asyncio.create_task(store.get(key))))
+                next_key += 1
+            key, task = pending.pop(0)
+            yield key, await task
+    finally:
+        for _, task in pending:
+            task.cancel()
+        for _, task in pending:
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(data.splitlines(), start=1):
+        if line.strip():
+            yield number, line
+
+
+async def committed_items(store: ObjectStore, run_prefix: str, index: int) -> set[ItemKey]:
+    """The (row, sample) items shard `index` has already committed, whatever their status."""
+    keys = [key for _, key in await list_parts(store, run_prefix, index)]
+    done: set[ItemKey] = set()
+    async for key, data in _read_ahead(store, keys):
+        for number, line in _lines(data):
+            try:
+                fields = json.loads(line)
+                done.add((int(fields["row_index"]), int(fields.get("sample_index", 0))))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RecordReadError(
+                    f"{store.url_for(key)} line {number} is not a trajectory record: {exc}"
+                ) from None
+    return done
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What `read_all_records` found: parts read, records kept and duplicates dropped."""
+
+    parts: int = 0
+    records: int = 0
+    duplicates: int = 0
+
+
+async def read_all_records(
+    store: ObjectStore, run_prefix: str, *, stats: ReadStats | None = None
+) -> AsyncIterator[TrajectoryRecord]:
+    """Every committed record of the run, shard by shard, one per (row, sample).
+
+    When an item was committed twice (two writers raced for a shard), the first committed
+    record is kept: the one in the lowest-numbered part.
+    """
+    stats = stats if stats is not None else ReadStats()
+    seen: set[ItemKey] = set()
+    keys = [key for _, _, key in await list_all_parts(store, run_prefix)]
+    async for key, data in _read_ahead(store, keys):
+        stats.parts += 1
+        for number, line in _lines(data):
+            try:
+                record = TrajectoryRecord.model_validate_json(line)
+            except ValidationError as exc:
+                raise RecordReadError(
+                    f"{store.url_for(key)} line {number} is not a valid trajectory record: "
+                    f"{exc.errors(include_url=False)[0]['msg']}"
+                ) from None
+            item = (record.row_index, record.sample_index)
+            if item in seen:
+                stats.duplicates += 1
+                continue
+            seen.add(item)
+            stats.records += 1
+            yield record
+
+
+class ShardWriter:
+    """Buffers one shard's finished records and commits them in write-once parts.
+
+    Use as `async with ShardWriter(store, run_prefix, index) as writer: await writer.add(r)`.
+    A part is committed when `part_size` records are waiting, when the oldest waiting record
+    is `interval_s` old, and on exit (also when the block raises, so that finished work is
+    kept). `run_prefix` is the run's folder within `store` ("" when the store is opened at the
+    run's URL).
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        run_prefix: str,
+        index: int,
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        interval_s: float = DEFAULT_INTERVAL_S,
+    ) -> None:
+        if part_size < 1:
+            raise ValueError(f"part_size must be at least 1, got {part_size}")
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
+        shard_dir(index)  # validates the index
+        self.store = store
+        self.run_prefix = run_prefix
+        self.index = index
+        self.part_size = part_size
+        self.interval_s = interval_s
+        self.committed = 0
+        self.parts: list[str] = []
+        self._lines: list[bytes] = []
+        self._oldest: float | None = None
+        self._next_part: int | None = None
+        self._lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def pending(self) -> int:
+        """Records added but not committed yet."""
+        return len(self._lines)
+
+    async def open(self) -> None:
+        """Find the highest existing part and start the timer that commits slow trickles."""
+        if self._next_part is None:
+            self._next_part = await self._after_last_part()
+        if self._ticker is None:
+            self._ticker = asyncio.create_task(self._tick(), name=f"shard-{self.index}-commits")
+
+    async def add(self, record: TrajectoryRecord) -> None:
+        """Buffer a record; commit a part when enough are waiting."""
+        self._raise_failure()
+        self._lines.append(record.model_dump_json().encode() + b"\n")
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        if len(self._lines) >= self.part_size:
+            await self.flush()
+
+    async def flush(self) -> str | None:
+        """Commit whatever is waiting as one part now; returns its key (None if nothing was)."""
+        async with self._lock:
+            if not self._lines:
+                return None
+            if self._next_part is None:
+                self._next_part = await self._after_last_part()
+            lines, self._lines = self._lines, []
+            oldest, self._oldest = self._oldest, None
+            try:
+                key = await self._create(b"".join(lines))
+            except BaseException:
+                self._lines[:0] = lines
+                self._oldest = oldest
+                raise
+            self.committed += len(lines)
+            self.parts.append(key)
+            logger.debug("Committed %s (%d records)", key, len(lines))
+            return key
+
+    async def close(self) -> None:
+        """Stop the timer and commit what is left."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        await self.flush()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.close()
+        except Exception:
+            if exc is None:
+                raise
+            logger.exception("Could not commit the last %d records of shard %d",
+                             self.pending, self.index)
+
+    async def _create(self, data: bytes) -> str:
+        assert self._next_part is not None
+        for _ in range(_CREATE_ATTEMPTS):
+            key = _key(self.run_prefix, part_key(self.index, self._next_part))
+            if await self.store.put(key, data, if_absent=True):
+                self._next_part += 1
+                return key
+            # Another writer took this number: continue after its parts.
+            logger.warning("%s already exists; another writer is committing shard %d",
+                           self.store.url_for(key), self.index)
+            self._next_part = max(self._next_part + 1, await self._after_last_part())
+        raise RuntimeError(
+            f"Could not commit a part of shard {self.index} after {_CREATE_ATTEMPTS} attempts: "
+            "other writers keep taking the next part number"
+        )
+
+    async def _after_last_part(self) -> int:
+        parts = await list_parts(self.store, self.run_prefix, self.index)
+        return parts[-1][0] + 1 if parts else 1
+
+    async def _tick(self) -> None:
+        period = min(self.interval_s, 1.0)
+        while True:
+            await asyncio.sleep(period)
+            oldest = self._oldest
+            if oldest is None or time.monotonic() - oldest < self.interval_s:
+                continue
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # surfaced by the next add or close
+                self._failure = exc
+                return
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
