@@ -20,7 +20,9 @@ DEFAULT_DATASET_PATH = "test_data.jsonl"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-RESOURCE_NAME_PATTERN = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+RESOURCE_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 # The Kubernetes quantity grammar, as in the core API's own CRDs.
 QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
@@ -115,7 +117,9 @@ class RepoSpec(ApiModel):
         default="main",
         min_length=1,
         max_length=255,
-        description="Branch, tag or commit SHA to check out. The resolved commit is in status.commit.",
+        description=(
+            "Branch, tag or commit SHA to check out. The resolved commit is in status.commit."
+        ),
     )
     path: str = Field(
         default="",
@@ -146,7 +150,7 @@ class DatasetSpec(ApiModel):
     )
     url: str | None = Field(
         default=None,
-        max_length=MAX_URL_LENGTH,
+        max_length=1024,
         description=(
             "Dataset file in object storage (s3://bucket/key or gs://bucket/key), read with "
             "output's endpoint and credentials. Set either path or url."
@@ -183,7 +187,9 @@ class ServeSpec(ApiModel):
     image: str | None = Field(
         default=None,
         max_length=512,
-        description="Container image of the server; the operator's default for the engine when unset.",
+        description=(
+            "Container image of the server; the operator's default for the engine when unset."
+        ),
     )
     model: str = Field(
         min_length=1,
@@ -198,7 +204,9 @@ class ServeSpec(ApiModel):
     args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list,
         max_length=64,
-        description="Extra command-line arguments for the server, e.g. ['--max-model-len', '8192'].",
+        description=(
+            "Extra command-line arguments for the server, e.g. ['--max-model-len', '8192']."
+        ),
     )
     port: Port = Field(default=8000, description="Port the server listens on.")
     resources: ResourceRequirements | None = Field(
@@ -239,7 +247,9 @@ class ModelSpec(ApiModel):
     )
     serve: ServeSpec | None = Field(
         default=None,
-        description="Run a vLLM or SGLang server for this run instead of using name. Set either name or serve.",
+        description=(
+            "A vLLM or SGLang server the operator runs for this run. Set either name or serve."
+        ),
     )
 
     @model_validator(mode="after")
@@ -399,7 +409,7 @@ class OutputSpec(ApiModel):
 
     url: str | None = Field(
         default=None,
-        max_length=MAX_URL_LENGTH,
+        max_length=512,
         description=(
             "Object storage prefix: s3://bucket/prefix or gs://bucket/prefix. The operator's "
             "default when unset. The run writes under <url>/<namespace>/<name>-<uid>/."
@@ -438,7 +448,8 @@ class RolloutRunSpec(ApiModel):
         default_factory=WorkersSpec, description="Sharding and sizing of the rollout workers."
     )
     sandbox: SandboxSpec = Field(
-        default_factory=SandboxSpec, description="Isolation and network of the pods running user code."
+        default_factory=SandboxSpec,
+        description="Isolation and network of the pods running user code.",
     )
     output: OutputSpec = Field(
         default_factory=OutputSpec, description="Object storage for trajectories and results."

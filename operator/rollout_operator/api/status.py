@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field
@@ -198,9 +198,7 @@ class TrajectorySample(StatusModel):
     row_index: int = Field(ge=0, description="Dataset row of the rollout.")
     sample_index: int = Field(ge=0, description="Sample number within the row.")
     reward: FiniteFloat = Field(default=None, description="Reward of the rollout.")
-    scores: ScoreMap = Field(
-        default_factory=dict, description="Score by scorer (module:function)."
-    )
+    scores: ScoreMap = Field(default_factory=dict, description="Score by scorer (module:function).")
     answer: Annotated[
         str, Field(max_length=MAX_ANSWER_CHARS), BeforeValidator(_cutter(MAX_ANSWER_CHARS))
     ] = Field(default="", description="The start of the final answer.")
@@ -262,9 +260,7 @@ class RolloutRunStatus(StatusModel):
     bundle: Url | None = Field(
         default=None, description="Repository bundle (code and dependencies) the pods run."
     )
-    fastmcp_version: Name | None = Field(
-        default=None, description="FastMCP version in the bundle."
-    )
+    fastmcp_version: Name | None = Field(default=None, description="FastMCP version in the bundle.")
     tools: Annotated[
         list[Name], Field(max_length=MAX_TOOLS), BeforeValidator(_list_capper(MAX_TOOLS))
     ] = Field(
@@ -278,11 +274,14 @@ class RolloutRunStatus(StatusModel):
         description=f"Scorers that run, as module:function (at most {MAX_SCORERS}).",
     )
     progress: Progress | None = Field(default=None, description="Rollouts done so far.")
-    summary: Annotated[
-        dict[str, ScorerSummary],
-        Field(max_length=MAX_SCORERS),
-        BeforeValidator(_summary_capper),
-    ] | None = Field(default=None, description="Statistics by scorer once the run is aggregated.")
+    summary: (
+        Annotated[
+            dict[str, ScorerSummary],
+            Field(max_length=MAX_SCORERS),
+            BeforeValidator(_summary_capper),
+        ]
+        | None
+    ) = Field(default=None, description="Statistics by scorer once the run is aggregated.")
     score: str | None = Field(
         default=None, max_length=32, description="Mean of the first scorer, for display."
     )
@@ -366,7 +365,7 @@ def bounded_status(
 
 def utc_now() -> datetime:
     """Now, in UTC, to the second (Kubernetes timestamps have second precision)."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def find_condition(conditions: Iterable[Condition], type_: str) -> Condition | None:
