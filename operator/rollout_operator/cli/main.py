@@ -25,6 +25,7 @@ def cli() -> None:
 def _register() -> None:
     from rollout_operator.cli.eval_cmd import eval_group
     from rollout_operator.cli.operator_cmd import operator_command
+    from rollout_operator.cli.render_cmd import render_command
     from rollout_operator.cli.test_cmd import test_command
     from rollout_operator.cli.validate_cmd import validate_command
 
@@ -32,6 +33,7 @@ def _register() -> None:
     cli.add_command(eval_group)
     cli.add_command(validate_command)
     cli.add_command(operator_command)
+    cli.add_command(render_command)
 
 
 _register()

@@ -1,0 +1,87 @@
+"""Pure builders of the Kubernetes objects a RolloutRun owns.
+
+Each builder takes a `RunContext` and returns a manifest dict; nothing here talks to the API.
+`build_children` lists them in creation order (a tool pod's NetworkPolicy before its pods).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rollout_operator.api.constants import Phase
+from rollout_operator.resources.aggregate import build_aggregate_job
+from rollout_operator.resources.context import RunContext
+from rollout_operator.resources.inference import (
+    build_inference_deployment,
+    build_inference_service,
+)
+from rollout_operator.resources.names import child_name
+from rollout_operator.resources.security import pod_security_violations
+from rollout_operator.resources.sync_job import build_sync_job
+from rollout_operator.resources.tools import (
+    build_tools_deployment,
+    build_tools_network_policy,
+    build_tools_service,
+)
+from rollout_operator.resources.workers import build_worker_job
+
+Builder = Callable[[RunContext], dict[str, Any]]
+
+TOOL_BUILDERS: tuple[Builder, ...] = (
+    build_tools_network_policy,
+    build_tools_service,
+    build_tools_deployment,
+)
+INFERENCE_BUILDERS: tuple[Builder, ...] = (build_inference_service, build_inference_deployment)
+
+
+def serving_builders(ctx: RunContext) -> list[Builder]:
+    """Tool servers, and the inference server when the run manages one."""
+    builders = list(TOOL_BUILDERS)
+    if ctx.spec.model.serve is not None:
+        builders += INFERENCE_BUILDERS
+    return builders
+
+
+def builders_for_phase(ctx: RunContext, phase: str | None = None) -> list[Builder]:
+    """The children that must exist while the run is in `phase`; every child when None.
+
+    Pending, Succeeded, Failed and Suspended need none (workers of a suspended run are kept
+    suspended by their Job, not rebuilt).
+    """
+    if phase is None:
+        return [build_sync_job, *serving_builders(ctx), build_worker_job, build_aggregate_job]
+    if phase == Phase.SYNCING:
+        return [build_sync_job]
+    if phase == Phase.STARTING:
+        return serving_builders(ctx)
+    if phase == Phase.RUNNING:
+        return [*serving_builders(ctx), build_worker_job]
+    if phase == Phase.AGGREGATING:
+        return [build_aggregate_job]
+    if phase in Phase.ALL:
+        return []
+    raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(Phase.ALL)}")
+
+
+def build_children(ctx: RunContext, phase: str | None = None) -> list[dict[str, Any]]:
+    """Manifests of the children for `phase` (all of them when None), in creation order."""
+    return [build(ctx) for build in builders_for_phase(ctx, phase)]
+
+
+__all__ = [
+    "RunContext",
+    "build_aggregate_job",
+    "build_children",
+    "build_inference_deployment",
+    "build_inference_service",
+    "build_sync_job",
+    "build_tools_deployment",
+    "build_tools_network_policy",
+    "build_tools_service",
+    "build_worker_job",
+    "builders_for_phase",
+    "child_name",
+    "pod_security_violations",
+]

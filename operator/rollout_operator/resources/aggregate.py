@@ -1,0 +1,56 @@
+"""The aggregate Job: read every committed part, write results.json, summarise.
+
+Its termination message (JSON summary per scorer, counts, artifact URLs) becomes the run's
+status summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollout_operator.resources.context import AGGREGATE, RunContext
+from rollout_operator.resources.pod_template import (
+    job_manifest,
+    pod_failure_policy,
+    pod_spec,
+    sandbox_container,
+    sandbox_resources,
+    scratch_volumes,
+    storage_env,
+)
+
+AGGREGATE_CONTAINER = "aggregate"
+AGGREGATE_BACKOFF_LIMIT = 2
+
+
+def aggregate_container(ctx: RunContext) -> dict[str, Any]:
+    """Reads and writes object storage only; it runs no user code."""
+    return sandbox_container(
+        ctx,
+        name=AGGREGATE_CONTAINER,
+        command=["rolloutctl", "aggregate"],
+        env=storage_env(ctx),
+        resources=sandbox_resources(ctx, ctx.spec.workers.resources),
+        workspace_read_only=None,
+    )
+
+
+def build_aggregate_job(ctx: RunContext) -> dict[str, Any]:
+    deadline = ctx.settings.aggregate_deadline_seconds
+    spec = pod_spec(
+        ctx,
+        containers=[aggregate_container(ctx)],
+        volumes=scratch_volumes(ctx, workspace=False),
+        restart_policy="Never",
+        deadline_seconds=deadline,
+    )
+    return job_manifest(
+        ctx,
+        AGGREGATE,
+        spec,
+        job_spec={
+            "backoffLimit": AGGREGATE_BACKOFF_LIMIT,
+            "activeDeadlineSeconds": deadline,
+            "podFailurePolicy": pod_failure_policy(AGGREGATE_CONTAINER, on_config_error="FailJob"),
+        },
+    )

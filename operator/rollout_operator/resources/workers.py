@@ -1,0 +1,64 @@
+"""The worker Indexed Job: one index per shard, each running many agent loops at once.
+
+A failed index is retried alone (`backoffLimitPerIndex`) and resumes after the rollouts it has
+already committed. Workers run the repo's scorers, so they unpack the bundle like tool pods, and
+they get the model key, judge keys and storage credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollout_operator.resources.context import WORKERS, RunContext
+from rollout_operator.resources.pod_template import (
+    job_manifest,
+    judge_env,
+    model_env,
+    pod_failure_policy,
+    pod_spec,
+    sandbox_container,
+    sandbox_resources,
+    scratch_volumes,
+    storage_env,
+    unpack_bundle_container,
+)
+
+WORKER_CONTAINER = "worker"
+
+
+def worker_container(ctx: RunContext) -> dict[str, Any]:
+    return sandbox_container(
+        ctx,
+        name=WORKER_CONTAINER,
+        command=["rolloutctl", "work"],
+        env=[*model_env(ctx), *judge_env(ctx), *storage_env(ctx)],
+        resources=sandbox_resources(ctx, ctx.spec.workers.resources),
+        workspace_read_only=True,
+    )
+
+
+def build_worker_job(ctx: RunContext) -> dict[str, Any]:
+    workers = ctx.spec.workers
+    deadline = ctx.settings.worker_deadline_seconds
+    spec = pod_spec(
+        ctx,
+        containers=[worker_container(ctx)],
+        init_containers=[unpack_bundle_container(ctx)],
+        volumes=scratch_volumes(ctx, workspace=True),
+        restart_policy="Never",
+        deadline_seconds=deadline,
+    )
+    return job_manifest(
+        ctx,
+        WORKERS,
+        spec,
+        job_spec={
+            "completionMode": "Indexed",
+            "completions": workers.shards,
+            "parallelism": min(workers.parallelism or workers.shards, workers.shards),
+            "backoffLimitPerIndex": workers.backoff_limit_per_index,
+            "activeDeadlineSeconds": deadline,
+            "suspend": ctx.spec.suspend,
+            "podFailurePolicy": pod_failure_policy(WORKER_CONTAINER, on_config_error="FailIndex"),
+        },
+    )
