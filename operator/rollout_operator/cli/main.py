@@ -25,6 +25,8 @@ def cli() -> None:
 def _register() -> None:
     from rollout_operator.cli.eval_cmd import eval_group
     from rollout_operator.cli.operator_cmd import operator_command
+    from rollout_operator.cli.pod_aggregate import aggregate_command
+    from rollout_operator.cli.pod_work import work_command
     from rollout_operator.cli.render_cmd import render_command
     from rollout_operator.cli.test_cmd import test_command
     from rollout_operator.cli.validate_cmd import validate_command
@@ -34,6 +36,8 @@ def _register() -> None:
     cli.add_command(validate_command)
     cli.add_command(operator_command)
     cli.add_command(render_command)
+    cli.add_command(work_command)
+    cli.add_command(aggregate_command)
 
 
 _register()

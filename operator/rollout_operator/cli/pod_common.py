@@ -167,6 +167,7 @@ def _is_config_error(exc: LocalExecutionError) -> bool:
         MCPLoadError,
         ProviderError,
     )
+    from rollout_operator.runtime.models.naming import ModelConfigError
     from rollout_operator.runtime.storage import StorageConfigError
 
     if isinstance(exc, ProviderError):
@@ -174,7 +175,7 @@ def _is_config_error(exc: LocalExecutionError) -> bool:
     return isinstance(
         exc,
         DatasetParseError | DatasetValidationError | EvalFnError | MCPLoadError
-        | StorageConfigError,
+        | ModelConfigError | StorageConfigError,
     )
 
 

@@ -47,6 +47,9 @@ class RunConfig(BaseModel):
         default=None, description="Endpoint of the managed inference Service (spec.model.serve)."
     )
     commit: str | None = None
+    fastmcp_version: str | None = Field(
+        default=None, description="FastMCP version of the tool server (recorded per trajectory)."
+    )
     scorers: list[str] = Field(
         default_factory=list,
         description="module:function refs resolved at sync; empty means spec.scoring or all.",

@@ -1,0 +1,322 @@
+"""`rolloutctl work`: one shard of a RolloutRun's rollouts, as a pod of the worker Indexed Job.
+
+The shard is `$JOB_COMPLETION_INDEX`. Its (row, sample) items are streamed from the dataset;
+those already committed by an earlier attempt are skipped; the rest run through the agent loop,
+many at once, against the tool Service and the model, are scored with the repo's functions and
+committed to object storage in write-once parts. Group advantages need every sample of a
+prompt and are computed by `aggregate`, not here.
+
+A model endpoint that fails for every call (bad key, gone) stops the shard: what finished is
+committed and the pod exits 1 so that the Job retries the index later. Failures of single
+rollouts never stop it: they are recorded as `failed` or, for infrastructure, `masked`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rollout_operator.cli.pod_common import (
+    EXIT_CONFIG,
+    EXIT_RETRY,
+    EXIT_TERMINATED,
+    PodFailure,
+    job_index,
+    load_run_config,
+    run_pod_command,
+)
+from rollout_operator.runtime.run_config import MODEL_API_KEY_ENV, RunConfig
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 5.0
+TOOLS_WAIT_S = 120.0
+
+
+@click.command("work", hidden=True)
+def work_command() -> None:
+    """Run shard $JOB_COMPLETION_INDEX of the run in $ROLLOUT_RUN_CONFIG (a pod entrypoint)."""
+
+    def body() -> Mapping[str, Any]:
+        config = load_run_config()
+        index = job_index(count=config.spec.workers.shards)
+        return asyncio.run(run_shard(config, index)).as_dict()
+
+    run_pod_command(body)
+
+
+@dataclass(slots=True)
+class ShardResult:
+    """What one attempt at a shard did; the termination message."""
+
+    shard: int
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    masked: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "shard": self.shard,
+            "total": self.total,
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "masked": self.masked,
+        }
+
+
+async def run_shard(
+    config: RunConfig,
+    index: int,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    part_size: int | None = None,
+    commit_interval_s: float | None = None,
+) -> ShardResult:
+    """Process shard `index` of the run; returns the counts, or raises `PodFailure`."""
+    from rollout_operator.runtime.shards import (
+        DEFAULT_INTERVAL_S,
+        DEFAULT_PART_SIZE,
+        ShardWriter,
+        committed_items,
+    )
+    from rollout_operator.runtime.storage import open_store
+
+    spec = config.spec
+    result = ShardResult(shard=index)
+    store = open_store(config.run_prefix, endpoint=spec.output.endpoint, environ=environ)
+    with tempfile.TemporaryDirectory(prefix="rollout-dataset-") as scratch:
+        dataset = await _dataset_file(config, Path(scratch), environ)
+        result.total = _shard_total(config, dataset, index)
+        committed = await committed_items(store, "", index)
+        if result.total and len(committed) >= result.total:
+            result.skipped = result.total
+            logger.info("Shard %d: all %d items are already committed", index, result.total)
+            return result
+        runner, closers = await _runner(config, environ)
+        main = asyncio.current_task()
+        assert main is not None
+        stopping = False
+
+        def terminate() -> None:
+            nonlocal stopping
+            stopping = True
+            main.cancel()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        progress = asyncio.create_task(_report_progress(result))
+        try:
+            async with ShardWriter(
+                store, "", index,
+                part_size=part_size or DEFAULT_PART_SIZE,
+                interval_s=commit_interval_s or DEFAULT_INTERVAL_S,
+            ) as writer:
+                await _run_items(config, index, dataset, committed, runner, writer, result)
+        except asyncio.CancelledError:
+            if not stopping:
+                raise
+            raise PodFailure(
+                f"Stopped by SIGTERM; {result.done} rollouts of shard {index} were committed",
+                exit_code=EXIT_TERMINATED, result=result.as_dict(),
+            ) from None
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            progress.cancel()
+            for close in closers:
+                with contextlib.suppress(Exception):
+                    await close()
+    logger.info("Shard %d finished: %s", index, result.as_dict())
+    return result
+
+
+async def _run_items(
+    config: RunConfig,
+    index: int,
+    dataset: Path,
+    committed: set[tuple[int, int]],
+    runner: Any,
+    writer: Any,
+    result: ShardResult,
+) -> None:
+    from rollout_operator.runtime.dataset import iter_rows_lenient
+    from rollout_operator.runtime.errors import SystemicProviderError
+    from rollout_operator.runtime.pool import run_pool
+    from rollout_operator.runtime.rollout import WorkItem
+    from rollout_operator.runtime.shards import rollout_id, shard_items
+
+    spec = config.spec
+
+    def items() -> Iterator[WorkItem]:
+        rows = iter_rows_lenient(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit)
+        for row, sample in shard_items(
+            rows, spec.dataset.samples_per_prompt, spec.workers.shards, index
+        ):
+            if (row.row_index, sample) in committed:
+                result.skipped += 1
+                continue
+            yield WorkItem(rollout_id(config.name, row.row_index, sample), row, sample)
+
+    try:
+        async for record in run_pool(items(), runner.run, spec.workers.concurrency):
+            await writer.add(record)
+            result.done += 1
+            if record.status == "failed":
+                result.failed += 1
+            elif record.status == "masked":
+                result.masked += 1
+    except SystemicProviderError as exc:
+        await writer.flush()
+        raise PodFailure(
+            f"The model endpoint cannot serve any request, so shard {index} stops here "
+            f"({writer.committed} rollouts committed; a retry resumes): {exc}",
+            exit_code=EXIT_RETRY, result=result.as_dict(),
+        ) from None
+
+
+async def _dataset_file(config: RunConfig, scratch: Path, environ: Mapping[str, str]) -> Path:
+    """The dataset as a local file: in the unpacked repo, or downloaded from object storage."""
+    from rollout_operator.runtime.storage import download_url, split_object_url
+
+    dataset = config.spec.dataset
+    if dataset.url:
+        _, name = split_object_url(dataset.url)
+        logger.info("Downloading the dataset from %s", dataset.url)
+        return await download_url(
+            dataset.url, scratch / name, endpoint=config.spec.output.endpoint, environ=environ
+        )
+    assert dataset.path is not None
+    path = Path(config.repo_dir) / dataset.path
+    if not path.is_file():
+        raise PodFailure(
+            f"Dataset {dataset.path!r} is not in the repository (looked for {path}); fix "
+            "spec.dataset.path or set spec.dataset.url",
+            exit_code=EXIT_CONFIG,
+        )
+    return path
+
+
+def _shard_total(config: RunConfig, dataset: Path, index: int) -> int:
+    from rollout_operator.runtime.dataset import count_rows
+    from rollout_operator.runtime.shards import shard_rows
+
+    spec = config.spec.dataset
+    window = max(0, count_rows(dataset) - spec.offset)
+    if spec.limit is not None:
+        window = min(window, spec.limit)
+    return shard_rows(window, config.spec.workers.shards, index) * spec.samples_per_prompt
+
+
+async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, list[Any]]:
+    """The rollout runner (model client, tool client, scorers) and what to close afterwards."""
+    from rollout_operator.runtime.agent_loop import AgentConfig
+    from rollout_operator.runtime.errors import SystemicProviderError
+    from rollout_operator.runtime.models import (
+        check_api_key,
+        make_chat_model,
+        preflight,
+        resolve_model,
+    )
+    from rollout_operator.runtime.rollout import RolloutRunner
+
+    spec = config.spec
+    if not config.tool_url:
+        raise PodFailure("The run config has no tool_url (the tool Service's /mcp URL)",
+                         exit_code=EXIT_CONFIG)
+    scorers = _load_scorers(config)
+    api_key = environ.get(MODEL_API_KEY_ENV) or None
+    base_url = config.model_endpoint
+    check_api_key(resolve_model(config.model_name, base_url), api_key, base_url, environ)
+    chat = make_chat_model(
+        config.model_name, base_url=base_url, api_key=api_key,
+        request_timeout=spec.model.request_timeout_seconds,
+    )
+    closers: list[Any] = [chat.aclose]
+    try:
+        await preflight(chat)
+    except SystemicProviderError as exc:
+        await chat.aclose()
+        raise PodFailure(f"Model check failed: {exc}", exit_code=EXIT_RETRY) from None
+    tools, schemas = await _tools(config)
+    closers.append(tools.aclose)
+    agent = AgentConfig(
+        max_turns=spec.agent.max_turns,
+        completion_params=config.completion_params(),
+        tool_timeout_s=spec.agent.tool_timeout_seconds,
+        rollout_timeout_s=spec.agent.rollout_timeout_seconds,
+    )
+    runner = RolloutRunner(
+        chat, tools, schemas, scorers, agent,
+        score_timeout_s=spec.scoring.timeout_seconds,
+        fastmcp_version=config.fastmcp_version,
+    )
+    return runner, closers
+
+
+def _load_scorers(config: RunConfig) -> list[Any]:
+    from rollout_operator.runtime.repo_loader import discover_scorers
+    from rollout_operator.runtime.scoring import load_scorers
+
+    refs = list(config.scorers or config.spec.scoring.functions or [])
+    if not refs:
+        refs = [found.ref for found in discover_scorers(config.repo_dir)]
+    scorers = load_scorers(config.repo_dir, refs)
+    logger.info("Scorers: %s", ", ".join(refs) or "none")
+    return scorers
+
+
+async def _tools(config: RunConfig) -> tuple[Any, list[Any]]:
+    """The tool Service's client and its tools, waiting a while for the Service to answer."""
+    from rollout_operator.runtime.tools import HttpTools
+
+    assert config.tool_url is not None
+    tools = HttpTools(
+        config.tool_url,
+        max_result_chars=config.spec.agent.tool_result_max_chars,
+        max_connections=max(100, config.spec.workers.concurrency),
+    )
+    deadline = time.monotonic() + TOOLS_WAIT_S
+    delay = 0.5
+    while True:
+        try:
+            schemas = await tools.list_tools()
+        except ConnectionError as exc:
+            if time.monotonic() + delay > deadline:
+                await tools.aclose()
+                message = f"{exc} (waited {TOOLS_WAIT_S:g}s)"
+                raise PodFailure(message, exit_code=EXIT_RETRY) from None
+            logger.info("Waiting for the tool server: %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        logger.info("Tools from %s: %s", config.tool_url,
+                    ", ".join(s["function"]["name"] for s in schemas))
+        return tools, schemas
+
+
+async def _report_progress(result: ShardResult) -> None:
+    start = time.monotonic()
+    last_done, last_time = 0, start
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+        now = time.monotonic()
+        rate = (result.done - last_done) / (now - last_time)
+        left = result.total - result.skipped - result.done
+        logger.info(
+            "Shard %d: %d done, %d left, %d failed, %d masked, %d skipped; %.1f items/s",
+            result.shard, result.done, left, result.failed, result.masked, result.skipped, rate,
+        )
+        last_done, last_time = result.done, now
