@@ -44,6 +44,19 @@ def cut_text(text: str, limit: int) -> str:
     return text[: max(limit - len(ELLIPSIS), 0)] + ELLIPSIS
 
 
+def cut_middle(text: str, limit: int) -> str:
+    """`text` shortened in the middle, so that a name keeps its distinguishing end (`:function`)."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - len(ELLIPSIS)) // 2
+    head = limit - len(ELLIPSIS) - tail
+    return text[:head] + ELLIPSIS + text[len(text) - tail :]
+
+
+def _name_cutter(value: Any) -> Any:
+    return cut_middle(value, MAX_NAME_CHARS) if isinstance(value, str) else value
+
+
 def _cutter(limit: int) -> Callable[[Any], Any]:
     def cut(value: Any) -> Any:
         return cut_text(value, limit) if isinstance(value, str) else value
@@ -76,7 +89,7 @@ def _score_map_capper(limit: int) -> Callable[[Any], Any]:
                 break
             if isinstance(score, float) and not math.isfinite(score):
                 continue
-            kept[cut_text(key, MAX_NAME_CHARS) if isinstance(key, str) else key] = score
+            kept[_name_cutter(key)] = score
         return kept
 
     return cap
@@ -86,10 +99,10 @@ def _summary_capper(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     items = list(value.items())[:MAX_SCORERS]
-    return {cut_text(k, MAX_NAME_CHARS) if isinstance(k, str) else k: v for k, v in items}
+    return {_name_cutter(k): v for k, v in items}
 
 
-Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), BeforeValidator(_cutter(MAX_NAME_CHARS))]
+Name = Annotated[str, Field(max_length=MAX_NAME_CHARS), BeforeValidator(_name_cutter)]
 Message = Annotated[
     str, Field(max_length=MAX_MESSAGE_CHARS), BeforeValidator(_cutter(MAX_MESSAGE_CHARS))
 ]
@@ -433,6 +446,7 @@ __all__ = [
     "TrajectorySample",
     "bounded_status",
     "condition_is",
+    "cut_middle",
     "cut_text",
     "find_condition",
     "is_true",
