@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -40,8 +40,14 @@ from rollout_operator.runtime.run_config import MODEL_API_KEY_ENV, RunConfig
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T", int, float)
+
 PROGRESS_INTERVAL_S = 5.0
 TOOLS_WAIT_S = 120.0
+PART_SIZE_ENV = "ROLLOUT_PART_SIZE"
+"""Records per committed part (default 256): smaller parts lose less work to a killed pod."""
+COMMIT_INTERVAL_ENV = "ROLLOUT_COMMIT_INTERVAL_SECONDS"
+"""Longest a finished record waits before it is committed (default 10)."""
 
 
 @click.command("work", hidden=True)
@@ -122,8 +128,10 @@ async def run_shard(
         try:
             async with ShardWriter(
                 store, "", index,
-                part_size=part_size or DEFAULT_PART_SIZE,
-                interval_s=commit_interval_s or DEFAULT_INTERVAL_S,
+                part_size=part_size or _env_number(environ, PART_SIZE_ENV, int)
+                or DEFAULT_PART_SIZE,
+                interval_s=commit_interval_s or _env_number(environ, COMMIT_INTERVAL_ENV, float)
+                or DEFAULT_INTERVAL_S,
             ) as writer:
                 await _run_items(config, index, dataset, committed, runner, writer, result)
         except asyncio.CancelledError:
@@ -141,6 +149,19 @@ async def run_shard(
                     await close()
     logger.info("Shard %d finished: %s", index, result.as_dict())
     return result
+
+
+def _env_number(environ: Mapping[str, str], name: str, kind: type[T]) -> T | None:
+    raw = environ.get(name)
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = kind(0)
+    if value <= 0:
+        raise PodFailure(f"{name}={raw!r} must be a positive number", exit_code=EXIT_CONFIG)
+    return value
 
 
 async def _run_items(

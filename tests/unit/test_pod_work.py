@@ -1,0 +1,431 @@
+"""`rolloutctl work` and `aggregate`, the worker and aggregator pod entrypoints.
+
+The process tests run the real commands as subprocesses, the way a Job's pod does: against the
+scripted OpenAI-compatible model server and a real tool server in their own processes, and
+moto's S3 server for storage. The rest covers the pieces in process.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rollout_operator.api.spec import RolloutRunSpec
+from rollout_operator.cli.pod_aggregate import (
+    advantages_by_item,
+    aggregate_run,
+    build_summary,
+    compact_summary,
+)
+from rollout_operator.cli.pod_common import (
+    EXIT_CONFIG,
+    MAX_TERMINATION_MESSAGE_BYTES,
+    PodFailure,
+    fit_json,
+    job_index,
+)
+from rollout_operator.runtime.records import RecordError, TrajectoryRecord, read_parquet_records
+from rollout_operator.runtime.run_config import RUN_CONFIG_ENV, RunConfig, RunConfigError
+from rollout_operator.runtime.run_layout import run_prefix
+from rollout_operator.runtime.shards import ShardWriter
+from rollout_operator.runtime.storage import open_store
+from tests.support.cli import EXAMPLE, REPO_ROOT, cli_env, rolloutctl_argv
+from tests.support.s3 import S3Server, s3_server  # noqa: F401 - the fixture
+from tests.support.scripted_model import start_process
+
+REWARD = "reward_fn.compute_reward:numbers_match_reward"
+UID = "5e1c0f3a-2b4d-4c6e-8f10-123456789abc"
+SYSTEM = "You are a calculator assistant. Use the tools, then answer with #### and the number."
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_url() -> Iterator[str]:
+    process, url = start_process()
+    try:
+        yield url
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def tool_url() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rollout_operator.runtime.tool_server",
+         "--mcp", str(EXAMPLE / "mcp"), "--port", "0"],
+        cwd=REPO_ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    try:
+        assert line[:1] == ["READY"], f"tool server did not start: {line}"
+        yield line[1]
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def make_config(
+    output: str,
+    model_url: str,
+    tool_url: str,
+    *,
+    name: str = "calc",
+    model: str = "scripted",
+    shards: int = 1,
+    samples: int = 1,
+    concurrency: int = 8,
+    dataset: dict[str, Any] | None = None,
+) -> RunConfig:
+    spec = RolloutRunSpec.model_validate({
+        "repo": {"url": "https://git.example.com/team/calculator.git"},
+        "dataset": {**(dataset or {}), "samplesPerPrompt": samples},
+        "model": {"name": f"openai/{model}", "baseURL": model_url},
+        "agent": {"rolloutTimeoutSeconds": 60},
+        "scoring": {"functions": [REWARD]},
+        "workers": {"shards": shards, "concurrency": concurrency},
+    })
+    return RunConfig(
+        spec=spec, namespace="team-a", name=name, uid=UID,
+        run_prefix=run_prefix(output, "team-a", name, UID),
+        repo_dir=str(EXAMPLE), tool_url=tool_url, commit="0" * 40,
+    )
+
+
+def pod_env(config: RunConfig, s3: S3Server, message: Path, **extra: str) -> dict[str, str]:
+    return cli_env({
+        RUN_CONFIG_ENV: config.to_env_value(),
+        "ROLLOUT_TERMINATION_MESSAGE_PATH": str(message),
+        **s3.env,
+        **extra,
+    })
+
+
+def run_pod(
+    command: str, env: dict[str, str], timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        rolloutctl_argv([command]), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def records_in(s3: S3Server, config: RunConfig) -> list[dict[str, Any]]:
+    """Every record line under the run's shards/, read with boto3 (not with our reader)."""
+    bucket, _, prefix = config.run_prefix.removeprefix("s3://").partition("/")
+    client = s3.client()
+    lines: list[dict[str, Any]] = []
+    for key in s3.keys(config.run_prefix):
+        if key.startswith(f"{prefix}/shards/"):
+            body = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            lines.extend(json.loads(line) for line in body.splitlines() if line.strip())
+    return lines
+
+
+def upload_dataset(s3: S3Server, bucket_url: str, rows: int) -> str:
+    """A JSONL dataset of `rows` products; rows divisible by 5 carry a wrong ground truth."""
+    lines = []
+    for i in range(rows):
+        a, b = 2 + i, 3 + i % 7
+        truth = a * b + (1 if i % 5 == 0 else 0)
+        lines.append(json.dumps({"system_prompt": SYSTEM, "user_prompt": f"What is {a} * {b}?",
+                                 "ground_truth": str(truth), "topic": "math"}))
+    bucket = bucket_url.removeprefix("s3://").split("/", 1)[0]
+    s3.client().put_object(Bucket=bucket, Key="datasets/products.jsonl",
+                           Body=("\n".join(lines) + "\n").encode())
+    return f"s3://{bucket}/datasets/products.jsonl"
+
+
+def message_of(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+# --- the pod entrypoints as processes -----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_shards_commit_every_item_scored_and_aggregate_matches(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    config = make_config(s3_server.bucket("out"), model_url, tool_url, shards=2, samples=2)
+    message = tmp_path / "termination-log"
+    env = pod_env(config, s3_server, message)
+
+    done = run_pod("work", {**env, "JOB_COMPLETION_INDEX": "1"})
+    assert done.returncode == 0, done.stderr
+    assert message_of(message) == {"shard": 1, "total": 20, "done": 20, "skipped": 0,
+                                   "failed": 0, "masked": 0}
+    records = records_in(s3_server, config)
+    assert sorted((r["row_index"], r["sample_index"]) for r in records) == [
+        (row, sample) for row in range(1, 20, 2) for sample in range(2)
+    ]
+    assert all(r["status"] == "completed" and r["scores"] == {REWARD: 1.0} for r in records)
+    assert {r["rollout_id"] for r in records} == {
+        f"calc-{r['row_index']}-{r['sample_index']}" for r in records
+    }
+    assert all(r["advantage"] is None for r in records)  # computed at aggregation
+
+    done = run_pod("work", {**env, "JOB_COMPLETION_INDEX": "0"})
+    assert done.returncode == 0, done.stderr
+    aggregated = run_pod("aggregate", env)
+    assert aggregated.returncode == 0, aggregated.stderr
+    summary = message_of(message)
+    assert summary["progress"] == {"total": 40, "completed": 40, "failed": 0, "masked": 0}
+    assert summary["summary"][REWARD]["mean"] == 1.0
+    assert summary["summary"][REWARD]["pass_at_k"] == {"1": 1.0, "2": 1.0}
+    assert len(summary["samples"]) == 6
+    assert summary["artifacts"]["results"] == f"{config.run_prefix}/results.json"
+    assert len(message.read_bytes()) <= MAX_TERMINATION_MESSAGE_BYTES
+
+    store = open_store(config.run_prefix, environ=s3_server.env)
+    results = json.loads(_run(store.get("results.json")))
+    assert results["task_id"] == UID.replace("-", "")[:12]
+    assert len(results["runs"]) == 40
+    assert results["summary"]["eval_fns"][REWARD]["mean"] == 1.0
+    assert results["summary"]["total_runs"] == 40
+    assert results["summary"]["total_tokens"] == sum(
+        r["usage"]["total_tokens"] for r in records_in(s3_server, config)
+    )
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_shard_resumes_without_gaps_or_duplicates(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    bucket = s3_server.bucket()
+    dataset = upload_dataset(s3_server, bucket, 60)
+    config = make_config(bucket, model_url, tool_url, model="scripted:sleep-60",
+                         concurrency=4, dataset={"url": dataset})
+    message = tmp_path / "termination-log"
+    env = pod_env(config, s3_server, message, ROLLOUT_PART_SIZE="4")
+
+    worker = subprocess.Popen(rolloutctl_argv(["work"]), cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    try:
+        while len(records_in(s3_server, config)) < 12:
+            assert worker.poll() is None, "the worker finished before it could be killed"
+            assert time.monotonic() < deadline, "no parts were committed within 60 s"
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    before = records_in(s3_server, config)
+    assert 12 <= len(before) < 60
+
+    done = run_pod("work", env)
+    assert done.returncode == 0, done.stderr
+    result = message_of(message)
+    assert result["skipped"] == len(before)
+    assert result["done"] == 60 - len(before)
+
+    items = [(r["row_index"], r["sample_index"]) for r in records_in(s3_server, config)]
+    assert sorted(items) == [(row, 0) for row in range(60)]
+    rewards = {r["row_index"]: r["reward"] for r in records_in(s3_server, config)}
+    assert rewards == {row: 0.0 if row % 5 == 0 else 1.0 for row in range(60)}
+
+
+@pytest.mark.slow
+def test_a_model_failing_half_its_calls_never_scores_zero(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    config = make_config(s3_server.bucket(), model_url, tool_url, model="scripted:fail-every-2",
+                         concurrency=20)
+    message = tmp_path / "termination-log"
+    done = run_pod("work", pod_env(config, s3_server, message))
+    assert done.returncode == 0, done.stderr
+    records = records_in(s3_server, config)
+    assert sorted(r["row_index"] for r in records) == list(range(20))
+    for record in records:
+        if record["status"] == "masked":
+            assert record["error"]["category"] == "inference"
+            assert record["scores"] == {} and record["reward"] is None
+        else:
+            assert record["status"] == "completed"
+            assert record["reward"] == 1.0
+    masked = sum(r["status"] == "masked" for r in records)
+    assert message_of(message)["masked"] == masked
+    # Without retries nearly every rollout would meet a 500; with them few run out.
+    assert masked <= 10
+
+
+def test_an_endpoint_that_refuses_every_call_fails_the_pod_for_a_retry(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    config = make_config(s3_server.bucket(), model_url, tool_url, model="scripted:status-401")
+    message = tmp_path / "termination-log"
+    done = run_pod("work", pod_env(config, s3_server, message,
+                                   ROLLOUT_MODEL_API_KEY="sk-not-a-real-key-123"))
+    assert done.returncode == 1
+    error = message_of(message)["error"]
+    assert "Model check failed" in error
+    assert "sk-not-a-real-key-123" not in done.stdout + done.stderr + error
+    assert records_in(s3_server, config) == []
+
+
+def test_a_pod_without_its_config_exits_2_saying_why(tmp_path: Path) -> None:
+    message = tmp_path / "termination-log"
+    env = cli_env({"ROLLOUT_TERMINATION_MESSAGE_PATH": str(message)})
+    env.pop(RUN_CONFIG_ENV, None)
+    done = run_pod("work", env)
+    assert done.returncode == EXIT_CONFIG
+    assert "ROLLOUT_RUN_CONFIG is not set" in message_of(message)["error"]
+
+
+# --- in process ---------------------------------------------------------------------------
+
+
+def _run(coroutine: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coroutine)
+
+
+def record(row: int, sample: int, reward: float | None, status: str = "completed",
+           answer: str = "#### 1") -> TrajectoryRecord:
+    error = None if status == "completed" else RecordError(category="inference", message="500")
+    return TrajectoryRecord(
+        rollout_id=f"calc-{row}-{sample}", row_index=row, sample_index=sample,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+        scores={REWARD: reward} if reward is not None and status == "completed" else {},
+        reward=reward if status == "completed" else None,
+        messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
+    )
+
+
+async def test_aggregate_fills_advantages_and_leaves_masked_out(tmp_path: Path) -> None:
+    output = (tmp_path / "out").as_uri()
+    config = make_config(output, "http://127.0.0.1:1/v1", "http://127.0.0.1:2/mcp",
+                         shards=2, samples=3)
+    store = open_store(config.run_prefix)
+    async with ShardWriter(store, "", 0) as writer:
+        for sample, reward in enumerate((1.0, 0.0, 1.0)):
+            await writer.add(record(0, sample, reward))
+        for sample in range(3):
+            await writer.add(record(2, sample, 0.0))
+    async with ShardWriter(store, "", 1) as writer:
+        await writer.add(record(1, 0, 1.0))
+        await writer.add(record(1, 1, None, status="masked"))
+        await writer.add(record(1, 2, 0.0))
+    async with ShardWriter(store, "", 1) as late:  # a second attempt that committed again
+        await late.add(record(1, 0, 0.0))
+
+    summary = await aggregate_run(config, environ={})
+    assert summary["progress"] == {"total": 9, "completed": 8, "failed": 0, "masked": 1}
+    assert summary["duplicates"] == 1
+    stats = summary["summary"][REWARD]
+    assert stats["mean"] == pytest.approx(3 / 8)
+    # Row 0 passes, row 2 never does, row 1 passes with its two unmasked samples.
+    assert stats["pass_at_k"]["1"] == pytest.approx((2 / 3 + 0 + 1 / 2) / 3)
+    assert stats["pass_at_k"]["3"] == pytest.approx(2 / 3)
+
+    by_item = {(r.row_index, r.sample_index): r
+               for r in read_parquet_records(tmp_path / "out" / "team-a" / "calc-5e1c0f3a"
+                                             / "trajectories.parquet")}
+    assert len(by_item) == 9
+    assert by_item[(0, 0)].advantage == pytest.approx(0.7071, abs=1e-3)
+    assert by_item[(0, 1)].advantage == pytest.approx(-1.4142, abs=1e-3)
+    assert by_item[(2, 0)].advantage == 0.0
+    assert by_item[(1, 1)].advantage is None
+    assert by_item[(1, 0)].reward == 1.0  # the first commit won
+    assert by_item[(1, 0)].advantage == pytest.approx(1.0, abs=1e-3)
+
+    results = json.loads(await store.get("results.json"))
+    assert [(r["row_index"], r["run_index"]) for r in results["runs"]] == [
+        (row, sample) for row in range(3) for sample in range(3)
+    ]
+    assert results["runs"][4]["success"] is False and results["runs"][4]["error"] == "500"
+    assert results["summary"]["eval_fns"][REWARD]["mean"] == stats["mean"]
+    assert results["config"]["n_runs"] == 3 and results["config"]["commit"] == "0" * 40
+
+
+def test_summary_without_masked_runs_is_the_eval_summary() -> None:
+    from rollout_operator.runtime.metrics import build_eval_summary
+
+    runs = [{"row_index": r, "run_index": s, "success": True, "scores": {"f": float(r == s)},
+             "tokens": 3, "duration_ms": 1.0, "model_tag": None, "masked": False}
+            for r in range(3) for s in range(2)]
+    assert build_summary(runs, ["f"], n_runs=2, pass_threshold=1.0) == build_eval_summary(
+        runs, ["f"], n_runs=2, pass_threshold=1.0
+    )
+
+
+def test_advantages_are_per_prompt() -> None:
+    rewards: dict[int, dict[int, float | None]] = {0: {0: 1.0, 1: 0.0}, 1: {0: 0.5, 1: None}}
+    advantages = advantages_by_item(rewards)
+    assert advantages[(0, 0)] == pytest.approx(1.0, abs=1e-5)
+    assert advantages[(0, 1)] == pytest.approx(-1.0, abs=1e-5)
+    assert advantages[(1, 0)] == 0.0
+    assert (1, 1) not in advantages
+
+
+def test_the_compact_summary_fits_whatever_the_run() -> None:
+    from rollout_operator.cli.pod_aggregate import _Scan
+
+    scan = _Scan()
+    for row in range(50):
+        scan.add(record(row, 0, row / 50, answer="x" * 5000))
+    names = [f"reward_fn.module_{i}:a_rather_long_function_name_{i}" for i in range(40)]
+    summary = {"eval_fns": {name: {"mean": 0.5, "std": 0.1, "min": 0.0, "max": 1.0,
+                                   "pass_at_k": {str(k): 0.5 for k in range(1, 12)}}
+                            for name in names}}
+    message = compact_summary(scan, summary, {"run": "s3://b/" + "p" * 900})
+    assert len(json.dumps(message, separators=(",", ":")).encode()) <= 4096
+    assert message["progress"]["total"] == 50
+
+    small = compact_summary(scan, {"eval_fns": {}}, {})
+    samples = small["samples"]
+    assert [s["row_index"] for s in samples] == [49, 48, 47, 0, 1, 2]
+    assert all(len(s["answer"]) <= 200 for s in samples)
+
+
+def test_fit_json_keeps_numbers_and_cuts_text() -> None:
+    payload = {"shard": 3, "done": 12345, "error": "e" * 10000,
+               "samples": [{"answer": "a" * 1000, "reward": 0.5}] * 50}
+    text = fit_json(payload)
+    assert len(text.encode()) <= 4096
+    fitted = json.loads(text)
+    assert fitted["shard"] == 3 and fitted["done"] == 12345
+    assert fitted["error"].startswith("eee") and fitted["error"].endswith("...")
+    assert fit_json({"a": 1}) == '{"a":1}'
+
+
+def test_job_index() -> None:
+    assert job_index({"JOB_COMPLETION_INDEX": "3"}, count=4) == 3
+    assert job_index({}, count=1) == 0
+    for environ, count, message in (({}, 3, "is not set"),
+                                    ({"JOB_COMPLETION_INDEX": "4"}, 4, "out of range"),
+                                    ({"JOB_COMPLETION_INDEX": "x"}, 4, "not a number")):
+        with pytest.raises(PodFailure, match=message) as info:
+            job_index(environ, count=count)
+        assert info.value.exit_code == EXIT_CONFIG
+
+
+def test_run_config_round_trips_through_the_environment() -> None:
+    config = make_config("s3://bucket/out", "http://127.0.0.1:1/v1", "http://tools:8000/mcp")
+    value = config.to_env_value()
+    assert '"baseURL"' in value and '"samplesPerPrompt"' in value
+    assert RunConfig.from_env({RUN_CONFIG_ENV: value}) == config
+    assert config.run_prefix == "s3://bucket/out/team-a/calc-5e1c0f3a"
+    with pytest.raises(RunConfigError, match="is not set"):
+        RunConfig.from_env({})
+    with pytest.raises(RunConfigError, match=r"spec\.model"):
+        RunConfig.from_env({RUN_CONFIG_ENV: value.replace('"model":{', '"model":{"bogus":1,')})
+
