@@ -50,7 +50,9 @@ from rollout_operator.runtime.errors import LocalExecutionError
 log = logging.getLogger(__name__)
 
 DEPS_DIR = "_deps"
-NO_DEPS = "nodeps"
+# What `deps_hash` answers for a repo that declares no dependencies: hex like every other hash,
+# because bundle keys (`run_layout.bundle_key`) take lowercase hex only.
+NO_DEPS = "0" * 16
 EXCLUDED_DISTRIBUTIONS = frozenset({"osmosis-ai", "fastmcp", "mcp"})
 DEPS_HASH_CHARS = 16
 DEFAULT_INSTALL_TIMEOUT_SECONDS = 1800.0
@@ -95,7 +97,7 @@ def dependency_files(repo_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def deps_hash(repo_dir: str | os.PathLike[str]) -> str:
-    """Hash of the dependency declaration, or `"nodeps"` when the repo has none.
+    """Hash of the dependency declaration (16 hex digits), or `NO_DEPS` when the repo has none.
 
     Besides the files' contents it covers what decides which packages get installed and whether
     they run: the Python version and platform, and the runtime version (whose packages are not

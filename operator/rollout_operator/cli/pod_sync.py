@@ -1,0 +1,342 @@
+"""`rolloutctl sync`: the sync Job's entrypoint.
+
+Clones `spec.repo` at its revision, pins the commit, gets the bundle of the repo folder (reused
+from `<output>/bundles/<sha>-<depshash>.tar.gz` when a run at the same commit and dependency
+declaration already built it, otherwise built and uploaded), and validates what the bundle holds
+the way the tool pods and workers will load it: `mcp/main.py` and its tools, the scorers (the
+ones `spec.scoring.functions` names, or all discovered), and the dataset window. It writes
+`run.json` under the run's prefix and reports, in the termination message:
+
+    {"ok", "commit", "bundle", "reused", "depsHash", "tools", "scorers", "fastmcpVersion",
+     "datasetRows", "workItems", "problems": [{"file", "message"}]}
+
+A repo or spec problem (no `mcp/main.py`, a tool that does not load, an unknown scorer, a bad
+dataset row, an unknown revision, refused credentials) exits 2, which the Job does not retry; a
+network or storage hiccup exits 1, which it does. A bundle is uploaded only when the repo
+validates, so a broken commit is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rollout_operator.cli.pod_common import (
+    EXIT_CONFIG,
+    EXIT_RETRY,
+    PodFailure,
+    load_run_config,
+    run_pod_command,
+)
+from rollout_operator.runtime.run_config import RunConfig
+
+log = logging.getLogger(__name__)
+
+MCP_MAIN = "mcp/main.py"
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What the sync found; its `message()` is the termination message."""
+
+    commit: str | None = None
+    bundle: str | None = None
+    reused: bool = False
+    deps_hash: str | None = None
+    tools: list[str] = field(default_factory=list)
+    scorers: list[str] = field(default_factory=list)
+    fastmcp_version: str | None = None
+    dataset_rows: int | None = None
+    work_items: int | None = None
+    problems: list[dict[str, str | None]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, file: str | None, message: str) -> None:
+        self.problems.append({"file": file, "message": message})
+
+    def partial(self) -> dict[str, Any]:
+        """What is known so far, for a failure that a retry may fix: without `ok` and
+        `problems`, so the operator waits for the Job's retries instead of failing the run."""
+        return {k: v for k, v in self.message().items() if k not in ("ok", "problems")}
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "commit": self.commit,
+            "bundle": self.bundle,
+            "reused": self.reused,
+            "depsHash": self.deps_hash,
+            "tools": self.tools,
+            "scorers": self.scorers,
+            "fastmcpVersion": self.fastmcp_version,
+            "datasetRows": self.dataset_rows,
+            "workItems": self.work_items,
+            "problems": self.problems,
+        }
+
+
+def output_url(config: RunConfig) -> str:
+    """The output root: `spec.output.url`, else the run prefix without `<ns>/<name>-<uid8>`."""
+    if config.spec.output.url:
+        return config.spec.output.url.rstrip("/")
+    return config.run_prefix.rstrip("/").rsplit("/", 2)[0]
+
+
+def run_sync(
+    config: RunConfig,
+    *,
+    workdir: Path,
+    environ: Mapping[str, str] = os.environ,
+) -> SyncReport:
+    """Do the whole sync in `workdir`; returns the report (problems included), or raises
+    `PodFailure` when it cannot get that far."""
+    from rollout_operator.runtime.bundle import (
+        BundleError,
+        activate_bundle,
+        build_bundle,
+        deps_hash,
+        unpack_bundle,
+    )
+    from rollout_operator.runtime.git_sync import GitCredentials, GitSyncError, sync_repo
+    from rollout_operator.runtime.run_layout import bundle_key
+    from rollout_operator.runtime.storage import StorageConfigError, StorageError, open_store
+
+    spec = config.spec
+    report = SyncReport()
+    try:
+        credentials = GitCredentials.from_env(environ)
+        synced = sync_repo(spec.repo.url, spec.repo.revision, workdir / "checkout",
+                           credentials=credentials)
+        report.commit = synced.commit
+        folder = synced.folder(spec.repo.path)
+    except GitSyncError as exc:
+        if exc.kind in ("network", "git_failed"):
+            raise PodFailure(str(exc), exit_code=EXIT_RETRY, result=report.partial()) from None
+        report.problem(None, str(exc))
+        raise PodFailure(str(exc), exit_code=EXIT_CONFIG, result=report.message()) from None
+
+    report.deps_hash = deps_hash(folder)
+    key = bundle_key(synced.commit, report.deps_hash)
+    archive = workdir / "bundle.tar.gz"
+    unpacked = workdir / "bundle"
+    try:
+        store = open_store(output_url(config), endpoint=spec.output.endpoint, environ=environ)
+        report.reused = asyncio.run(store.exists(key))
+        if report.reused:
+            log.info("reusing the bundle %s", store.url_for(key))
+            asyncio.run(store.download(key, archive))
+            try:
+                unpack_bundle(archive, unpacked)
+            except BundleError as exc:
+                log.warning("the stored bundle is unusable (%s); building it again", exc)
+                shutil.rmtree(unpacked, ignore_errors=True)
+                report.reused = False
+        if not report.reused:
+            log.info("building the bundle of %s at %s", spec.repo.path or "the repo root",
+                     synced.commit)
+            build_bundle(folder, install_deps=True, out=archive)
+            unpack_bundle(archive, unpacked)
+    except BundleError as exc:
+        report.problem(None, str(exc))
+        raise PodFailure(str(exc), exit_code=EXIT_CONFIG, result=report.message()) from None
+    except StorageConfigError as exc:
+        raise PodFailure(str(exc), exit_code=EXIT_CONFIG, result=report.partial()) from None
+    except StorageError as exc:
+        raise PodFailure(str(exc), exit_code=EXIT_RETRY, result=report.partial()) from None
+
+    activate_bundle(unpacked)
+    validate_bundle(unpacked, config, report, environ=environ)
+    try:
+        if report.ok and not report.reused:
+            asyncio.run(store.put_file(key, archive))
+            log.info("uploaded the bundle to %s", store.url_for(key))
+        if report.ok:
+            report.bundle = store.url_for(key)
+        write_run_json(config, report, environ=environ)
+    except StorageConfigError as exc:
+        raise PodFailure(str(exc), exit_code=EXIT_CONFIG, result=report.partial()) from None
+    except StorageError as exc:
+        raise PodFailure(str(exc), exit_code=EXIT_RETRY, result=report.partial()) from None
+    return report
+
+
+def validate_bundle(
+    root: Path, config: RunConfig, report: SyncReport, *, environ: Mapping[str, str] = os.environ
+) -> None:
+    """Load the unpacked bundle as the pods will and record tools, scorers, dataset size and
+    every problem (with the file it is in, relative to the repo folder)."""
+    from rollout_operator.runtime.repo_loader import inspect_repo
+
+    spec = config.spec
+    inspected = inspect_repo(root)
+    report.fastmcp_version = inspected.fastmcp_version
+    report.tools = sorted(str(tool.get("function", {}).get("name")) for tool in inspected.tools)
+    has_main = (root / MCP_MAIN).is_file()
+    if not has_main:
+        report.problem(MCP_MAIN, "missing: the repo folder needs mcp/main.py, the tool server "
+                       "that defines the tools (check spec.repo.path and the revision)")
+    for problem in inspected.problems:
+        if problem.area == "tools" and not has_main:
+            continue  # the same missing file, said above
+        # Paths inside the sync's scratch folder mean nothing to the user: show them relative.
+        message = problem.message.replace(str(root) + os.sep, "").replace(str(root), ".")
+        report.problem(_relative(problem.file, root), message)
+
+    discovered = [scorer.ref for scorer in inspected.scorers]
+    wanted = spec.scoring.functions
+    if wanted is None:
+        report.scorers = discovered
+    else:
+        report.scorers = list(wanted)
+        for ref in wanted:
+            if ref not in discovered:
+                _check_scorer_ref(root, ref, report)
+    _check_dataset(root, config, report, environ=environ)
+
+
+def _check_scorer_ref(root: Path, ref: str, report: SyncReport) -> None:
+    from rollout_operator.runtime.errors import EvalFnError
+    from rollout_operator.runtime.repo_loader import load_function
+
+    try:
+        load_function(root, ref)
+    except EvalFnError as exc:
+        module = ref.split(":", 1)[0]
+        candidate = module.replace(".", "/") + ".py"
+        shown = candidate if (root / candidate).is_file() else None
+        report.problem(shown, f"spec.scoring.functions: {ref!r} cannot be used: {exc}")
+
+
+def _check_dataset(
+    root: Path, config: RunConfig, report: SyncReport, *, environ: Mapping[str, str]
+) -> None:
+    from rollout_operator.runtime.dataset import validate_dataset
+    from rollout_operator.runtime.errors import LocalExecutionError
+    from rollout_operator.runtime.storage import StorageError, download_url
+
+    dataset = config.spec.dataset
+    if dataset.url:
+        shown = dataset.url
+        local = root.parent / ("dataset" + _suffix(dataset.url))
+        try:
+            asyncio.run(download_url(dataset.url, local, endpoint=config.spec.output.endpoint,
+                                     environ=environ))
+        except StorageError as exc:
+            report.problem(shown, f"spec.dataset.url cannot be read: {exc}")
+            return
+    elif dataset.path:
+        shown = dataset.path
+        local = (root / dataset.path).resolve()
+        if not local.is_relative_to(root) or not local.is_file():
+            report.problem(shown, "spec.dataset.path: no such file in the repo folder at this "
+                           "revision (the path is relative to spec.repo.path)")
+            return
+    else:
+        return
+    try:
+        rows = validate_dataset(local, dataset.offset, dataset.limit)
+    except (LocalExecutionError, OSError) as exc:
+        report.problem(shown, str(exc))
+        return
+    if rows == 0:
+        report.problem(shown, f"the dataset window (offset {dataset.offset}) has no rows")
+    report.dataset_rows = rows
+    report.work_items = rows * dataset.samples_per_prompt
+
+
+def _suffix(url: str) -> str:
+    name = url.rsplit("/", 1)[-1].lower()
+    for suffix in (".jsonl", ".csv", ".parquet"):
+        if name.endswith(suffix):
+            return suffix
+    return Path(name).suffix
+
+
+def _relative(path: Path | None, root: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
+def write_run_json(
+    config: RunConfig, report: SyncReport, *, environ: Mapping[str, str] = os.environ
+) -> str:
+    """Write `run.json` under the run prefix: the spec (Secret names only, never values), the
+    commit, what sync found, and the versions in use. Returns its URL."""
+    from rollout_operator import __version__
+    from rollout_operator.runtime.run_layout import RUN_JSON
+    from rollout_operator.runtime.storage import open_store
+
+    document = {
+        "namespace": config.namespace,
+        "name": config.name,
+        "uid": config.uid,
+        "spec": config.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "commit": report.commit,
+        "bundle": report.bundle,
+        "reused": report.reused,
+        "depsHash": report.deps_hash,
+        "tools": report.tools,
+        "scorers": report.scorers,
+        "datasetRows": report.dataset_rows,
+        "workItems": report.work_items,
+        "problems": report.problems,
+        "versions": {
+            "rolloutOperator": __version__,
+            "python": platform.python_version(),
+            "fastmcp": report.fastmcp_version,
+        },
+        "syncedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    store = open_store(config.run_prefix, endpoint=config.spec.output.endpoint, environ=environ)
+    data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+    asyncio.run(store.put(RUN_JSON, data))
+    return store.url_for(RUN_JSON)
+
+
+def _sync_body(workdir: str | None) -> dict[str, Any]:
+    config = load_run_config()
+    scratch = Path(tempfile.mkdtemp(prefix="rollout-sync-", dir=workdir))
+    try:
+        report = run_sync(config, workdir=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if not report.ok:
+        first = report.problems[0]
+        where = f"{first['file']}: " if first["file"] else ""
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise PodFailure(f"the repository has problems: {where}{first['message']}{more}",
+                         exit_code=EXIT_CONFIG, result=report.message())
+    return report.message()
+
+
+@click.command("sync", hidden=True)
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Writable folder for the clone and the bundle (default: $TMPDIR).")
+def sync_command(workdir: str | None) -> None:
+    """Clone the run's repo, validate it and upload its bundle (the sync Job's entrypoint).
+
+    Reads the run from $ROLLOUT_RUN_CONFIG and the clone credentials from $ROLLOUT_GIT_TOKEN or
+    $ROLLOUT_GIT_SSH_KEY; writes its report to the termination-message file.
+    """
+    sys.dont_write_bytecode = True
+    run_pod_command(lambda: _sync_body(workdir))
