@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -316,3 +317,15 @@ class TestSpecHash:
         assert len(value) == 16
         int(value, 16)
         assert spec_hash(parse_spec(dict(reversed(list(MINIMAL.items()))))) == value
+
+
+def test_mapping_views_and_tuples_are_accepted() -> None:
+    view = MappingProxyType(
+        {
+            "repo": MappingProxyType({"url": "https://h/r.git"}),
+            "model": {"name": "m"},
+            "sandbox": {"egress": ({"host": "api.example.com", "ports": (443,)},)},
+        }
+    )
+    spec = parse_spec(view)
+    assert spec.sandbox.egress[0].ports == [443]

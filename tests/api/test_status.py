@@ -31,6 +31,7 @@ from rollout_operator.api.status import (
     percent_text,
     remove_condition,
     set_condition,
+    status_merge_patch,
     status_patch,
     status_size,
 )
@@ -300,3 +301,14 @@ class TestSetCondition:
             status.conditions, "Synced", "True", "Synced", "", 2, T0 + timedelta(hours=1)
         )
         assert kept[0].last_transition_time == T0
+
+
+def test_merge_patch_clears_fields_that_are_gone() -> None:
+    current = {"phase": "Failed", "completionTime": "2026-11-01T12:00:00Z", "kopf": {"x": 1}}
+    patch = status_merge_patch(current, RolloutRunStatus(phase="Running"))
+    empty_lists = {"conditions": [], "tools": [], "scorers": [], "samples": []}
+    assert patch == {"phase": "Running", **empty_lists, "completionTime": None, "kopf": None}
+    assert status_merge_patch(None, RolloutRunStatus(phase="Running")) == {
+        "phase": "Running",
+        **empty_lists,
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -318,6 +318,20 @@ def status_patch(status: RolloutRunStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def status_merge_patch(
+    current: Mapping[str, Any] | None, status: RolloutRunStatus
+) -> dict[str, Any]:
+    """A JSON merge patch that turns the `current` status into `status`.
+
+    `status_patch` leaves out empty fields, and a merge patch keeps what it leaves out, so every
+    top-level field that `current` has and `status` no longer has is set to null here.
+    """
+    patch = status_patch(status)
+    for key in current or {}:
+        patch.setdefault(key, None)
+    return patch
+
+
 def status_size(status: RolloutRunStatus) -> int:
     """Bytes of the status as compact JSON, roughly what etcd stores."""
     return len(json.dumps(status_patch(status), separators=(",", ":")).encode())
@@ -453,6 +467,7 @@ __all__ = [
     "percent_text",
     "remove_condition",
     "set_condition",
+    "status_merge_patch",
     "status_patch",
     "status_size",
     "utc_now",

@@ -78,9 +78,21 @@ def parse_spec(obj: Mapping[str, Any] | Any, *, path: str = SPEC_PATH) -> Rollou
     if not isinstance(obj, Mapping):
         raise SpecError([f"{path}: must be a mapping of fields (got {_kind(obj)})"])
     try:
-        return RolloutRunSpec.model_validate(dict(obj))
+        return RolloutRunSpec.model_validate(plain_data(obj))
     except ValidationError as exc:
         raise SpecError(validation_messages(exc, path=path)) from None
+
+
+def plain_data(value: Any) -> Any:
+    """`value` with every mapping a dict and every tuple a list, as JSON would give it.
+
+    Kubernetes clients hand out mapping views (Kopf's `Spec`) that strict validation refuses.
+    """
+    if isinstance(value, Mapping):
+        return {key: plain_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_data(item) for item in value]
+    return value
 
 
 def validate_spec(
