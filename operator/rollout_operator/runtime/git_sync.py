@@ -46,6 +46,8 @@ GitErrorKind = Literal[
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _SHORT_SHA = re.compile(r"[0-9a-f]{4,63}")
+# git's scp-like syntax: `[user@]host:path`, with no slash before the colon.
+_SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?[\w.-]+:(?!//)")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 _AUTH_SIGNS = (
@@ -226,7 +228,7 @@ def _remote_location(url: str) -> str:
     if text.startswith("-"):
         raise GitSyncError(f"spec.repo.url {redact_url(text)!r} must not start with '-'",
                            kind="not_a_repository")
-    if "://" in text or re.match(r"^[\w.-]+@[\w.-]+:", text):
+    if "://" in text or _SCP_LIKE.match(text):
         return text
     return Path(text).expanduser().resolve().as_uri()
 
@@ -261,7 +263,7 @@ def _git_environment(credentials: GitCredentials | None) -> Iterator[dict[str, s
     with tempfile.TemporaryDirectory(prefix="rollout-git-") as scratch:
         folder = Path(scratch)
         folder.chmod(0o700)
-        config: list[tuple[str, str]] = [("protocol.file.allow", "always")]
+        config: list[tuple[str, str]] = []
         if credentials is not None and credentials.token:
             helper = _write_credential_helper(folder, credentials.username, credentials.token)
             # The empty value first clears helpers from the system or user config.
