@@ -92,4 +92,5 @@ def make_context(
         commit=COMMIT,
         bundle_url=BUNDLE,
         scorers=["reward_fn.compute_reward:numbers_match_reward"],
+        fastmcp_version="4.2.3",
     )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from rollout_operator.api.constants import API_VERSION, KIND, Phase
+from rollout_operator.api.status import RolloutRunStatus
 from rollout_operator.resources import (
     build_aggregate_job,
     build_children,
@@ -20,6 +21,9 @@ from rollout_operator.resources import (
     build_tools_network_policy,
     build_tools_service,
     build_worker_job,
+    inference_children,
+    long_running_children,
+    tool_children,
 )
 from rollout_operator.resources.context import (
     COMPONENT_LABEL,
@@ -177,6 +181,7 @@ def test_pods_learn_where_the_other_children_are(ctx: RunContext) -> None:
     assert config.commit == COMMIT and config.bundle_url == BUNDLE
     assert config.run_prefix == f"s3://rollouts/runs/{ctx.namespace}/{ctx.name}-5b0e3c1a"
     assert config.scorers == ["reward_fn.compute_reward:numbers_match_reward"]
+    assert config.fastmcp_version == ctx.fastmcp_version == "4.2.3"
     assert config.spec.model_dump() == ctx.spec.model_dump()
     if ctx.spec.model.serve is not None:
         inference = by_kind(manifests, "Service", "inference")
@@ -192,7 +197,7 @@ def test_pods_learn_where_the_other_children_are(ctx: RunContext) -> None:
 
 def test_commands_and_the_unpacked_bundle(ctx: RunContext) -> None:
     sync = build_sync_job(ctx)["spec"]["template"]["spec"]
-    assert sync["containers"][0]["command"] == ["rolloutctl", "sync"]
+    assert sync["containers"][0]["command"] == ["rolloutctl", "sync", "--workdir", "/workspace"]
     aggregate = build_aggregate_job(ctx)["spec"]["template"]["spec"]
     assert aggregate["containers"][0]["command"] == ["rolloutctl", "aggregate"]
     for manifest, command in (
@@ -415,3 +420,33 @@ def test_builders_are_deterministic() -> None:
     first = build_children(make_context(SPECS["credentials"]))
     second = build_children(make_context(SPECS["credentials"]))
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_child_groups_for_the_reconciler() -> None:
+    served = make_context(SPECS["serve-vllm"])
+    assert [m["kind"] for m in tool_children(served)] == ["NetworkPolicy", "Service", "Deployment"]
+    assert [m["kind"] for m in inference_children(served)] == ["Service", "Deployment"]
+    assert inference_children(make_context(SPECS["minimal"])) == []
+    built = {
+        (m["kind"], m["metadata"]["name"], m["apiVersion"])
+        for m in [*tool_children(served), *inference_children(served)]
+    }
+    assert set(long_running_children(served.name, served.uid)) == built
+
+
+def test_context_from_the_status_sync_wrote() -> None:
+    status = RolloutRunStatus(commit=COMMIT, bundle=BUNDLE, fastmcp_version="4.2.3",
+                              scorers=["reward_fn.a:b"])
+    ctx = RunContext.from_status(
+        name="calc", namespace="ns", uid=UID, generation=2,
+        spec=make_context(SPECS["minimal"]).spec, settings=OperatorSettings(), status=status,
+    )
+    assert (ctx.commit, ctx.bundle_url, ctx.fastmcp_version) == (COMMIT, BUNDLE, "4.2.3")
+    assert ctx.scorers == []
+    assert build_worker_job(ctx)["spec"]["template"]["spec"]["initContainers"][0]["command"][3] \
+        == BUNDLE
+    before_sync = RunContext.from_status(
+        name="calc", namespace="ns", uid=UID, generation=1,
+        spec=ctx.spec, settings=OperatorSettings(), status=None,
+    )
+    assert before_sync.bundle_url is None and before_sync.commit is None

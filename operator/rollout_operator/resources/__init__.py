@@ -11,7 +11,7 @@ from typing import Any
 
 from rollout_operator.api.constants import Phase
 from rollout_operator.resources.aggregate import build_aggregate_job
-from rollout_operator.resources.context import RunContext
+from rollout_operator.resources.context import INFERENCE, TOOLS, RunContext
 from rollout_operator.resources.inference import (
     build_inference_deployment,
     build_inference_service,
@@ -65,6 +65,35 @@ def builders_for_phase(ctx: RunContext, phase: str | None = None) -> list[Builde
     raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(Phase.ALL)}")
 
 
+def tool_children(ctx: RunContext) -> list[dict[str, Any]]:
+    """The tool servers' NetworkPolicy, Service and Deployment, in that order."""
+    return [build(ctx) for build in TOOL_BUILDERS]
+
+
+def inference_children(ctx: RunContext) -> list[dict[str, Any]]:
+    """The managed inference Service and Deployment; none for an external model."""
+    if ctx.spec.model.serve is None:
+        return []
+    return [build(ctx) for build in INFERENCE_BUILDERS]
+
+
+def long_running_children(run_name: str, uid: str) -> list[tuple[str, str, str]]:
+    """(kind, name, apiVersion) of the children that serve while a run is going and must be
+    removed when it finishes: tool and inference Deployments, Services and the NetworkPolicy.
+
+    Inference children are listed whether or not the run has them; check before deleting.
+    """
+    tools = child_name(run_name, uid, TOOLS)
+    inference = child_name(run_name, uid, INFERENCE)
+    return [
+        ("Deployment", tools, "apps/v1"),
+        ("Service", tools, "v1"),
+        ("NetworkPolicy", tools, "networking.k8s.io/v1"),
+        ("Deployment", inference, "apps/v1"),
+        ("Service", inference, "v1"),
+    ]
+
+
 def build_children(ctx: RunContext, phase: str | None = None) -> list[dict[str, Any]]:
     """Manifests of the children for `phase` (all of them when None), in creation order."""
     return [build(ctx) for build in builders_for_phase(ctx, phase)]
@@ -83,5 +112,8 @@ __all__ = [
     "build_worker_job",
     "builders_for_phase",
     "child_name",
+    "inference_children",
+    "long_running_children",
     "pod_security_violations",
+    "tool_children",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from rollout_operator.api.constants import API_VERSION, KIND, LABEL_PREFIX
 from rollout_operator.api.spec import RolloutRunSpec
+from rollout_operator.api.status import RolloutRunStatus
 from rollout_operator.resources.names import child_name, label_value
 from rollout_operator.runtime.run_config import RunConfig
 from rollout_operator.runtime.run_layout import run_prefix
@@ -39,7 +40,10 @@ class MissingOutputError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RunContext:
-    """One RolloutRun as the builders see it; `run_prefix` is derived when left empty."""
+    """One RolloutRun as the builders see it; `run_prefix` is derived when left empty.
+
+    `commit`, `bundle_url`, `scorers` and `fastmcp_version` come from the sync Job's report.
+    """
 
     name: str
     namespace: str
@@ -51,6 +55,7 @@ class RunContext:
     bundle_url: str | None = None
     run_prefix: str = ""
     scorers: list[str] = field(default_factory=list)
+    fastmcp_version: str | None = None
 
     def __post_init__(self) -> None:
         if not self.run_prefix:
@@ -69,6 +74,7 @@ class RunContext:
         commit: str | None = None,
         bundle_url: str | None = None,
         scorers: list[str] | None = None,
+        fastmcp_version: str | None = None,
     ) -> RunContext:
         """A context for a RolloutRun object as read from the API (metadata, parsed spec)."""
         meta = obj.get("metadata") or {}
@@ -82,6 +88,36 @@ class RunContext:
             commit=commit,
             bundle_url=bundle_url,
             scorers=list(scorers or []),
+            fastmcp_version=fastmcp_version,
+        )
+
+    @classmethod
+    def from_status(
+        cls,
+        *,
+        name: str,
+        namespace: str,
+        uid: str,
+        generation: int,
+        spec: RolloutRunSpec,
+        settings: OperatorSettings,
+        status: RolloutRunStatus | None,
+    ) -> RunContext:
+        """A context with what sync recorded in the run's status (commit, bundle, FastMCP).
+
+        Scorers are not taken from status, whose lists are capped for size: pods given none
+        run spec.scoring.functions, or every scorer the bundle has.
+        """
+        return cls(
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            generation=generation,
+            spec=spec,
+            settings=settings,
+            commit=status.commit if status else None,
+            bundle_url=status.bundle if status else None,
+            fastmcp_version=status.fastmcp_version if status else None,
         )
 
     def child_name(self, component: str) -> str:
@@ -167,6 +203,7 @@ class RunContext:
             tool_url=self.tool_url,
             model_base_url=self.model_base_url,
             commit=self.commit,
+            fastmcp_version=self.fastmcp_version,
             scorers=list(self.scorers),
         )
 

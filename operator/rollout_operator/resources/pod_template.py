@@ -11,13 +11,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rollout_operator.resources.security import container_security_context, pod_security_context
+from rollout_operator.runtime.run_config import DEFAULT_REPO_DIR, MODEL_API_KEY_ENV, RUN_CONFIG_ENV
 
 if TYPE_CHECKING:
     from rollout_operator.api.spec import ResourceRequirements
     from rollout_operator.resources.context import RunContext
 
-RUN_CONFIG_ENV = "ROLLOUT_RUN_CONFIG"
-MODEL_API_KEY_ENV = "ROLLOUT_MODEL_API_KEY"
 GIT_CREDENTIAL_KEYS = {
     "ROLLOUT_GIT_TOKEN": "token",
     "ROLLOUT_GIT_SSH_KEY": "ssh-privatekey",
@@ -35,7 +34,7 @@ STORAGE_CREDENTIAL_KEYS = (
 
 TMP_DIR = "/tmp"
 WORKSPACE_DIR = "/workspace"
-REPO_DIR = f"{WORKSPACE_DIR}/repo"
+REPO_DIR = DEFAULT_REPO_DIR
 TMP_VOLUME = "tmp"
 WORKSPACE_VOLUME = "workspace"
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from rollout_operator.resources.context import SYNC, RunContext
 from rollout_operator.resources.pod_template import (
+    WORKSPACE_DIR,
     git_env,
     job_manifest,
     pod_failure_policy,
@@ -25,11 +26,12 @@ SYNC_BACKOFF_LIMIT = 2
 
 
 def sync_container(ctx: RunContext) -> dict[str, Any]:
-    """Clones into /workspace; gets the clone credentials and the storage credentials."""
+    """Clones and builds the bundle in /workspace (large, unlike /tmp); gets the clone
+    credentials and the storage credentials."""
     return sandbox_container(
         ctx,
         name=SYNC_CONTAINER,
-        command=["rolloutctl", "sync"],
+        command=["rolloutctl", "sync", "--workdir", WORKSPACE_DIR],
         env=[*git_env(ctx), *storage_env(ctx)],
         resources=sandbox_resources(ctx, ctx.spec.sandbox.resources),
         workspace_read_only=False,
