@@ -1,0 +1,1 @@
+"""Kopf glue: the only package (with `rolloutctl operator`) that imports kopf."""

@@ -1,0 +1,146 @@
+"""The operator's Kubernetes API calls, and the one place API errors map to Kopf semantics.
+
+Objects travel as plain dicts (camelCase, as the API sends them): responses are read raw instead
+of through the client's models, which keeps the manifests the pure builders make and the objects
+the decisions observe in one shape.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rollout_operator.api.constants import GROUP, PLURAL, VERSION
+from rollout_operator.resources.context import RUN_UID_LABEL
+
+logger = logging.getLogger(__name__)
+
+# (apiVersion, kind) -> (list path, item path) templates, namespaced.
+_PATHS: dict[tuple[str, str], str] = {
+    ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
+    ("networking.k8s.io/v1", "NetworkPolicy"):
+        "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+}
+CHILD_KINDS = tuple(_PATHS)
+
+
+@contextmanager
+def kopf_errors(action: str) -> Iterator[None]:
+    """Turn API errors into Kopf's retry semantics.
+
+    Conflicts, throttling, server errors and a missing object (usually a cache lagging behind)
+    are temporary: Kopf retries the handler. Other client errors mean the request itself is
+    wrong and retrying cannot help.
+    """
+    try:
+        yield
+    except ApiException as exc:
+        reason = _api_message(exc)
+        if exc.status in (404, 409, 429) or (exc.status or 0) >= 500:
+            raise kopf.TemporaryError(f"{action}: {reason}", delay=5) from None
+        raise kopf.PermanentError(f"{action}: {reason}") from None
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
+class KubeApi:
+    """Thin wrapper over the generic client; one instance lives in Kopf's memo."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.api = api_client or client.ApiClient()
+
+    def _call(self, method: str, path: str, body: Any = None,
+              query: list[tuple[str, str]] | None = None,
+              content_type: str = "application/json") -> Any:
+        _, url, headers, data, post = self.api.param_serialize(
+            method, path, query_params=query or [], body=body,
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(method, url, header_params=headers, body=data,
+                                     post_params=post)
+        raw = response.read()  # type: ignore[no-untyped-call]
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if response.status >= 400:
+            raise ApiException(status=response.status, reason=response.reason,
+                               http_resp=response, body=text)
+        return json.loads(text) if text else None
+
+    def list_children(self, namespace: str, run_uid: str) -> list[dict[str, Any]]:
+        selector = [("labelSelector", f"{RUN_UID_LABEL}={run_uid}")]
+        children: list[dict[str, Any]] = []
+        for (api_version, kind), path in _PATHS.items():
+            listed = self._call("GET", path.format(ns=namespace), query=selector)
+            for item in listed.get("items") or []:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                children.append(item)
+        return children
+
+    def list_pods(self, namespace: str, run_uid: str) -> list[dict[str, Any]]:
+        listed = self._call("GET", f"/api/v1/namespaces/{namespace}/pods",
+                            query=[("labelSelector", f"{RUN_UID_LABEL}={run_uid}")])
+        return list(listed.get("items") or [])
+
+    def existing_secrets(self, namespace: str, names: list[str]) -> set[str]:
+        """Which of `names` exist; their data is dropped at once and never logged."""
+        found = set()
+        for name in names:
+            try:
+                self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            found.add(name)
+        return found
+
+    def create(self, namespace: str, manifest: dict[str, Any]) -> bool:
+        """Create a child; an existing one (409) counts as success. True when created."""
+        path = _PATHS[(manifest["apiVersion"], manifest["kind"])].format(ns=namespace)
+        try:
+            self._call("POST", path, body=manifest)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete(self, namespace: str, api_version: str, kind: str, name: str) -> None:
+        path = _PATHS[(api_version, kind)].format(ns=namespace) + f"/{name}"
+        try:
+            self._call("DELETE", path, body={"propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        path = _PATHS[("batch/v1", "Job")].format(ns=namespace) + f"/{name}"
+        self._call("PATCH", path, body=patch, content_type="application/merge-patch+json")
+
+    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+        self._call("PATCH", path, body={"status": status},
+                   content_type="application/merge-patch+json")
+
+    def delete_run(self, namespace: str, name: str) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        try:
+            self._call("DELETE", path)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,87 @@
+"""Kopf handlers for RolloutRun: observe, decide (pure), act. Nothing else lives here.
+
+Every trigger (create, spec update, operator resume, and a periodic timer) runs the same
+level-based reconcile, so a missed event or an operator restart only delays the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from rollout_operator.api.constants import GROUP, PLURAL, VERSION
+from rollout_operator.api.status import bounded_status, status_merge_patch, utc_now
+from rollout_operator.handlers.kube import KubeApi, kopf_errors
+from rollout_operator.reconcile.decide import Decision, RunObject, decide
+from rollout_operator.reconcile.observed import observe
+from rollout_operator.reconcile.secrets import secret_names_in
+from rollout_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = SETTINGS.post_events
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 60
+    memo.settings = SETTINGS
+    memo.api = KubeApi()
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    reconcile(body, memo, logger)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.reconcile_interval_seconds,
+            initial_delay=SETTINGS.reconcile_interval_seconds)
+def on_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    reconcile(body, memo, logger)
+
+
+def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> None:
+    api: KubeApi = memo.api
+    run = RunObject.from_body(body)
+    with kopf_errors(f"observing the children of {run.namespace}/{run.name}"):
+        children = api.list_children(run.namespace, run.uid)
+        pods = api.list_pods(run.namespace, run.uid)
+        secrets = api.existing_secrets(run.namespace, secret_names_in(run.spec))
+    observed = observe(children, pods, secrets)
+    decision = decide(run, observed, memo.settings, utc_now())
+    act(api, run, body, decision, logger)
+
+
+def act(api: KubeApi, run: RunObject, body: kopf.Body, decision: Decision,
+        logger: kopf.Logger) -> None:
+    for manifest in decision.create:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        with kopf_errors(f"creating {kind} {name}"):
+            if api.create(run.namespace, manifest):
+                logger.info("Created %s %s", kind, name)
+    for api_version, kind, name in decision.delete:
+        with kopf_errors(f"deleting {kind} {name}"):
+            api.delete(run.namespace, api_version, kind, name)
+            logger.info("Deleted %s %s", kind, name)
+    for name, patch in decision.patch_jobs:
+        with kopf_errors(f"updating Job {name}"):
+            api.patch_job(run.namespace, name, patch)
+    if decision.status is not None:
+        with kopf_errors(f"updating the status of {run.name}"):
+            api.patch_run_status(run.namespace, run.name, status_merge_patch(
+                body.get("status"), bounded_status(decision.status)))
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if decision.delete_run:
+        logger.info("ttlSecondsAfterFinished has passed: deleting the run")
+        with kopf_errors(f"deleting {run.name}"):
+            api.delete_run(run.namespace, run.name)

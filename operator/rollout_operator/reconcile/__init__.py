@@ -1,0 +1,1 @@
+"""Pure reconcile decisions: no kopf, no kubernetes client, no I/O."""

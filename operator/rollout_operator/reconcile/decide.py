@@ -1,0 +1,331 @@
+"""The reconcile decision: (the run, its observed children, settings, now) -> actions and status.
+
+Level-based and idempotent: the decision is computed from what exists, never from what the
+operator remembers, so running it twice, or after an operator restart, gives the same actions.
+Every phase of DESIGN.md is one small step below; each step either finishes (and the next one
+runs) or returns with what it is waiting for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from rollout_operator.api.constants import ConditionStatus, ConditionType, Reason
+from rollout_operator.api.spec import RolloutRunSpec
+from rollout_operator.api.status import (
+    Artifacts,
+    RolloutRunStatus,
+    find_condition,
+    is_true,
+    set_condition,
+)
+from rollout_operator.api.validation import SpecError, parse_spec, spec_hash, spec_problems
+from rollout_operator.reconcile.observed import JobState, Observed
+from rollout_operator.reconcile.phase import derive_phase
+from rollout_operator.reconcile.results import apply_aggregate, apply_sync, shard_progress
+from rollout_operator.reconcile.secrets import missing_secrets
+from rollout_operator.resources import (
+    RunContext,
+    build_aggregate_job,
+    build_sync_job,
+    build_worker_job,
+    inference_children,
+    long_running_children,
+    tool_children,
+)
+from rollout_operator.resources.policy import policy_problems
+from rollout_operator.settings import OperatorSettings
+
+TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class RunObject:
+    """The parts of a RolloutRun object that decisions read."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: RolloutRunStatus
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> RunObject:
+        metadata = body.get("metadata") or {}
+        raw_status = dict(body.get("status") or {})
+        known = RolloutRunStatus.model_fields
+        aliases = {f.alias or name for name, f in known.items()}
+        status = RolloutRunStatus.model_validate(
+            {k: v for k, v in raw_status.items() if k in aliases or k in known}
+        )
+        return cls(
+            name=str(metadata.get("name")),
+            namespace=str(metadata.get("namespace") or "default"),
+            uid=str(metadata.get("uid") or ""),
+            generation=int(metadata.get("generation") or 1),
+            spec=dict(body.get("spec") or {}),
+            status=status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class Decision:
+    create: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[tuple[str, str, str]] = field(default_factory=list)
+    """(apiVersion, kind, name) of children to delete."""
+    patch_jobs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """(Job name, merge patch) pairs, e.g. to suspend or resume the worker Job."""
+    status: RolloutRunStatus | None = None
+    events: list[Event] = field(default_factory=list)
+    delete_run: bool = False
+
+
+class _Step:
+    """Accumulates one decision: conditions set along the way become Events on transitions."""
+
+    def __init__(self, run: RunObject, now: datetime) -> None:
+        self.run = run
+        self.now = now
+        self.status = run.status.model_copy(deep=True)
+        self.decision = Decision()
+
+    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        before = find_condition(self.status.conditions, type_)
+        self.status.conditions = set_condition(
+            self.status.conditions, type_, status, reason, message, self.run.generation, self.now
+        )
+        changed = before is None or (before.status, before.reason) != (status, reason)
+        if changed and status != UNKNOWN:
+            warning = type_ == ConditionType.FAILED and status == TRUE
+            self.decision.events.append(
+                Event("Warning" if warning else "Normal", reason, message)
+            )
+
+    def fail(self, reason: str, message: str) -> None:
+        self.condition(ConditionType.FAILED, TRUE, reason, message)
+
+    def ensure(self, observed: Observed, manifests: Sequence[dict[str, Any]]) -> None:
+        for manifest in manifests:
+            if not observed.has(manifest["kind"], manifest["metadata"]["name"]):
+                self.decision.create.append(manifest)
+
+    def finish(self, spec: RolloutRunSpec | None) -> Decision:
+        self.status.observed_generation = self.run.generation
+        self.status.phase = derive_phase(
+            self.status.conditions, suspended=bool(spec and spec.suspend)
+        )
+        if self.status != self.run.status:
+            self.decision.status = self.status
+        return self.decision
+
+
+def decide(
+    run: RunObject, observed: Observed, settings: OperatorSettings, now: datetime
+) -> Decision:
+    """The next actions for `run`, and its new status."""
+    step = _Step(run, now)
+    try:
+        spec = parse_spec(run.spec)
+        problems = spec_problems(spec, cluster=True, allow_file_repos=settings.allow_file_repos)
+    except SpecError as exc:
+        spec, problems = None, list(exc.problems)
+    if spec is not None:
+        problems += policy_problems(spec, settings)
+        problems += missing_secrets(spec, observed.secrets, run.namespace)
+    if problems:
+        step.fail(Reason.INVALID_SPEC, "; ".join(problems))
+        return step.finish(None)
+    assert spec is not None
+    status = step.status
+    current_hash = spec_hash(spec)
+    if status.spec_hash is None:
+        status.spec_hash = current_hash
+        status.start_time = now
+    elif status.spec_hash != current_hash:
+        step.fail(
+            Reason.SPEC_CHANGED,
+            "Only spec.suspend and spec.ttlSecondsAfterFinished may change once a run has "
+            "started; revert the edit, or create a new RolloutRun for the new spec.",
+        )
+        return step.finish(spec)
+    else:
+        _clear_spec_failure(step)
+
+    if _finished(status):
+        _after_finish(step, spec, observed, now)
+        return step.finish(spec)
+
+    if not _sync(step, _context(run, spec, status, settings), observed):
+        return step.finish(spec)
+    ctx = _context(run, spec, status, settings)  # now with the commit and bundle
+    tools_ready = _tools(step, ctx, observed)
+    inference_ready = _inference(step, spec, ctx, observed)
+    if not (tools_ready and inference_ready):
+        return step.finish(spec)
+    if not _workers(step, spec, ctx, observed):
+        return step.finish(spec)
+    _aggregate(step, ctx, observed, now)
+    return step.finish(spec)
+
+
+def _context(run: RunObject, spec: RolloutRunSpec, status: RolloutRunStatus,
+             settings: OperatorSettings) -> RunContext:
+    return RunContext.from_status(name=run.name, namespace=run.namespace, uid=run.uid,
+                                  generation=run.generation, spec=spec, settings=settings,
+                                  status=status)
+
+
+def _clear_spec_failure(step: _Step) -> None:
+    failed = find_condition(step.status.conditions, ConditionType.FAILED)
+    if failed and failed.status == TRUE and failed.reason in (Reason.SPEC_CHANGED,
+                                                               Reason.INVALID_SPEC):
+        step.condition(ConditionType.FAILED, FALSE, Reason.RESUMED, "The spec is valid again.")
+
+
+def _finished(status: RolloutRunStatus) -> bool:
+    return is_true(status.conditions, ConditionType.COMPLETE) or is_true(
+        status.conditions, ConditionType.FAILED
+    )
+
+
+def _after_finish(step: _Step, spec: RolloutRunSpec, observed: Observed, now: datetime) -> None:
+    """Tear down servers that only a running run needs; delete the run after its TTL."""
+    for kind, name, api_version in long_running_children(step.run.name, step.run.uid):
+        if observed.has(kind, name):
+            step.decision.delete.append((api_version, kind, name))
+    if step.status.completion_time is None:
+        step.status.completion_time = now
+    ttl = spec.ttl_seconds_after_finished
+    if ttl is not None and now >= step.status.completion_time + timedelta(seconds=ttl):
+        step.decision.delete_run = True
+
+
+def _sync(step: _Step, ctx: RunContext, observed: Observed) -> bool:
+    if is_true(step.status.conditions, ConditionType.SYNCED):
+        return True
+    job = observed.jobs.get("sync")
+    if job is None:
+        step.ensure(observed, [build_sync_job(ctx)])
+        step.condition(ConditionType.SYNCED, FALSE, Reason.SYNCING,
+                       "Cloning the repository and checking its tools, scorers and dataset.")
+        return False
+    message = job.messages.get(0)
+    if job.complete and message and message.get("ok"):
+        apply_sync(step.status, message)
+        step.condition(ConditionType.SYNCED, TRUE, Reason.SYNCED,
+                       f"Repository at commit {str(message.get('commit'))[:12]}: "
+                       f"{len(step.status.tools)} tools, {len(step.status.scorers)} scorers.")
+        return True
+    if job.failed_terminal or (message is not None and message.get("ok") is False):
+        text = _sync_problems(message, job)
+        step.condition(ConditionType.SYNCED, FALSE, Reason.SYNC_FAILED, text)
+        step.fail(Reason.SYNC_FAILED, text)
+    return False
+
+
+def _sync_problems(message: Mapping[str, Any] | None, job: JobState) -> str:
+    if message and message.get("problems"):
+        parts = []
+        for problem in message["problems"]:
+            where = problem.get("file")
+            parts.append(f"{where}: {problem.get('message')}" if where else
+                         str(problem.get("message")))
+        return "The repository has problems: " + "; ".join(parts)
+    if message and message.get("error"):
+        return f"Sync failed: {message['error']}"
+    if message and message.get("raw"):
+        return f"Sync failed: {message['raw'][-500:]}"
+    return f"Sync Job {job.name} failed: {job.failure_message or 'no message'}"
+
+
+def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
+    step.ensure(observed, tool_children(ctx))
+    deployment = observed.deployments.get("tools")
+    if deployment is not None and deployment.ready:
+        step.condition(ConditionType.TOOLS_READY, TRUE, Reason.TOOLS_AVAILABLE,
+                       f"{deployment.available} tool server(s) ready.")
+        return True
+    step.condition(ConditionType.TOOLS_READY, FALSE, Reason.TOOLS_STARTING,
+                   "Waiting for the tool servers to become ready.")
+    return False
+
+
+def _inference(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Observed) -> bool:
+    if spec.model.serve is None:
+        step.condition(ConditionType.INFERENCE_READY, TRUE, Reason.EXTERNAL_ENDPOINT,
+                       f"Using model {spec.model.name}" +
+                       (f" at {spec.model.base_url}." if spec.model.base_url else "."))
+        return True
+    step.ensure(observed, inference_children(ctx))
+    deployment = observed.deployments.get("inference")
+    if deployment is not None and deployment.ready:
+        step.condition(ConditionType.INFERENCE_READY, TRUE, Reason.INFERENCE_AVAILABLE,
+                       f"{spec.model.serve.engine} serving {spec.model.serve.model} is ready.")
+        return True
+    step.condition(ConditionType.INFERENCE_READY, FALSE, Reason.INFERENCE_STARTING,
+                   f"Waiting for {spec.model.serve.engine} to load {spec.model.serve.model}.")
+    return False
+
+
+def _workers(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Observed) -> bool:
+    job = observed.jobs.get("workers")
+    if job is None:
+        if spec.suspend:
+            step.condition(ConditionType.COMPLETE, FALSE, Reason.SUSPENDED,
+                           "The run is suspended; set spec.suspend to false to start rollouts.")
+            return False
+        step.ensure(observed, [build_worker_job(ctx)])
+        step.condition(ConditionType.COMPLETE, FALSE, Reason.ROLLOUTS_RUNNING,
+                       "Rollouts are running.")
+        return False
+    if job.suspended != spec.suspend and not job.complete:
+        step.decision.patch_jobs.append((job.name, {"spec": {"suspend": spec.suspend}}))
+    step.status.progress = shard_progress(step.status.progress, job)
+    if job.failed_terminal:
+        step.fail(Reason.WORKERS_FAILED,
+                  f"Worker Job {job.name} failed" +
+                  (f" (shards {job.failed_indexes})" if job.failed_indexes else "") +
+                  f": {job.failure_message or 'see the worker pods logs'}")
+        return False
+    if not job.complete:
+        reason, text = (Reason.SUSPENDED, "The run is suspended.") if spec.suspend else (
+            Reason.ROLLOUTS_RUNNING, f"{job.succeeded} of {job.completions} shards done.")
+        step.condition(ConditionType.COMPLETE, FALSE, reason, text)
+        return False
+    return True
+
+
+def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) -> None:
+    job = observed.jobs.get("aggregate")
+    if job is None:
+        step.ensure(observed, [build_aggregate_job(ctx)])
+        step.condition(ConditionType.COMPLETE, FALSE, Reason.AGGREGATING,
+                       "Computing the summary and writing results.json.")
+        return
+    message = job.messages.get(0)
+    if job.complete and message is not None and "raw" not in message:
+        apply_aggregate(step.status, message)
+        step.status.completion_time = now
+        total = step.status.progress.total if step.status.progress else 0
+        step.condition(ConditionType.COMPLETE, TRUE, Reason.COMPLETED,
+                       f"{total} rollouts scored; results in "
+                       f"{(step.status.artifacts or Artifacts()).results}.")
+        step.condition(ConditionType.FAILED, FALSE, Reason.COMPLETED, "The run completed.")
+        return
+    if job.failed_terminal:
+        step.fail(Reason.AGGREGATE_FAILED,
+                  f"Aggregate Job {job.name} failed: {job.failure_message or 'see its logs'}")
+
+
+__all__ = ["Decision", "Event", "RunObject", "decide"]

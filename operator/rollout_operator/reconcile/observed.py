@@ -1,0 +1,151 @@
+"""What the operator sees of a run's children, reduced to the facts decisions need.
+
+Built from plain manifest dicts as the API returns them, so decisions stay pure and can be tested
+with tables of hand-written objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollout_operator.resources.context import COMPONENT_LABEL
+
+JOB_NAME_LABEL = "job-name"
+JOB_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    name: str
+    completions: int
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    complete: bool = False
+    failed_terminal: bool = False
+    failure_message: str = ""
+    suspended: bool = False
+    failed_indexes: str = ""
+    messages: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    """Termination message of each completion index's latest finished pod (parsed JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentState:
+    name: str
+    replicas: int
+    available: int
+
+    @property
+    def ready(self) -> bool:
+        return self.replicas > 0 and self.available >= self.replicas
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A run's children by component, plus the Secrets that exist in its namespace."""
+
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    deployments: Mapping[str, DeploymentState] = field(default_factory=dict)
+    present: frozenset[tuple[str, str]] = frozenset()
+    """(kind, name) of every child that exists."""
+    secrets: frozenset[str] = frozenset()
+
+    def has(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.present
+
+
+def parse_termination_message(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"raw": text[-2000:]}
+    return value if isinstance(value, dict) else {"raw": text[-2000:]}
+
+
+def _condition_true(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _pod_message(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        message = parse_termination_message(terminated.get("message"))
+        if message is not None:
+            return message
+    return None
+
+
+def _pod_time(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def job_state(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobState:
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    name = str(job["metadata"]["name"])
+    messages: dict[int, dict[str, Any]] = {}
+    finished = [p for p in pods if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
+    for pod in sorted(finished, key=_pod_time):  # later pods of an index win
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        message = _pod_message(pod)
+        if message is not None:
+            messages[int(labels.get(JOB_INDEX_LABEL, 0))] = message
+    failed = _condition_true(job, "Failed")
+    return JobState(
+        name=name,
+        completions=int(spec.get("completions") or 1),
+        active=int(status.get("active") or 0),
+        succeeded=int(status.get("succeeded") or 0),
+        failed=int(status.get("failed") or 0),
+        complete=_condition_true(job, "Complete") is not None,
+        failed_terminal=failed is not None,
+        failure_message=str((failed or {}).get("message") or (failed or {}).get("reason") or ""),
+        suspended=bool(spec.get("suspend")),
+        failed_indexes=str(status.get("failedIndexes") or ""),
+        messages=messages,
+    )
+
+
+def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    return DeploymentState(
+        name=str(deployment["metadata"]["name"]),
+        replicas=int(spec.get("replicas", 1) or 0),
+        available=int(status.get("availableReplicas") or 0),
+    )
+
+
+def observe(
+    children: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]] = (),
+    secrets: Iterable[str] = (),
+) -> Observed:
+    """Reduce listed children (Jobs, Deployments, Services, ...) and Job pods to `Observed`."""
+    pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        job_name = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL)
+        if job_name:
+            pods_by_job.setdefault(str(job_name), []).append(pod)
+    jobs: dict[str, JobState] = {}
+    deployments: dict[str, DeploymentState] = {}
+    present: set[tuple[str, str]] = set()
+    for child in children:
+        metadata = child.get("metadata") or {}
+        if metadata.get("deletionTimestamp"):
+            continue
+        kind, name = str(child.get("kind")), str(metadata.get("name"))
+        present.add((kind, name))
+        component = str((metadata.get("labels") or {}).get(COMPONENT_LABEL, ""))
+        if kind == "Job":
+            jobs[component] = job_state(child, pods_by_job.get(name, ()))
+        elif kind == "Deployment":
+            deployments[component] = deployment_state(child)
+    return Observed(jobs, deployments, frozenset(present), frozenset(secrets))

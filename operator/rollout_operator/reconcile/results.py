@@ -1,0 +1,59 @@
+"""Copy what the pods report in their termination messages into the run's status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rollout_operator.api.status import (
+    Artifacts,
+    Progress,
+    RolloutRunStatus,
+    ScorerSummary,
+    TrajectorySample,
+)
+from rollout_operator.reconcile.observed import JobState
+
+
+def apply_sync(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
+    """The sync Job's report: commit, bundle, tools, scorers, dataset size."""
+    status.commit = message.get("commit")
+    status.bundle = message.get("bundle")
+    status.fastmcp_version = message.get("fastmcpVersion")
+    status.tools = list(message.get("tools") or [])
+    status.scorers = list(message.get("scorers") or [])
+    rows = message.get("workItems", message.get("datasetRows"))
+    if isinstance(rows, int):
+        status.progress = Progress.from_counts(total=rows, completed=0)
+
+
+def shard_progress(previous: Progress | None, job: JobState) -> Progress:
+    """Rollouts done so far, from the finished shards' reports."""
+    done = failed = masked = 0
+    for message in job.messages.values():
+        done += int(message.get("done") or 0) + int(message.get("skipped") or 0)
+        failed += int(message.get("failed") or 0)
+        masked += int(message.get("masked") or 0)
+    total = previous.total if previous else 0
+    return Progress.from_counts(total=max(total, done), completed=done, failed=failed,
+                                masked=masked)
+
+
+def apply_aggregate(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
+    """The aggregate Job's compact summary: counts, statistics by scorer, samples, artifacts."""
+    counts = message.get("counts") or message
+    status.progress = Progress.from_counts(
+        total=int(counts.get("total") or 0),
+        completed=int(counts.get("completed") or 0),
+        failed=int(counts.get("failed") or 0),
+        masked=int(counts.get("masked") or 0),
+    )
+    summary = message.get("summary") or {}
+    status.summary = {name: ScorerSummary.model_validate(stats)
+                      for name, stats in summary.items()} or None
+    if status.summary:
+        first = next(iter(status.summary.values()))
+        status.score = f"{first.mean:.3f}" if first.mean is not None else None
+    status.samples = [TrajectorySample.model_validate(s) for s in message.get("samples") or []]
+    if message.get("artifacts"):
+        status.artifacts = Artifacts.model_validate(message["artifacts"])
