@@ -1,0 +1,226 @@
+"""The reconcile decision walked through a run's life with hand-made observations."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rollout_operator.api.constants import ConditionType, Phase, Reason
+from rollout_operator.api.status import RolloutRunStatus, find_condition, status_patch
+from rollout_operator.reconcile.decide import Decision, RunObject, decide
+from rollout_operator.reconcile.observed import JOB_INDEX_LABEL, JOB_NAME_LABEL, observe
+from rollout_operator.settings import OperatorSettings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "calculator" / "rolloutrun.yaml"
+SECRETS = ("llm-api-key", "rollout-storage")
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SETTINGS = OperatorSettings(runtime_image="registry.test/rollout-runtime:1")
+
+
+def _body(**spec_changes: Any) -> dict[str, Any]:
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"].update(namespace="team", uid="0123456789abcdef", generation=1)
+    manifest["spec"].update(spec_changes)
+    return dict(manifest)
+
+
+class Cluster:
+    """Children created by decisions, with statuses the test sets like a controller would."""
+
+    def __init__(self) -> None:
+        self.children: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: list[dict[str, Any]] = []
+
+    def apply(self, decision: Decision) -> None:
+        for manifest in decision.create:
+            key = (manifest["kind"], manifest["metadata"]["name"])
+            assert key not in self.children, f"{key} created twice"
+            self.children[key] = copy.deepcopy(manifest)
+        for _, kind, name in decision.delete:
+            self.children.pop((kind, name), None)
+
+    def component(self, kind: str, component: str) -> dict[str, Any]:
+        for (k, _), child in self.children.items():
+            if k == kind and child["metadata"]["labels"]["rollouts.dev/component"] == component:
+                return child
+        raise AssertionError(f"no {kind} for {component}")
+
+    def finish_job(self, component: str, messages: dict[int, dict[str, Any]],
+                   ok: bool = True) -> None:
+        job = self.component("Job", component)
+        job["status"] = {
+            "succeeded": len(messages) if ok else 0,
+            "failed": 0 if ok else 1,
+            "conditions": [{"type": "Complete" if ok else "Failed", "status": "True",
+                            "message": "" if ok else "BackoffLimitExceeded"}],
+        }
+        for index, message in messages.items():
+            self.pods.append({
+                "metadata": {"name": f"{job['metadata']['name']}-{index}",
+                             "creationTimestamp": "2026-11-24T12:00:00Z",
+                             "labels": {JOB_NAME_LABEL: job["metadata"]["name"],
+                                        JOB_INDEX_LABEL: str(index)}},
+                "status": {"phase": "Succeeded" if ok else "Failed", "containerStatuses": [
+                    {"state": {"terminated": {"message": json.dumps(message)}}}]},
+            })
+
+    def make_ready(self, component: str) -> None:
+        deployment = self.component("Deployment", component)
+        deployment["status"] = {"availableReplicas": deployment["spec"].get("replicas", 1)}
+
+    def observed(self, secrets: tuple[str, ...] = SECRETS) -> Any:
+        return observe(self.children.values(), self.pods, secrets)
+
+
+def _step(body: dict[str, Any], cluster: Cluster, now: datetime = NOW) -> Decision:
+    decision = decide(RunObject.from_body(body), cluster.observed(), SETTINGS, now)
+    cluster.apply(decision)
+    if decision.status is not None:
+        body["status"] = status_patch(decision.status)
+    return decision
+
+
+def _status(body: dict[str, Any]) -> RolloutRunStatus:
+    return RunObject.from_body(body).status
+
+
+def _condition(body: dict[str, Any], type_: str) -> tuple[str, str]:
+    found = find_condition(_status(body).conditions, type_)
+    assert found is not None, type_
+    return found.status, found.reason
+
+
+SYNC_OK = {"ok": True, "commit": "a" * 40, "bundle": "s3://rollouts/calculator/bundles/x.tar.gz",
+           "tools": ["add", "multiply"], "scorers": ["reward_fn.compute_reward:numbers_match_reward"],
+           "fastmcpVersion": "4.2.3", "datasetRows": 20, "problems": []}
+AGGREGATE_OK = {
+    "counts": {"total": 80, "completed": 80, "failed": 0, "masked": 0},
+    "summary": {"reward_fn.compute_reward:numbers_match_reward": {
+        "mean": 1.0, "std": 0.0, "min": 1.0, "max": 1.0, "passAtK": {"1": 1.0, "4": 1.0}}},
+    "samples": [{"rowIndex": 0, "sampleIndex": 0, "reward": 1.0, "answer": "#### 96"}],
+    "artifacts": {"results": "s3://rollouts/calculator/team/calculator-01234567/results.json"},
+}
+
+
+def test_a_run_from_creation_to_completion_and_cleanup() -> None:
+    body, cluster = _body(), Cluster()
+
+    first = _step(body, cluster)
+    assert [m["kind"] for m in first.create] == ["Job"]
+    assert _status(body).phase == Phase.SYNCING
+    assert _condition(body, ConditionType.SYNCED) == ("False", Reason.SYNCING)
+    assert _status(body).spec_hash and _status(body).start_time == NOW
+
+    again = _step(body, cluster)
+    assert again.create == [] and again.status is None  # nothing new: level-based, idempotent
+
+    cluster.finish_job("sync", {0: SYNC_OK})
+    synced = _step(body, cluster)
+    assert _condition(body, ConditionType.SYNCED) == ("True", Reason.SYNCED)
+    assert _status(body).commit == "a" * 40 and _status(body).tools == ["add", "multiply"]
+    assert sorted(m["kind"] for m in synced.create) == ["Deployment", "NetworkPolicy", "Service"]
+    assert _status(body).phase == Phase.STARTING
+    assert any(e.reason == Reason.SYNCED for e in synced.events)
+
+    cluster.make_ready("tools")
+    started = _step(body, cluster)
+    assert [m["kind"] for m in started.create] == ["Job"]
+    worker_job = started.create[0]
+    assert worker_job["spec"]["completionMode"] == "Indexed"
+    assert _condition(body, ConditionType.INFERENCE_READY) == ("True", Reason.EXTERNAL_ENDPOINT)
+    assert _status(body).phase == Phase.RUNNING
+
+    cluster.finish_job("workers", {0: {"shard": 0, "done": 40}, 1: {"shard": 1, "done": 40}})
+    aggregating = _step(body, cluster)
+    assert [m["metadata"]["labels"]["rollouts.dev/component"] for m in aggregating.create] == [
+        "aggregate"]
+    assert _status(body).phase == Phase.AGGREGATING
+    assert _status(body).progress is not None and _status(body).progress.completed == 80
+
+    cluster.finish_job("aggregate", {0: AGGREGATE_OK})
+    _step(body, cluster)
+    status = _status(body)
+    assert _condition(body, ConditionType.COMPLETE) == ("True", Reason.COMPLETED)
+    assert status.phase == Phase.SUCCEEDED and status.score == "1.000"
+    assert status.summary is not None and status.completion_time == NOW
+
+    teardown = _step(body, cluster)
+    assert sorted(kind for _, kind, _ in teardown.delete) == [
+        "Deployment", "NetworkPolicy", "Service"]
+    assert not teardown.delete_run
+    ttl = _step(body, cluster, NOW + timedelta(seconds=86400))
+    assert ttl.delete_run
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"repo": {"url": "ftp://example.com/repo.git"}}, "spec.repo.url"),
+        ({"repo": {"url": "https://example.com/r.git", "path": "../secrets"}}, "spec.repo.path"),
+        ({"workers": {"shards": -2}}, "spec.workers.shards"),
+        ({"scoring": {"functions": ["not a ref"]}}, "spec.scoring.functions"),
+        ({"model": {"name": "m", "apiKeySecret": {"name": "nope", "key": "k"}}},
+         "Secret 'nope' does not exist"),
+    ],
+)
+def test_invalid_specs_become_a_failed_condition(change: dict[str, Any], expected: str) -> None:
+    body, cluster = _body(**change), Cluster()
+    decision = _step(body, cluster)
+    assert decision.create == []
+    status, reason = _condition(body, ConditionType.FAILED)
+    assert (status, reason) == ("True", Reason.INVALID_SPEC)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and expected in failed.message
+    assert _status(body).phase == Phase.FAILED
+    assert any(e.type == "Warning" for e in decision.events)
+
+
+def test_a_spec_edit_after_start_is_refused_until_reverted() -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    body["spec"]["agent"]["maxTurns"] = 3
+    edited = _step(body, cluster)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.SPEC_CHANGED)
+    assert edited.create == []
+    body["spec"]["agent"]["maxTurns"] = 10
+    body["spec"]["ttlSecondsAfterFinished"] = 60  # a field that may change
+    _step(body, cluster)
+    assert _condition(body, ConditionType.FAILED)[0] == "False"
+    assert _status(body).phase == Phase.SYNCING
+
+
+def test_sync_problems_name_the_file() -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: {"ok": False, "problems": [
+        {"file": "mcp/main.py", "message": "missing: a repo needs mcp/main.py"}]}}, ok=False)
+    _step(body, cluster)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.SYNC_FAILED
+    assert "mcp/main.py" in failed.message
+
+
+def test_suspend_holds_the_workers_and_a_failed_shard_fails_the_run() -> None:
+    body, cluster = _body(suspend=True), Cluster()
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: SYNC_OK})
+    _step(body, cluster)
+    cluster.make_ready("tools")
+    held = _step(body, cluster)
+    assert held.create == [] and _status(body).phase == Phase.SUSPENDED
+    body["spec"]["suspend"] = False
+    resumed = _step(body, cluster)
+    assert [m["kind"] for m in resumed.create] == ["Job"]
+    body["spec"]["suspend"] = True
+    suspended = _step(body, cluster)
+    assert suspended.patch_jobs and suspended.patch_jobs[0][1] == {"spec": {"suspend": True}}
+    body["spec"]["suspend"] = False
+    cluster.finish_job("workers", {0: {"shard": 0, "done": 3}}, ok=False)
+    _step(body, cluster)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.WORKERS_FAILED)
