@@ -96,12 +96,13 @@ def _condition(body: dict[str, Any], type_: str) -> tuple[str, str]:
     return found.status, found.reason
 
 
+REWARD = "reward_fn.compute_reward:numbers_match_reward"
 SYNC_OK = {"ok": True, "commit": "a" * 40, "bundle": "s3://rollouts/calculator/bundles/x.tar.gz",
-           "tools": ["add", "multiply"], "scorers": ["reward_fn.compute_reward:numbers_match_reward"],
-           "fastmcpVersion": "4.2.3", "datasetRows": 20, "problems": []}
+           "tools": ["add", "multiply"], "scorers": [REWARD], "fastmcpVersion": "4.2.3",
+           "datasetRows": 20, "problems": []}
 AGGREGATE_OK = {
     "counts": {"total": 80, "completed": 80, "failed": 0, "masked": 0},
-    "summary": {"reward_fn.compute_reward:numbers_match_reward": {
+    "summary": {REWARD: {
         "mean": 1.0, "std": 0.0, "min": 1.0, "max": 1.0, "passAtK": {"1": 1.0, "4": 1.0}}},
     "samples": [{"rowIndex": 0, "sampleIndex": 0, "reward": 1.0, "answer": "#### 96"}],
     "artifacts": {"results": "s3://rollouts/calculator/team/calculator-01234567/results.json"},
