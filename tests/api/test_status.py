@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -306,7 +307,7 @@ class TestSetCondition:
 def test_merge_patch_clears_fields_that_are_gone() -> None:
     current = {"phase": "Failed", "completionTime": "2026-11-01T12:00:00Z", "kopf": {"x": 1}}
     patch = status_merge_patch(current, RolloutRunStatus(phase="Running"))
-    empty_lists = {"conditions": [], "tools": [], "scorers": [], "samples": []}
+    empty_lists: dict[str, Any] = {"conditions": [], "tools": [], "scorers": [], "samples": []}
     assert patch == {"phase": "Running", **empty_lists, "completionTime": None, "kopf": None}
     assert status_merge_patch(None, RolloutRunStatus(phase="Running")) == {
         "phase": "Running",
