@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +22,7 @@ from rollout_operator.runtime.storage import (
     open_store,
     split_object_url,
 )
+from tests.support.loopback import HOST, free_port
 from tests.support.s3 import S3Server, s3_server  # noqa: F401 - the fixture
 
 
@@ -220,3 +227,42 @@ async def test_download_url(s3_server: S3Server, tmp_path: Path) -> None:  # noq
     path = await download_url(f"{url}/data/rows.jsonl", tmp_path / "rows.jsonl",
                               environ=s3_server.env)
     assert path.read_bytes() == b'{"a": 1}\n'
+
+
+@pytest.fixture(scope="module")
+def s3_with_auth() -> Iterator[str]:
+    """A moto S3 server that checks credentials (it knows none, so every key is refused)."""
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+async def test_refused_credentials_say_what_to_check_and_stay_secret(s3_with_auth: str) -> None:
+    env = {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN0000", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value-xyz",
+           "AWS_REGION": "us-east-1"}
+    store = open_store("s3://bucket/runs", endpoint=s3_with_auth, environ=env)
+    for operation in (store.put("k", b"1"), store.get("k"), store.list("shards/"),
+                      store.exists("k")):
+        with pytest.raises(StorageError) as info:
+            await operation
+        message = str(info.value)
+        assert "permission denied" in message or "not accepted" in message
+        assert "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in message
+        assert "s3cr3t-value-xyz" not in message

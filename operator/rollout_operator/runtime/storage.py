@@ -191,18 +191,21 @@ class ObjectStore:
             )
         if isinstance(exc, FileNotFoundError):
             return ObjectNotFoundError(f"{where} does not exist")
-        if isinstance(exc, obstore_errors.PermissionDeniedError | PermissionError):
-            return StorageError(
-                f"Cannot {action} {where}: permission denied{via}. {_credential_hint(self.scheme)}"
-            )
-        if isinstance(exc, obstore_errors.UnauthenticatedError):
-            return StorageError(
-                f"Cannot {action} {where}: the credentials were not accepted{via}. "
-                f"{_credential_hint(self.scheme)}"
-            )
+        text = str(exc)
         if self.scheme != "file" and _no_credentials(exc):
             return StorageError(
                 f"Cannot {action} {where}: no credentials were found{via}. "
+                f"{_credential_hint(self.scheme)}"
+            )
+        if isinstance(exc, obstore_errors.PermissionDeniedError | PermissionError) or (
+            "403 Forbidden" in text
+        ):
+            return StorageError(
+                f"Cannot {action} {where}: permission denied{via}. {_credential_hint(self.scheme)}"
+            )
+        if isinstance(exc, obstore_errors.UnauthenticatedError) or "401 Unauthorized" in text:
+            return StorageError(
+                f"Cannot {action} {where}: the credentials were not accepted{via}. "
                 f"{_credential_hint(self.scheme)}"
             )
         return StorageError(f"Cannot {action} {where}{via}: {_first_line(exc)}")
