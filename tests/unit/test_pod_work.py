@@ -265,6 +265,45 @@ def test_a_model_failing_half_its_calls_never_scores_zero(
     assert masked <= 10
 
 
+@pytest.mark.slow
+def test_a_model_endpoint_that_dies_mid_shard_keeps_what_finished(
+    s3_server: S3Server, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    model, url = start_process(latency_ms=50)
+    bucket = s3_server.bucket()
+    config = make_config(bucket, url, tool_url, concurrency=2)
+    message = tmp_path / "termination-log"
+    env = pod_env(config, s3_server, message, ROLLOUT_PART_SIZE="2")
+    worker = subprocess.Popen(rolloutctl_argv(["work"]), cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(records_in(s3_server, config)) < 4:
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        model.kill()
+        model.wait(10)
+    assert worker.wait(60) == 1
+    stopped = message_of(message)
+    assert "model endpoint cannot serve any request" in stopped["error"]
+    committed = records_in(s3_server, config)
+    assert stopped["done"] == len(committed) < 20  # everything that finished was committed
+    assert all(r["status"] == "completed" for r in committed)
+
+    model, url = start_process()
+    try:
+        retry = make_config(bucket, url, tool_url, concurrency=2)
+        done = run_pod("work", pod_env(retry, s3_server, message))
+    finally:
+        model.kill()
+        model.wait(10)
+    assert done.returncode == 0, done.stderr
+    assert message_of(message)["skipped"] == len(committed)
+    rows = sorted(r["row_index"] for r in records_in(s3_server, config))
+    assert rows == list(range(20))
+
+
 def test_an_endpoint_that_refuses_every_call_fails_the_pod_for_a_retry(
     s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
 ) -> None:

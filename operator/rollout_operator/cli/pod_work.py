@@ -91,8 +91,13 @@ async def run_shard(
     environ: Mapping[str, str] = os.environ,
     part_size: int | None = None,
     commit_interval_s: float | None = None,
+    handle_sigterm: bool = True,
 ) -> ShardResult:
-    """Process shard `index` of the run; returns the counts, or raises `PodFailure`."""
+    """Process shard `index` of the run; returns the counts, or raises `PodFailure`.
+
+    With `handle_sigterm` (the main thread of a pod), SIGTERM commits what finished and ends
+    the shard with exit code 143; leave it off when several shards share one process.
+    """
     from rollout_operator.runtime.shards import (
         DEFAULT_INTERVAL_S,
         DEFAULT_PART_SIZE,
@@ -123,7 +128,8 @@ async def run_shard(
             main.cancel()
 
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, terminate)
+        if handle_sigterm:
+            loop.add_signal_handler(signal.SIGTERM, terminate)
         progress = asyncio.create_task(_report_progress(result))
         try:
             async with ShardWriter(
@@ -142,7 +148,8 @@ async def run_shard(
                 exit_code=EXIT_TERMINATED, result=result.as_dict(),
             ) from None
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            if handle_sigterm:
+                loop.remove_signal_handler(signal.SIGTERM)
             progress.cancel()
             for close in closers:
                 with contextlib.suppress(Exception):
