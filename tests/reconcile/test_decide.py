@@ -101,7 +101,7 @@ SYNC_OK = {"ok": True, "commit": "a" * 40, "bundle": "s3://rollouts/calculator/b
            "tools": ["add", "multiply"], "scorers": [REWARD], "fastmcpVersion": "4.2.3",
            "datasetRows": 20, "problems": []}
 AGGREGATE_OK = {
-    "counts": {"total": 80, "completed": 80, "failed": 0, "masked": 0},
+    "progress": {"total": 80, "completed": 80, "failed": 0, "masked": 0},
     "summary": {REWARD: {
         "mean": 1.0, "std": 0.0, "min": 1.0, "max": 1.0, "passAtK": {"1": 1.0, "4": 1.0}}},
     "samples": [{"rowIndex": 0, "sampleIndex": 0, "reward": 1.0, "answer": "#### 96"}],

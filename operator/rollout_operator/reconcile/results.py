@@ -40,10 +40,15 @@ def shard_progress(previous: Progress | None, job: JobState) -> Progress:
 
 
 def apply_aggregate(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
-    """The aggregate Job's compact summary: counts, statistics by scorer, samples, artifacts."""
-    counts = message.get("counts") or message
+    """The aggregate Job's compact summary: counts, statistics by scorer, samples, artifacts.
+
+    The planned total (rows x samples, from sync) is kept when it is known: aggregate only
+    counts the records it found.
+    """
+    counts = message.get("progress") or {}
+    planned = status.progress.total if status.progress else 0
     status.progress = Progress.from_counts(
-        total=int(counts.get("total") or 0),
+        total=max(planned, int(counts.get("total") or 0)),
         completed=int(counts.get("completed") or 0),
         failed=int(counts.get("failed") or 0),
         masked=int(counts.get("masked") or 0),
