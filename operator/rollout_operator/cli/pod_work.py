@@ -295,9 +295,11 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
 
 
 def _load_scorers(config: RunConfig) -> list[Any]:
+    from rollout_operator.runtime.bundle import activate_bundle
     from rollout_operator.runtime.repo_loader import discover_scorers
     from rollout_operator.runtime.scoring import load_scorers
 
+    activate_bundle(config.repo_dir)  # scorers may import the repo's own dependencies
     refs = list(config.scorers or config.spec.scoring.functions or [])
     if not refs:
         refs = [found.ref for found in discover_scorers(config.repo_dir)]
