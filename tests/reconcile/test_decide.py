@@ -145,16 +145,17 @@ def test_a_run_from_creation_to_completion_and_cleanup() -> None:
     assert _status(body).progress is not None and _status(body).progress.completed == 80
 
     cluster.finish_job("aggregate", {0: AGGREGATE_OK})
-    _step(body, cluster)
+    completed = _step(body, cluster)
     status = _status(body)
     assert _condition(body, ConditionType.COMPLETE) == ("True", Reason.COMPLETED)
     assert status.phase == Phase.SUCCEEDED and status.score == "1.000"
     assert status.summary is not None and status.completion_time == NOW
 
-    teardown = _step(body, cluster)
-    assert sorted(kind for _, kind, _ in teardown.delete) == [
+    assert sorted(kind for _, kind, _ in completed.delete) == [
         "Deployment", "NetworkPolicy", "Service"]
-    assert not teardown.delete_run
+    assert not completed.delete_run
+    settled = _step(body, cluster)
+    assert settled.delete == [] and settled.create == [] and not settled.delete_run
     ttl = _step(body, cluster, NOW + timedelta(seconds=86400))
     assert ttl.delete_run
 

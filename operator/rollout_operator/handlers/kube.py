@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import kopf
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from rollout_operator.api.constants import GROUP, PLURAL, VERSION
@@ -57,11 +57,20 @@ def _api_message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+def _default_client() -> client.ApiClient:
+    """In-cluster credentials in a pod, else the kubeconfig (`$KUBECONFIG` or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
 class KubeApi:
     """Thin wrapper over the generic client; one instance lives in Kopf's memo."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
-        self.api = api_client or client.ApiClient()
+        self.api = api_client or _default_client()
 
     def _call(self, method: str, path: str, body: Any = None,
               query: list[tuple[str, str]] | None = None,

@@ -44,7 +44,8 @@ def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.reconcile_interval_seconds,
-            initial_delay=SETTINGS.reconcile_interval_seconds)
+            initial_delay=SETTINGS.reconcile_interval_seconds,
+            backoff=max(1.0, 4 * SETTINGS.reconcile_interval_seconds))
 def on_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     reconcile(body, memo, logger)
 

@@ -176,6 +176,8 @@ def decide(
     if not _workers(step, spec, ctx, observed):
         return step.finish(spec)
     _aggregate(step, ctx, observed, now)
+    if _finished(status):  # tear the servers down in the same pass that completes the run
+        _after_finish(step, spec, observed, now)
     return step.finish(spec)
 
 

@@ -1,0 +1,164 @@
+"""`kubectl apply` to scored trajectories, with `rolloutctl operator` as a real process.
+
+The cluster is the emulated API server of tests/k8s; Jobs run their containers' commands as
+local processes with the pods' environment; the model is the scripted server; trajectories go
+to moto's S3 server; tools are served by a real tool server process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.k8s.server import EmulatedCluster
+from tests.operator.harness import (
+    MODEL_KEY,
+    NAMESPACE,
+    REWARD,
+    Harness,
+    make_repo,
+    run_manifest,
+    tool_server,
+)
+from tests.support.s3 import S3Server
+from tests.support.scripted_model import ScriptedModelServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def harness(k8s_cluster: EmulatedCluster, scripted_model: ScriptedModelServer,
+            tmp_path: Path) -> Iterator[Harness]:
+    with S3Server() as s3, tool_server() as tool_url:
+        h = Harness(k8s_cluster, s3, scripted_model.base_url, tool_url, tmp_path)
+        h.operator.start()
+        try:
+            yield h
+        finally:
+            h.operator.stop()
+
+
+def _assert_complete_and_exact(h: Harness, run: dict[str, object], rows: int,
+                               samples: int) -> list[dict[str, object]]:
+    records = h.records(run)  # type: ignore[arg-type]
+    keys = Counter((r["row_index"], r["sample_index"]) for r in records)
+    assert set(keys) == {(i, s) for i in range(rows) for s in range(samples)}, keys
+    assert all(count == 1 for count in keys.values()), "a trajectory was written twice"
+    return records
+
+
+def test_apply_to_complete(harness: Harness, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    harness.apply(run_manifest("calc", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint))
+    run = harness.wait_phase("calc", ("Succeeded", "Failed"))
+    status = run["status"]
+    assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+
+    records = _assert_complete_and_exact(harness, run, rows=6, samples=2)
+    assert all(r["status"] == "completed" and r["scores"] == {REWARD: 1.0} for r in records)
+
+    results_key = status["artifacts"]["results"].removeprefix("s3://").split("/", 1)[1]
+    bucket = harness.bucket.removeprefix("s3://").split("/", 1)[0]
+    results = json.loads(harness.s3.client().get_object(Bucket=bucket, Key=results_key)[
+        "Body"].read())
+    assert results["summary"]["eval_fns"][REWARD]["mean"] == status["summary"][REWARD]["mean"]
+    assert status["score"] == "1.000"
+    assert status["progress"]["completed"] == 12
+    assert len(json.dumps(status).encode()) < 32 * 1024
+    assert status["commit"] and status["tools"] == ["add", "multiply"]
+
+    uid = run["metadata"]["uid"]
+    # the run finished: its servers are torn down, its Jobs remain until the run goes
+    kinds = Counter(kind for kind, _ in harness.children(uid))
+    assert kinds["deployments"] == 0 and kinds["jobs"] == 3
+
+    events = harness.cluster.kubectl("-n", NAMESPACE, "get", "events", "-o", "json").stdout
+    for text in (json.dumps(status), events, harness.operator.log, harness.object_text()):
+        assert MODEL_KEY not in text
+
+    harness.cluster.kubectl("-n", NAMESPACE, "delete", "rolloutrun", "calc")
+    from tests.k8s.server import wait_for
+
+    wait_for(lambda: not harness.children(uid), 20, interval=0.2,
+             message="the run's children to be garbage-collected")
+
+
+def test_operator_killed_and_worker_killed_mid_run(harness: Harness, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    manifest = run_manifest("resume", repo, harness.model_url, harness.bucket,
+                            harness.s3.endpoint, model="scripted:sleep-150", rows=10,
+                            samples=2, shards=2)
+    harness.apply(manifest)
+    harness.wait_phase("resume", ("Running",))
+    run = harness.get("resume")
+    worker_job = next(name for kind, name in harness.children(run["metadata"]["uid"])
+                      if kind == "jobs" and "-workers-" in name)
+    harness.operator.kill()
+    harness.cluster.kill_job_pod(NAMESPACE, worker_job, index=0)
+    harness.operator.start()
+    run = harness.wait_phase("resume", ("Succeeded", "Failed"))
+    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"], indent=1)
+    _assert_complete_and_exact(harness, run, rows=10, samples=2)
+    names = [name for _, name in harness.children(run["metadata"]["uid"])]
+    assert len(names) == len(set(names))
+
+
+def test_half_the_model_calls_fail(harness: Harness, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    harness.apply(run_manifest("flaky", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint, model="scripted:fail-every-2"))
+    run = harness.wait_phase("flaky", ("Succeeded", "Failed"))
+    assert run["status"]["phase"] == "Succeeded"
+    records = _assert_complete_and_exact(harness, run, rows=6, samples=2)
+    for record in records:
+        # retried to success, or masked: an infrastructure failure is never scored 0
+        assert record["status"] in ("completed", "masked")
+        if record["status"] == "completed":
+            assert record["scores"] == {REWARD: 1.0}
+        else:
+            assert record["scores"] == {} and record["error"]["category"] == "inference"
+
+
+INVALID = [
+    ("bad-scheme", {"repo": {"url": "ftp://example.com/r.git"}}, "spec.repo.url"),
+    ("dotdot", {"repo": {"url": "https://example.com/r.git", "path": "../x"}}, "spec.repo.path"),
+    ("no-secret", {"output": {"url": "s3://b/p", "credentialsSecret": "missing-secret"}},
+     "missing-secret"),
+    ("bad-scorer", {"scoring": {"functions": ["reward_fn.nothing:here"]}}, "reward_fn.nothing"),
+    ("neg-shards", {"workers": {"shards": -1}}, "spec.workers.shards"),
+]
+
+
+def test_invalid_specs_fail_with_a_message_and_others_still_run(harness: Harness,
+                                                                tmp_path: Path) -> None:
+    """Each bad spec is refused where it is first seen: by the CRD's schema at `kubectl apply`
+    (as a real API server does) or by the operator, with a Failed condition naming the field."""
+    repo = make_repo(tmp_path / "repo")
+    no_main = make_repo(tmp_path / "no-main", without_main=True)
+    seen_by_operator = [("no-main", "mcp/main.py")]
+    for name, change, expected in INVALID:
+        manifest = run_manifest(name, repo, harness.model_url, harness.bucket,
+                                harness.s3.endpoint, **change)
+        done = harness.cluster.kubectl("apply", "--validate=false", "-f", "-", check=False,
+                                       input=yaml.safe_dump(manifest))
+        if done.returncode:
+            assert expected in done.stderr, (name, done.stderr)
+        else:
+            seen_by_operator.append((name, expected))
+    harness.apply(run_manifest("no-main", no_main, harness.model_url, harness.bucket,
+                               harness.s3.endpoint))
+    harness.apply(run_manifest("good", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint, rows=2, samples=1, shards=1))
+    assert len(seen_by_operator) >= 4
+    for name, expected in seen_by_operator:
+        run = harness.wait_phase(name, ("Failed",), timeout=90)
+        failed = next(c for c in run["status"]["conditions"] if c["type"] == "Failed")
+        assert expected in failed["message"], (name, failed)
+    good = harness.wait_phase("good", ("Succeeded", "Failed"))
+    assert good["status"]["phase"] == "Succeeded"
