@@ -10,7 +10,13 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_LOG", "ERROR")
 
+from tests.k8s.server import use_test_kubeconfig
 from tests.support.scripted_model import ScriptedModelServer
+
+# Before anything imports `kubernetes`: $KUBECONFIG names the emulated cluster, never a real one.
+use_test_kubeconfig()
+
+pytest_plugins = ["tests.k8s.fixtures"]
 
 
 @pytest.fixture(scope="session")

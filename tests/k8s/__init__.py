@@ -1,0 +1,1 @@
+"""A Kubernetes API stand-in for testing the operator without a cluster (see TESTING.md)."""
