@@ -78,8 +78,21 @@ def test_apply_to_complete(harness: Harness, tmp_path: Path) -> None:
     kinds = Counter(kind for kind, _ in harness.children(uid))
     assert kinds["deployments"] == 0 and kinds["jobs"] == 3
 
+    # Re-applying the same manifest (GitOps) changes nothing.
+    harness.apply(run_manifest("calc", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint))
+    again = harness.get("calc")
+    assert again["metadata"]["generation"] == run["metadata"]["generation"]
+    assert again["status"]["phase"] == "Succeeded"
+    assert Counter(kind for kind, _ in harness.children(uid)) == kinds
+
     events = harness.cluster.kubectl("-n", NAMESPACE, "get", "events", "-o", "json").stdout
-    for text in (json.dumps(status), events, harness.operator.log, harness.object_text()):
+    assert "Synced" in events and "Completed" in events
+    pod_logs = "\n".join(p.read_text(errors="replace")
+                         for p in harness.cluster.workdir.rglob("log") if p.is_file())
+    assert pod_logs.strip(), "the pods wrote no logs to check"
+    for text in (json.dumps(status), events, harness.operator.log, harness.object_text(),
+                 pod_logs):
         assert MODEL_KEY not in text
 
     harness.cluster.kubectl("-n", NAMESPACE, "delete", "rolloutrun", "calc")
