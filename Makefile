@@ -19,6 +19,7 @@ example: install
 lint: install
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -q
