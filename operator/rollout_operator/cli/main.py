@@ -30,6 +30,7 @@ def _register() -> None:
     from rollout_operator.cli.pod_sync import sync_command
     from rollout_operator.cli.pod_work import work_command
     from rollout_operator.cli.render_cmd import render_command
+    from rollout_operator.cli.run_cmd import run_command
     from rollout_operator.cli.test_cmd import test_command
     from rollout_operator.cli.validate_cmd import validate_command
 
@@ -38,6 +39,7 @@ def _register() -> None:
     cli.add_command(validate_command)
     cli.add_command(operator_command)
     cli.add_command(render_command)
+    cli.add_command(run_command)
     cli.add_command(work_command)
     cli.add_command(aggregate_command)
     cli.add_command(sync_command)

@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -42,6 +42,9 @@ from rollout_operator.cli.pod_common import (
     run_pod_command,
 )
 from rollout_operator.runtime.run_config import RunConfig
+
+if TYPE_CHECKING:
+    from rollout_operator.runtime.git_sync import SyncedRepo
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +106,14 @@ def run_sync(
     *,
     workdir: Path,
     environ: Mapping[str, str] = os.environ,
+    checkout: SyncedRepo | None = None,
 ) -> SyncReport:
     """Do the whole sync in `workdir`; returns the report (problems included), or raises
-    `PodFailure` when it cannot get that far."""
+    `PodFailure` when it cannot get that far.
+
+    `checkout` is a repo already in hand (a local run of a folder: copied as it is, with a
+    content hash as its commit); the clone is then skipped.
+    """
     from rollout_operator.runtime.bundle import (
         BundleError,
         activate_bundle,
@@ -120,9 +128,12 @@ def run_sync(
     spec = config.spec
     report = SyncReport()
     try:
-        credentials = GitCredentials.from_env(environ)
-        synced = sync_repo(spec.repo.url, spec.repo.revision, workdir / "checkout",
-                           credentials=credentials)
+        if checkout is None:
+            credentials = GitCredentials.from_env(environ)
+            synced = sync_repo(spec.repo.url, spec.repo.revision, workdir / "checkout",
+                               credentials=credentials)
+        else:
+            synced = checkout
         report.commit = synced.commit
         folder = synced.folder(spec.repo.path)
     except GitSyncError as exc:

@@ -1,0 +1,150 @@
+"""`rolloutctl run -f rolloutrun.yaml`: the same RolloutRun on this machine, no cluster.
+
+Progress goes to stderr (a live panel on a terminal, a line every few seconds otherwise); the
+summary table, or with `--json` one JSON object, goes to stdout. Exit codes: 0 the run
+completed; 1 it failed (a retry may help: run the same command again to resume); 2 the
+manifest, the repo or this machine's setup must change first; 130 stopped by Ctrl-C (what was
+committed is kept, and the same command resumes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rollout_operator.local.backend import LocalBackend, RunResult
+
+
+@click.command("run")
+@click.option("-f", "--filename", "filename", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The RolloutRun manifest (the same file kubectl apply takes).")
+@click.option("--name", default=None,
+              help="Run name (default: metadata.name, else 'run'); a new name is a new run.")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="Shards, one worker process each (default: spec.workers.shards).")
+@click.option("--no-sandbox", is_flag=True,
+              help="Run the repo's tools and scorers without bubblewrap isolation.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as one JSON object on stdout.")
+@click.option("--output", default=None,
+              help="Output URL or folder (default: spec.output.url, else ./rollout-output).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what each phase does.")
+def run_command(filename: Path, name: str | None, workers: int | None, no_sandbox: bool,
+                as_json: bool, output: str | None, verbose: bool) -> None:
+    """Run a RolloutRun manifest on this machine: sync, tools, rollouts, aggregate.
+
+    Running the same manifest again resumes it: rollouts already written are skipped. The
+    model API key is read from $ROLLOUT_MODEL_API_KEY, else from the provider's own variable
+    (OPENAI_API_KEY, ...); judge keys from the variables spec.scoring.secrets names.
+    """
+    from rich.console import Console
+
+    from rollout_operator.local.run_file import RunFileError, load_run_file
+
+    _configure_logging(verbose)
+    err = Console(stderr=True)
+    try:
+        run = load_run_file(filename, name=name, shards=workers, output=output)
+    except RunFileError as exc:
+        _invalid(err, filename, exc.problems, as_json)
+        raise SystemExit(2) from None
+    result = _execute(run, err, sandbox=not no_sandbox)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=1))
+    else:
+        _report(result, err)
+    raise SystemExit(result.exit_code)
+
+
+def _configure_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=None, show_path=False, markup=False, rich_tracebacks=False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[handler], force=True)
+    for noisy in ("httpx", "LiteLLM", "litellm", "mcp", "fastmcp", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _invalid(err: Console, filename: Path, problems: list[str], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "state": "Invalid", "exitCode": 2,
+                               "error": f"{filename} cannot be run",
+                               "problems": [{"file": str(filename), "message": p}
+                                            for p in problems]}, indent=1))
+        return
+    err.print(f"[red]{filename} cannot be run:[/red]", highlight=False, markup=True)
+    for problem in problems:
+        err.print(f"  - {problem}", highlight=False, markup=False)
+
+
+def _execute(run: object, err: Console, *, sandbox: bool) -> RunResult:
+    from rollout_operator.local.backend import LocalBackend, LocalOptions
+    from rollout_operator.local.progress import ProgressView
+    from rollout_operator.local.run_file import LocalRun
+
+    assert isinstance(run, LocalRun)
+    view = ProgressView(err, title=f"{run.name} ({run.namespace}/{run.name}-"
+                                   f"{run.uid.replace('-', '')[:8]})")
+    backend = LocalBackend(run, view, LocalOptions(sandbox=sandbox))
+
+    async def main() -> RunResult:
+        task = asyncio.current_task()
+        assert task is not None
+        _install_stop_handlers(backend, task)
+        return await backend.execute()
+
+    return asyncio.run(main())
+
+
+def _install_stop_handlers(backend: LocalBackend, task: asyncio.Task[RunResult]) -> None:
+    """First Ctrl-C (or SIGTERM): stop gracefully; the second: kill the children now."""
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            backend.request_stop()
+        else:
+            backend.kill_children()
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+
+def _report(result: RunResult, err: Console) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from rollout_operator.local.progress import ProgressView
+
+    if result.ok:
+        out = Console(file=sys.stdout)
+        ProgressView(out, title=result.run.name, live=False).summary(
+            {"state": result.state, "summary": result.summary})
+        if result.commit:
+            out.print(f"{'commit':>13}  {result.commit}", highlight=False)
+        out.print(f"{'took':>13}  {result.duration_s:.1f} s", highlight=False)
+        return
+    if result.state == "Stopped":
+        err.print(f"[yellow]stopped.[/yellow] Committed rollouts are kept in "
+                  f"{result.run_prefix}; run the same command again to resume.",
+                  highlight=False)
+        return
+    err.print(f"[red]run failed:[/red] {escape(result.error or '')}", highlight=False)
+    if result.logs:
+        err.print(f"logs: {result.logs}", highlight=False)

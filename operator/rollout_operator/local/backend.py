@@ -1,0 +1,476 @@
+"""The local backend: one RolloutRun carried through its phases on this machine.
+
+Each phase is the operator's own phase code, run where a laptop can run it:
+
+- sync: the sync Job's `run_sync`, in this process (a local folder is copied first, see
+  `source`);
+- inference (`spec.model.serve`): the engine as a local process on a loopback port;
+- tools: `rolloutctl serve-tools`, a local process, sandboxed, on a loopback port;
+- rollouts: one `rolloutctl work` process per shard (the worker Job's pods), sandboxed;
+- aggregate: the aggregate Job's `aggregate_run`, in this process.
+
+Files land in the same layout under the output URL, so a run that stops (Ctrl-C, a crash, a
+failed shard) is resumed by running the same manifest again: shards skip what is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from rollout_operator.local.processes import (
+    EXIT_CONFIG,
+    EXIT_STOPPED,
+    ChildFailed,
+    ShardOutcome,
+    ToolServer,
+    run_shard_process,
+    start_tool_server,
+    tail,
+    worker_env,
+)
+from rollout_operator.local.progress import CommitTracker, ProgressState, ProgressView
+from rollout_operator.local.run_file import LocalRun
+from rollout_operator.local.sandbox import Limits, SandboxPolicy, parse_quantity, runtime_paths
+from rollout_operator.runtime.run_config import RunConfig
+
+log = logging.getLogger(__name__)
+
+RunState = Literal["Succeeded", "Failed", "Stopped"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+DEFAULT_TOOL_MEMORY = "4Gi"
+DEFAULT_WORKER_MEMORY = "8Gi"
+"""Address space, not resident memory: Python, litellm and pyarrow map far more than they use."""
+DEFAULT_CPU_SECONDS = 6 * 3600
+DEFAULT_OPEN_FILES = 4096
+COMMIT_INTERVAL_S = "2"
+POLL_INTERVAL_S = 1.0
+
+
+class RunFailed(Exception):
+    """A phase cannot go on; `exit_code` 2 when the spec or repo must change, else 1."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_FAILED,
+                 problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.problems = problems or []
+
+
+@dataclass
+class RunResult:
+    """How the run ended; `as_json()` is what `--json` prints."""
+
+    run: LocalRun
+    state: RunState
+    exit_code: int
+    run_prefix: str | None = None
+    commit: str | None = None
+    source: str | None = None
+    sandbox: bool = True
+    summary: dict[str, Any] | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    logs: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "Succeeded"
+
+    def as_json(self) -> dict[str, Any]:
+        summary = self.summary or {}
+        return {
+            "ok": self.ok,
+            "state": self.state,
+            "exitCode": self.exit_code,
+            "name": self.run.name,
+            "namespace": self.run.namespace,
+            "uid": self.run.uid,
+            "runPrefix": self.run_prefix,
+            "commit": self.commit,
+            "source": self.source,
+            "sandbox": self.sandbox,
+            "progress": summary.get("progress") or self.progress,
+            "summary": summary.get("summary") or {},
+            "samples": summary.get("samples") or [],
+            "artifacts": summary.get("artifacts") or {},
+            "error": self.error,
+            "problems": self.problems,
+            "logs": self.logs,
+            "durationSeconds": round(self.duration_s, 3),
+        }
+
+
+@dataclass
+class LocalOptions:
+    """How to run: sandboxed or not, and with which environment."""
+
+    sandbox: bool = True
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    workdir: Path | None = None
+
+
+class LocalBackend:
+    """Runs one `LocalRun`; `request_stop()` (Ctrl-C) stops it gracefully."""
+
+    def __init__(self, run: LocalRun, view: ProgressView, options: LocalOptions) -> None:
+        self.run = run
+        self.view = view
+        self.options = options
+        self.environ = dict(options.environ)
+        self.stop = asyncio.Event()
+        self.result = RunResult(run, "Failed", EXIT_FAILED, sandbox=options.sandbox)
+        self.state = ProgressState()
+        self._started = time.monotonic()
+        self._children: list[Callable[[], None]] = []
+
+    def request_stop(self) -> None:
+        if not self.stop.is_set():
+            self.view.note("stopping: committing the finished rollouts (Ctrl-C again to stop "
+                           "at once)")
+        self.stop.set()
+
+    def kill_children(self) -> None:
+        for kill in self._children:
+            with contextlib.suppress(Exception):
+                kill()
+
+    async def execute(self) -> RunResult:
+        workdir = Path(tempfile.mkdtemp(prefix="rollout-run-", dir=self.options.workdir))
+        keep = False
+        try:
+            await self._phases(workdir)
+        except RunFailed as exc:
+            self.result.state, self.result.exit_code = "Failed", exc.exit_code
+            self.result.error = str(exc)
+            self.result.problems = exc.problems
+            keep = exc.exit_code != EXIT_INVALID
+        except asyncio.CancelledError:
+            self.result.state, self.result.exit_code = "Stopped", EXIT_INTERRUPTED
+            self.result.error = "stopped"
+        finally:
+            self.result.duration_s = time.monotonic() - self._started
+            self.result.progress = self.state.as_dict()
+            logs = workdir / "logs"
+            if keep and logs.is_dir() and any(logs.iterdir()):
+                self.result.logs = str(logs)
+                shutil.rmtree(workdir / "sync", ignore_errors=True)
+                shutil.rmtree(workdir / "source", ignore_errors=True)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+        return self.result
+
+    # --- phases ---------------------------------------------------------------------------
+
+    async def _phases(self, workdir: Path) -> None:
+        from rollout_operator.runtime.run_layout import run_prefix
+
+        run = self.run
+        if run.spec.suspend:
+            raise RunFailed("spec.suspend is true: set it to false (or remove it) to run",
+                            exit_code=EXIT_INVALID)
+        if self.options.sandbox:
+            self._check_sandbox()
+        else:
+            self.view.note("--no-sandbox: the repo's tools and scorers run without isolation")
+        prefix = run_prefix(run.output_url, run.namespace, run.name, run.uid)
+        self.result.run_prefix = prefix
+        config = RunConfig(spec=run.spec, namespace=run.namespace, name=run.name, uid=run.uid,
+                           run_prefix=prefix, repo_dir=str(workdir / "sync" / "bundle"))
+        config = await self._sync(config, workdir)
+        self._raise_if_stopped()
+        total = self.state.total
+        committed = await self._committed(config)
+        if total and committed >= total:
+            self.view.set_phase("work", f"all {total} rollouts are already committed")
+        else:
+            await self._serve_and_work(config, workdir)
+        self._raise_if_stopped()
+        await self._aggregate(config)
+
+    def _check_sandbox(self) -> None:
+        from rollout_operator.local.sandbox import sandbox_problem
+
+        problem = sandbox_problem()
+        if problem is not None:
+            raise RunFailed(problem, exit_code=EXIT_INVALID)
+
+    def _raise_if_stopped(self) -> None:
+        if self.stop.is_set():
+            raise asyncio.CancelledError
+
+    async def _sync(self, config: RunConfig, workdir: Path) -> RunConfig:
+        from rollout_operator.cli.pod_common import PodFailure
+        from rollout_operator.cli.pod_sync import run_sync
+        from rollout_operator.local.source import prepare_source
+        from rollout_operator.runtime.git_sync import GitSyncError
+
+        spec = config.spec
+        self.view.set_phase("sync", f"{spec.repo.url}" + (f" ({spec.repo.path})"
+                                                           if spec.repo.path else ""))
+        pinned = await self._pinned_commit(config)
+        exclude = [p for p in (_file_path(self.run.output_url),) if p is not None]
+        try:
+            source = await asyncio.to_thread(
+                prepare_source, spec.repo.url, spec.repo.revision, spec.repo.path,
+                workdir / "source", pinned_commit=pinned, exclude=exclude)
+        except GitSyncError as exc:
+            retry = exc.kind in ("network", "git_failed")
+            hint = "" if retry else (
+                f"; to start over, delete {config.run_prefix} or give the run another --name"
+                if pinned else "")
+            raise RunFailed(f"{exc}{hint}", exit_code=EXIT_FAILED if retry else EXIT_INVALID)\
+                from None
+        self.result.source = source.description
+        self.view.set_phase("sync", f"using {source.description}")
+        try:
+            report = await asyncio.to_thread(run_sync, config, workdir=workdir / "sync",
+                                             environ=self.environ, checkout=source.checkout)
+        except PodFailure as exc:
+            raise RunFailed(str(exc), exit_code=exc.exit_code,
+                            problems=list(exc.result.get("problems") or [])) from None
+        self.result.commit = report.commit
+        if not report.ok:
+            lines = [f"{p['file']}: {p['message']}" if p.get("file") else str(p["message"])
+                     for p in report.problems]
+            raise RunFailed("the repository has problems:\n  " + "\n  ".join(lines),
+                            exit_code=EXIT_INVALID, problems=report.problems)
+        self.state.total = report.work_items or 0
+        reuse = "reused" if report.reused else "built"
+        self.view.set_phase("sync", f"bundle {reuse}: {report.bundle}; tools "
+                            f"{', '.join(report.tools)}; scorers {', '.join(report.scorers)}; "
+                            f"{report.work_items} rollouts")
+        return config.model_copy(update={
+            "bundle_url": report.bundle, "commit": report.commit,
+            "fastmcp_version": report.fastmcp_version, "scorers": report.scorers,
+        })
+
+    async def _pinned_commit(self, config: RunConfig) -> str | None:
+        """The commit this run started with, when an earlier invocation synced it."""
+        import json
+
+        from rollout_operator.runtime.run_layout import RUN_JSON
+        from rollout_operator.runtime.storage import StorageError, open_store
+
+        try:
+            store = open_store(config.run_prefix, endpoint=config.spec.output.endpoint,
+                               environ=self.environ)
+            if not await store.exists(RUN_JSON):
+                return None
+            document = json.loads(await store.get(RUN_JSON))
+        except (StorageError, ValueError) as exc:
+            raise RunFailed(f"cannot read the run's earlier state: {exc}") from None
+        commit = document.get("commit") if isinstance(document, dict) else None
+        if commit:
+            self.view.note(f"resuming {config.run_prefix} (started at {commit})", style="cyan")
+        return str(commit) if commit else None
+
+    async def _committed(self, config: RunConfig) -> int:
+        from rollout_operator.runtime.shards import committed_items
+        from rollout_operator.runtime.storage import open_store
+
+        store = open_store(config.run_prefix, endpoint=config.spec.output.endpoint,
+                           environ=self.environ)
+        count = 0
+        for index in range(config.spec.workers.shards):
+            count += len(await committed_items(store, "", index))
+        return count
+
+    async def _serve_and_work(self, config: RunConfig, workdir: Path) -> None:
+        logs = workdir / "logs"
+        model_server = None
+        tools: ToolServer | None = None
+        try:
+            if config.spec.model.serve is not None:
+                model_server = await self._start_model(config, logs)
+                config = config.model_copy(update={"model_base_url": model_server.base_url})
+            self._raise_if_stopped()
+            tools = await self._start_tools(config, logs)
+            config = config.model_copy(update={"tool_url": tools.url})
+            self._raise_if_stopped()
+            await self._work(config, logs)
+        finally:
+            if tools is not None:
+                await tools.child.stop(grace_s=5)
+            if model_server is not None:
+                await model_server.child.stop(grace_s=30)
+
+    async def _start_model(self, config: RunConfig, logs: Path) -> Any:
+        from rollout_operator.local.inference import EngineMissing, start_model_server
+
+        serve = config.spec.model.serve
+        assert serve is not None
+        if serve.replicas > 1:
+            self.view.note(f"spec.model.serve.replicas is {serve.replicas}; one server runs "
+                           "on this machine")
+        self.view.set_phase("inference", f"starting {serve.engine} for {serve.model}")
+        try:
+            server = await start_model_server(serve, environ=self.environ,
+                                              log_path=logs / "model-server.log")
+        except EngineMissing as exc:
+            raise RunFailed(str(exc), exit_code=EXIT_INVALID) from None
+        except ChildFailed as exc:
+            raise RunFailed(str(exc)) from None
+        self._children.append(server.child.kill)
+        self.view.set_phase("inference", f"{serve.engine} serves {serve.model} at "
+                            f"{server.base_url}")
+        return server
+
+    def _tool_policy(self, config: RunConfig) -> SandboxPolicy | None:
+        if not self.options.sandbox:
+            return None
+        spec = config.spec
+        network: Literal["none", "host"] = "none"
+        if spec.sandbox.egress:
+            network = "host"
+            self.view.note("spec.sandbox.egress is set: tool servers keep the host network "
+                           "here (the listed destinations cannot be enforced locally)")
+        memory = _limit(spec.sandbox.resources, DEFAULT_TOOL_MEMORY)
+        return SandboxPolicy(
+            network=network,
+            readable=(*runtime_paths(), Path(config.repo_dir)),
+            limits=Limits(memory, DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES),
+        )
+
+    def _worker_policy(self, config: RunConfig, state_dir: Path) -> SandboxPolicy | None:
+        if not self.options.sandbox:
+            return None
+        spec = config.spec
+        writable = [state_dir]
+        readable = [*runtime_paths(), Path(config.repo_dir)]
+        output = _file_path(self.run.output_url)
+        if output is not None:
+            writable.append(output)
+        dataset = _file_path(spec.dataset.url) if spec.dataset.url else None
+        if dataset is not None:
+            readable.append(dataset.parent)
+        memory = _limit(spec.workers.resources, DEFAULT_WORKER_MEMORY)
+        return SandboxPolicy(network="host", readable=tuple(readable), writable=tuple(writable),
+                             limits=Limits(memory, DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES))
+
+    async def _start_tools(self, config: RunConfig, logs: Path) -> ToolServer:
+        policy = self._tool_policy(config)
+        where = (f"sandboxed ({'no network' if policy.network == 'none' else 'host network'}, "
+                 f"{policy.limits.describe()})" if policy else "not sandboxed")
+        self.view.set_phase("tools", f"starting rolloutctl serve-tools, {where}")
+        try:
+            server = await start_tool_server(Path(config.repo_dir), environ=self.environ,
+                                             log_path=logs / "tool-server.log", sandbox=policy)
+        except ChildFailed as exc:
+            raise RunFailed(str(exc)) from None
+        self._children.append(server.child.kill)
+        self.view.set_phase("tools", f"serving at {server.url}")
+        return server
+
+    async def _work(self, config: RunConfig, logs: Path) -> None:
+        from rollout_operator.runtime.storage import open_store
+
+        spec = config.spec
+        shards = spec.workers.shards
+        parallel = min(spec.workers.parallelism or shards, shards)
+        env = worker_env(self.environ, [secret.env for secret in spec.scoring.secrets])
+        env.update(config.env())
+        env.setdefault("ROLLOUT_COMMIT_INTERVAL_SECONDS", COMMIT_INTERVAL_S)
+        env["LITELLM_LOCAL_MODEL_COST_MAP"] = env.get("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
+        policy = self._worker_policy(config, logs)
+        where = f", sandboxed ({policy.limits.describe()})" if policy else ""
+        self.view.set_phase("work", f"{shards} shard(s), {parallel} at a time, "
+                            f"{spec.workers.concurrency} rollouts at once each{where}")
+        store = open_store(config.run_prefix, endpoint=spec.output.endpoint,
+                           environ=self.environ)
+        tracker = CommitTracker(store, self.state)
+        await tracker.poll()
+        self.state.resumed = self.state.done
+        self.state.started = time.monotonic()
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(index: int) -> ShardOutcome:
+            async with gate:
+                if self.stop.is_set():
+                    return ShardOutcome(index, EXIT_STOPPED, 0)
+                return await run_shard_process(
+                    index, env=env, state_dir=logs, sandbox=policy,
+                    retries=spec.workers.backoff_limit_per_index, stop=self.stop)
+
+        self.view.start_work(self.state)
+        poller = asyncio.create_task(self._poll(tracker))
+        try:
+            outcomes = await asyncio.gather(*(one(i) for i in range(shards)))
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await poller
+            with contextlib.suppress(Exception):
+                await tracker.poll()
+            self.view.stop_work()
+        self._judge(outcomes)
+
+    async def _poll(self, tracker: CommitTracker) -> None:
+        while True:
+            try:
+                await tracker.poll()
+            except Exception as exc:  # a torn listing: the next poll reads it again
+                log.debug("progress poll failed: %s", exc)
+            self.view.refresh()
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    def _judge(self, outcomes: list[ShardOutcome]) -> None:
+        if self.stop.is_set():
+            raise asyncio.CancelledError
+        bad = [o for o in outcomes if o.code != 0]
+        if not bad:
+            return
+        lines = []
+        for outcome in bad:
+            detail = outcome.error or (tail(outcome.log_path, 5) if outcome.log_path else "")
+            lines.append(f"shard {outcome.index}: exit {outcome.code} after {outcome.attempts} "
+                         f"attempt(s): {detail}")
+        config_error = any(o.code == EXIT_CONFIG for o in bad)
+        raise RunFailed("workers failed (what they committed is kept; run the same command "
+                        "again to resume):\n  " + "\n  ".join(lines),
+                        exit_code=EXIT_INVALID if config_error else EXIT_FAILED)
+
+    async def _aggregate(self, config: RunConfig) -> None:
+        from rollout_operator.cli.pod_aggregate import aggregate_run
+
+        self.view.set_phase("aggregate", "results.json and trajectories.parquet")
+        summary = await aggregate_run(config, environ=self.environ)
+        self.result.summary = summary
+        self.result.state, self.result.exit_code = "Succeeded", EXIT_OK
+        self.view.set_phase("done", f"results in {summary['artifacts']['results']}")
+
+
+def _limit(resources: Any, default: str) -> int:
+    limits = getattr(resources, "limits", None) or {}
+    value = limits.get("memory", default)
+    try:
+        return parse_quantity(value)
+    except ValueError:
+        return parse_quantity(default)
+
+
+def _file_path(url: str | None) -> Path | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "file":
+        return None
+    return Path(unquote(parts.path))

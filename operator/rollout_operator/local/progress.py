@@ -1,0 +1,225 @@
+"""Progress of a local run: committed records counted as they land, shown with rich.
+
+The tracker reads what the workers commit (each part is written once, so each is read once),
+the same records `aggregate` reads later: counts by status and a running mean per scorer. The
+view draws a live panel on a terminal and prints a line every few seconds otherwise (CI logs,
+pipes), and the summary table at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+
+    from rollout_operator.runtime.storage import ObjectStore
+
+PLAIN_INTERVAL_S = 10.0
+
+
+@dataclass
+class ProgressState:
+    """What is known about the run's work items."""
+
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    masked: int = 0
+    resumed: int = 0
+    """Items already committed when this invocation started its workers."""
+    score_sums: dict[str, float] = field(default_factory=dict)
+    score_counts: dict[str, int] = field(default_factory=dict)
+    started: float | None = None
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.failed + self.masked
+
+    def means(self) -> dict[str, float]:
+        return {name: self.score_sums[name] / count
+                for name, count in self.score_counts.items() if count}
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Items per second committed by this invocation."""
+        if self.started is None:
+            return None
+        elapsed = (now or time.monotonic()) - self.started
+        fresh = self.done - self.resumed
+        return fresh / elapsed if elapsed > 1 and fresh > 0 else None
+
+    def eta_s(self) -> float | None:
+        rate = self.rate()
+        left = self.total - self.done
+        return left / rate if rate and left > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "done": self.done, "completed": self.completed,
+                "failed": self.failed, "masked": self.masked, "resumed": self.resumed,
+                "scoreMeans": self.means()}
+
+
+class CommitTracker:
+    """Reads newly committed parts of a run and folds their records into a `ProgressState`."""
+
+    def __init__(self, store: ObjectStore, state: ProgressState) -> None:
+        self.store = store
+        self.state = state
+        self._read: set[str] = set()
+        self._items: set[tuple[int, int]] = set()
+
+    async def poll(self) -> None:
+        from rollout_operator.runtime.shards import list_all_parts
+
+        for _, _, key in await list_all_parts(self.store, ""):
+            if key in self._read:
+                continue
+            data = await self.store.get(key)
+            self._read.add(key)
+            for line in data.splitlines():
+                if line.strip():
+                    self._add(json.loads(line))
+
+    def _add(self, record: Mapping[str, Any]) -> None:
+        item = (int(record["row_index"]), int(record.get("sample_index", 0)))
+        if item in self._items:
+            return
+        self._items.add(item)
+        status = record.get("status")
+        if status == "completed":
+            self.state.completed += 1
+            for name, value in (record.get("scores") or {}).items():
+                if isinstance(value, int | float):
+                    self.state.score_sums[name] = self.state.score_sums.get(name, 0.0) + value
+                    self.state.score_counts[name] = self.state.score_counts.get(name, 0) + 1
+        elif status == "masked":
+            self.state.masked += 1
+        else:
+            self.state.failed += 1
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _short(name: str) -> str:
+    return name.rsplit(":", 1)[-1]
+
+
+class ProgressView:
+    """The terminal side of a run: phase lines, a live panel, the summary table."""
+
+    def __init__(self, console: Console, *, title: str, live: bool | None = None) -> None:
+        self.console = console
+        self.title = title
+        self.phase = "starting"
+        self.state: ProgressState | None = None
+        self.live_enabled = console.is_terminal if live is None else live
+        self._live: Live | None = None
+        self._last_plain = 0.0
+
+    def set_phase(self, phase: str, message: str = "") -> None:
+        from rich.markup import escape
+
+        self.phase = phase
+        text = f"[bold]{phase:<9}[/bold]" + (f" {escape(message)}" if message else "")
+        self.console.print(text, highlight=False)
+
+    def note(self, message: str, *, style: str = "yellow") -> None:
+        from rich.markup import escape
+
+        self.console.print(f"[{style}]{escape(message)}[/{style}]", highlight=False)
+
+    def start_work(self, state: ProgressState) -> None:
+        from rich.live import Live
+
+        self.state = state
+        if self.live_enabled:
+            self._live = Live(get_renderable=self._panel, console=self.console,
+                              refresh_per_second=4, transient=False)
+            self._live.start()
+        else:
+            self._last_plain = 0.0
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self.state is None or self._live is not None:
+            return
+        now = time.monotonic()
+        if now - self._last_plain >= PLAIN_INTERVAL_S:
+            self._last_plain = now
+            self.console.print(self._line(), highlight=False)
+
+    def stop_work(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        elif self.state is not None:
+            self.console.print(self._line(), highlight=False)
+
+    def _line(self) -> str:
+        state = self.state
+        assert state is not None
+        rate = state.rate()
+        means = "  ".join(f"{_short(k)} {v:.3f}" for k, v in state.means().items())
+        return (f"{state.done}/{state.total} done, {state.failed} failed, {state.masked} masked"
+                + (f", {rate:.1f}/s, ETA {_duration(state.eta_s())}" if rate else "")
+                + (f"  mean: {means}" if means else ""))
+
+    def _panel(self) -> RenderableType:
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        state = self.state
+        assert state is not None
+        rate = state.rate()
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(f"[bold]{escape(self.title)}[/bold]", f"[cyan]{self.phase}[/cyan]")
+        bar = ProgressBar(total=max(state.total, 1), completed=state.done, width=40)
+        percent = 100 * state.done / state.total if state.total else 100.0
+        grid.add_row(bar, f"{state.done}/{state.total} ({percent:.0f}%)")
+        grid.add_row(
+            f"failed {state.failed}  masked {state.masked}  resumed {state.resumed}",
+            f"{rate:.1f}/s  ETA {_duration(state.eta_s())}" if rate else "",
+        )
+        for name, mean in state.means().items():
+            grid.add_row(f"  {escape(name)}", f"mean {mean:.3f}")
+        return Group(grid)
+
+    def summary(self, result: Mapping[str, Any]) -> None:
+        """The end-of-run table: scorers, counts and where the files are."""
+        from rich.table import Table
+
+        summary = result.get("summary") or {}
+        table = Table(title=f"{self.title}: {result.get('state')}", title_justify="left")
+        table.add_column("scorer")
+        for column in ("mean", "std", "min", "max"):
+            table.add_column(column, justify="right")
+        table.add_column("pass@k", justify="left")
+        for name, stats in (summary.get("summary") or {}).items():
+            passes = stats.get("pass_at_k") or {}
+            table.add_row(
+                name, *(f"{stats.get(key, 0.0):.3f}" for key in ("mean", "std", "min", "max")),
+                "  ".join(f"@{k} {v:.2f}" for k, v in passes.items()),
+            )
+        if table.row_count:
+            self.console.print(table)
+        progress = summary.get("progress") or result.get("progress") or {}
+        if progress:
+            self.console.print(
+                f"records {progress.get('total', 0)}: {progress.get('completed', 0)} completed,"
+                f" {progress.get('failed', 0)} failed, {progress.get('masked', 0)} masked",
+                highlight=False)
+        for label, url in (summary.get("artifacts") or {}).items():
+            self.console.print(f"{label:>13}  {url}", highlight=False)
