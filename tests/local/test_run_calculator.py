@@ -1,0 +1,138 @@
+"""`rolloutctl run` end to end: the calculator example against the scripted model, output in a
+file:// folder, as real processes (the command, its tool server and its shard workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.local.support import (
+    EXAMPLE,
+    REWARD,
+    file_path,
+    local_env,
+    manifest,
+    records,
+    result_json,
+    run_argv,
+    run_local,
+    sandbox_available,
+    write_manifest,
+)
+from tests.support.scripted_model import ScriptedModelServer
+
+pytestmark = pytest.mark.slow
+
+SANDBOX_MODES = [
+    pytest.param(True, id="sandboxed", marks=pytest.mark.skipif(
+        not sandbox_available(), reason="bubblewrap (bwrap) is not installed or cannot create "
+        "sandboxes on this machine")),
+    pytest.param(False, id="no-sandbox"),
+]
+
+
+@pytest.mark.parametrize("sandbox", SANDBOX_MODES)
+def test_calculator_runs_to_results(scripted_model: ScriptedModelServer, tmp_path: Path,
+                                    sandbox: bool) -> None:
+    out = tmp_path / "out"
+    path = write_manifest(tmp_path / "run.yaml", manifest(
+        "calc", str(EXAMPLE), scripted_model.base_url, out.as_uri(), rows=6, samples=2,
+        shards=2))
+    flags = ["--json"] + ([] if sandbox else ["--no-sandbox"])
+    done = run_local(path, *flags, cwd=tmp_path)
+    result = result_json(done)
+    assert done.returncode == 0, done.stderr
+    assert result["ok"] and result["state"] == "Succeeded" and result["sandbox"] is sandbox
+
+    run_dir = file_path(result["runPrefix"])
+    assert run_dir.parent == out / "default" and run_dir.name.startswith("calc-")
+    found = records(run_dir)
+    keys = Counter((r["row_index"], r["sample_index"]) for r in found)
+    assert set(keys) == {(row, s) for row in range(6) for s in range(2)}
+    assert set(keys.values()) == {1}
+    assert all(r["status"] == "completed" and r["scores"] == {REWARD: 1.0} for r in found)
+    assert {p.parent.name for p in run_dir.glob("shards/*/part-*.jsonl")} == {"0", "1"}
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert len(results["runs"]) == 12
+    assert results["summary"]["eval_fns"][REWARD]["mean"] == 1.0
+    assert result["summary"][REWARD]["mean"] == 1.0
+    assert result["progress"] == {"total": 12, "completed": 12, "failed": 0, "masked": 0}
+    assert (run_dir / "trajectories.parquet").is_file()
+    run_json = json.loads((run_dir / "run.json").read_text())
+    assert run_json["commit"] == result["commit"] and run_json["tools"] == ["add", "multiply"]
+    assert list((out / "bundles").glob(f"{result['commit']}-*.tar.gz"))
+    # the key reached the model as the workers' credentials, and no file of the run holds it
+    assert "sk-local-test" not in "".join(p.read_text(errors="replace")
+                                          for p in run_dir.rglob("*.json*"))
+
+
+def test_rerun_of_a_finished_run_writes_nothing_new(scripted_model: ScriptedModelServer,
+                                                    tmp_path: Path) -> None:
+    path = write_manifest(tmp_path / "run.yaml", manifest(
+        "again", str(EXAMPLE), scripted_model.base_url, (tmp_path / "out").as_uri(), rows=2,
+        samples=1, shards=1, model="scripted:again"))
+    first = result_json(run_local(path, "--json", "--no-sandbox", cwd=tmp_path))
+    asked = _rollouts_started(scripted_model, "scripted:again")
+    second = result_json(run_local(path, "--json", "--no-sandbox", cwd=tmp_path))
+    assert first["ok"] and second["ok"]
+    assert second["runPrefix"] == first["runPrefix"] and second["uid"] == first["uid"]
+    assert _rollouts_started(scripted_model, "scripted:again") == asked == 2
+    assert len(records(file_path(first["runPrefix"]))) == 2
+
+
+def _rollouts_started(model: ScriptedModelServer, name: str) -> int:
+    """First model requests of rollouts (the preflight's one-token "hi" left out)."""
+    return sum(1 for body in model.requests if body.get("model") == name
+               and len(body["messages"]) == 2 and body["messages"][-1]["role"] == "user")
+
+
+def test_interrupted_run_resumes_without_duplicates(scripted_model: ScriptedModelServer,
+                                                    tmp_path: Path) -> None:
+    name = "scripted:sleep-250:resume"
+    out = tmp_path / "out"
+    rows, samples = 16, 2
+    path = write_manifest(tmp_path / "run.yaml", manifest(
+        "resume", str(EXAMPLE), scripted_model.base_url, out.as_uri(), rows=rows,
+        samples=samples, shards=2, model=name,
+        workers={"shards": 2, "concurrency": 2}))
+    env = local_env({"ROLLOUT_PART_SIZE": "2", "ROLLOUT_COMMIT_INTERVAL_SECONDS": "0.5"})
+    process = subprocess.Popen(run_argv(path, "--json", "--no-sandbox"), cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(out.glob("default/resume-*/shards/*/part-*.jsonl"))) < 2:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no part was committed in time"
+            time.sleep(0.1)
+        os.kill(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    stopped = json.loads(stdout)
+    assert stopped["state"] == "Stopped" and not stopped["ok"]
+    run_dir = file_path(stopped["runPrefix"])
+    kept = records(run_dir)
+    assert 0 < len(kept) < rows * samples
+    assert not (run_dir / "results.json").exists()
+
+    started_before = _rollouts_started(scripted_model, name)
+    done = run_local(path, "--json", "--no-sandbox", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert result_json(done)["runPrefix"] == stopped["runPrefix"]
+    found = records(run_dir)
+    keys = Counter((r["row_index"], r["sample_index"]) for r in found)
+    assert set(keys) == {(row, s) for row in range(rows) for s in range(samples)}
+    assert set(keys.values()) == {1}, "a trajectory was written twice"
+    # the rerun started exactly the rollouts that were not committed
+    assert _rollouts_started(scripted_model, name) - started_before == rows * samples - len(kept)
