@@ -137,14 +137,15 @@ def _report(result: RunResult, err: Console) -> None:
         ProgressView(out, title=result.run.name, live=False).summary(
             {"state": result.state, "summary": result.summary})
         if result.commit:
-            out.print(f"{'commit':>13}  {result.commit}", highlight=False)
-        out.print(f"{'took':>13}  {result.duration_s:.1f} s", highlight=False)
+            out.print(f"{'commit':>13}  {result.commit}", highlight=False, soft_wrap=True)
+        out.print(f"{'took':>13}  {result.duration_s:.1f} s", highlight=False, soft_wrap=True)
         return
     if result.state == "Stopped":
         err.print(f"[yellow]stopped.[/yellow] Committed rollouts are kept in "
                   f"{result.run_prefix}; run the same command again to resume.",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
         return
-    err.print(f"[red]run failed:[/red] {escape(result.error or '')}", highlight=False)
+    err.print(f"[red]run failed:[/red] {escape(result.error or '')}", highlight=False,
+              soft_wrap=True)
     if result.logs:
-        err.print(f"logs: {result.logs}", highlight=False)
+        err.print(f"logs: {result.logs}", highlight=False, soft_wrap=True)

@@ -132,12 +132,13 @@ class ProgressView:
 
         self.phase = phase
         text = f"[bold]{phase:<9}[/bold]" + (f" {escape(message)}" if message else "")
-        self.console.print(text, highlight=False)
+        self.console.print(text, highlight=False, soft_wrap=True)
 
     def note(self, message: str, *, style: str = "yellow") -> None:
         from rich.markup import escape
 
-        self.console.print(f"[{style}]{escape(message)}[/{style}]", highlight=False)
+        self.console.print(f"[{style}]{escape(message)}[/{style}]", highlight=False,
+                           soft_wrap=True)
 
     def start_work(self, state: ProgressState) -> None:
         from rich.live import Live
@@ -157,14 +158,14 @@ class ProgressView:
         now = time.monotonic()
         if now - self._last_plain >= PLAIN_INTERVAL_S:
             self._last_plain = now
-            self.console.print(self._line(), highlight=False)
+            self.console.print(self._line(), highlight=False, soft_wrap=True)
 
     def stop_work(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
         elif self.state is not None:
-            self.console.print(self._line(), highlight=False)
+            self.console.print(self._line(), highlight=False, soft_wrap=True)
 
     def _line(self) -> str:
         state = self.state
@@ -203,7 +204,7 @@ class ProgressView:
 
         summary = result.get("summary") or {}
         table = Table(title=f"{self.title}: {result.get('state')}", title_justify="left")
-        table.add_column("scorer")
+        table.add_column("scorer", overflow="fold")
         for column in ("mean", "std", "min", "max"):
             table.add_column(column, justify="right")
         table.add_column("pass@k", justify="left")
@@ -220,6 +221,6 @@ class ProgressView:
             self.console.print(
                 f"records {progress.get('total', 0)}: {progress.get('completed', 0)} completed,"
                 f" {progress.get('failed', 0)} failed, {progress.get('masked', 0)} masked",
-                highlight=False)
+                highlight=False, soft_wrap=True)
         for label, url in (summary.get("artifacts") or {}).items():
-            self.console.print(f"{label:>13}  {url}", highlight=False)
+            self.console.print(f"{label:>13}  {url}", highlight=False, soft_wrap=True)
