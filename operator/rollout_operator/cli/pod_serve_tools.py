@@ -2,8 +2,9 @@
 
 The init container downloads the run's bundle (it alone gets the storage credentials) and
 unpacks it into the shared workspace; the server container then serves the bundle's
-`mcp/main.py` over streamable HTTP at `/mcp`, with `GET /health` for the probes, importing the
-bundle's `_deps` after the runtime's own packages.
+`mcp/main.py` over streamable HTTP at `/mcp` (with the lean engine unless `--engine fastmcp`),
+with `GET /health` for the probes, importing the bundle's `_deps` after the runtime's own
+packages.
 
 A restarted pod finds the workspace already filled: a marker beside the destination
 (`.<dest>.bundle`, holding the bundle URL) says the folder is ours, so it is replaced rather
@@ -18,7 +19,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,6 +29,9 @@ from rollout_operator.cli.pod_common import (
     load_run_config,
     run_pod_command,
 )
+
+if TYPE_CHECKING:
+    from rollout_operator.runtime.tool_server import Engine
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +103,13 @@ def unpack_bundle_command(url: str, dest: str, endpoint: str | None) -> None:
               show_default=True, help="Port to bind; 0 picks a free one.")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
               help="Write the endpoint URL here once serving.")
-def serve_tools_command(repo: str | None, host: str, port: int, ready_file: str | None) -> None:
+@click.option("--engine", type=click.Choice(["lean", "fastmcp"]), default="lean",
+              show_default=True,
+              help="HTTP server: lean (ours, several times less CPU per session) or fastmcp "
+                   "(FastMCP's own, for authentication, event streams and server messages).")
+def serve_tools_command(
+    repo: str | None, host: str, port: int, ready_file: str | None, engine: Engine
+) -> None:
     """Serve the bundle's mcp/main.py over streamable HTTP at /mcp (the tool pod's server)."""
 
     def body() -> dict[str, Any]:
@@ -119,7 +129,7 @@ def serve_tools_command(repo: str | None, host: str, port: int, ready_file: str 
             log.info("serving tools at %s", url)
             print(f"READY {url}", flush=True)
 
-        serve_tools(root / "mcp", host, port, ready_file, on_ready=announce)
+        serve_tools(root / "mcp", host, port, ready_file, on_ready=announce, engine=engine)
         return {"ok": True, "stopped": True}
 
     run_pod_command(body)

@@ -6,25 +6,32 @@ one). We bind the listening socket ourselves so that port 0 works and the chosen
 announced: `python -m rollout_operator.runtime.tool_server --mcp DIR --port 0` prints
 `READY http://HOST:PORT/mcp` on stdout once requests are being served. SIGTERM and SIGINT shut
 the server down gracefully and the process exits 0.
+
+Two engines serve the same protocol: `lean` (the default; `runtime.mcp_http` on aiohttp, several
+times less CPU per session and call) and `fastmcp` (FastMCP's own streamable-HTTP app under
+uvicorn, for what the lean engine leaves out: authentication, event streams, server-to-client
+messages).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from rollout_operator.runtime.errors import MCPLoadError
 
 if TYPE_CHECKING:
+    from aiohttp import web
     from fastmcp import FastMCP
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -33,6 +40,9 @@ if TYPE_CHECKING:
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/health"
 GRACEFUL_SHUTDOWN_SECONDS = 2
+
+Engine = Literal["lean", "fastmcp"]
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 
 async def _health(request: Request) -> Response:
@@ -128,6 +138,49 @@ async def _serve(
             signal.signal(sig, handler)
 
 
+async def _serve_lean(
+    app: web.Application, sock: socket.socket, url: str, on_ready: Callable[[str], None]
+) -> None:
+    """Serve the lean engine's app on `sock` until SIGTERM/SIGINT, then let calls in flight
+    finish for a moment."""
+    from aiohttp import web
+
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,  # a client that hangs up cancels its tool call
+        shutdown_timeout=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        await web.SockSite(runner, sock).start()
+        on_ready(url)
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+
+
+def _lean_app(server: FastMCP[Any]) -> web.Application | None:
+    """The lean engine's app, or None (with a warning) where its dependencies are missing: a
+    pod whose repo pins an old FastMCP (without `mcp_types`) is served by that FastMCP."""
+    try:
+        from rollout_operator.runtime.mcp_http import mcp_http_app
+    except ImportError as exc:
+        print(f"warning: the lean tool server needs aiohttp and mcp>=2 ({exc}); serving with "
+              "the fastmcp engine", file=sys.stderr, flush=True)
+        return None
+    return mcp_http_app(server)
+
+
 def serve_tools(
     mcp_dir: str | os.PathLike[str],
     host: str = "127.0.0.1",
@@ -135,14 +188,23 @@ def serve_tools(
     ready_file: str | os.PathLike[str] | None = None,
     *,
     on_ready: Callable[[str], None] | None = None,
+    engine: Engine = "lean",
 ) -> None:
     """Load `mcp_dir/main.py` and serve its tools until SIGTERM/SIGINT (`MCPLoadError` if it
-    cannot be loaded). Once serving, the URL is written to `ready_file` and passed to `on_ready`."""
+    cannot be loaded). Once serving, the URL is written to `ready_file` and passed to `on_ready`.
+    `engine` picks the HTTP server: `lean` (ours, on aiohttp) or `fastmcp` (FastMCP's own)."""
     from rollout_operator.runtime.repo_loader import load_mcp_server
 
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     # This process serves one repo, so its modules may stay importable (lazy sibling imports).
     server = load_mcp_server(mcp_dir, isolate=False)
-    app = tool_http_app(server)
+    serve: Callable[[socket.socket, str, Callable[[str], None]], Awaitable[None]]
+    lean_app = _lean_app(server) if engine == "lean" else None
+    if lean_app is not None:
+        serve = functools.partial(_serve_lean, lean_app)
+    else:
+        serve = functools.partial(_serve, tool_http_app(server))
     try:
         sock = bind_socket(host, port)
     except OSError as exc:
@@ -156,7 +218,7 @@ def serve_tools(
             on_ready(ready_url)
 
     with sock:
-        asyncio.run(_serve(app, sock, url, announce))
+        asyncio.run(serve(sock, url, announce))
 
 
 def _print_ready(url: str) -> None:
@@ -172,12 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
     parser.add_argument("--ready-file", help="write the endpoint URL here once serving")
+    parser.add_argument("--engine", choices=ENGINES, default="lean",
+                        help="HTTP server: lean (default, ours) or fastmcp (FastMCP's own)")
     args: Any = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, got {args.port}")
     try:
-        serve_tools(args.mcp, args.host, args.port, args.ready_file, on_ready=_print_ready)
-    except MCPLoadError as exc:
+        serve_tools(args.mcp, args.host, args.port, args.ready_file, on_ready=_print_ready,
+                    engine=args.engine)
+    except (MCPLoadError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -4,12 +4,22 @@ It speaks only what a tool-calling rollout needs (the `initialize` handshake, `t
 `tools/call`, cancelling a timed-out call, ending the session) as plain JSON-RPC POSTs over one
 shared aiohttp connection pool. That costs a fraction of the client CPU of FastMCP's `Client`,
 which matters when one worker drives hundreds of rollouts.
+
+`list_tools()` also asks the server (`server/discover`) whether it speaks the stateless revision
+that FastMCP's own `Client` prefers. If it does, sessions opened afterwards send each request as
+one self-contained POST (the revision's `_meta` envelope and routing headers) instead of opening
+an MCP session: a rollout's tool call then costs one request instead of four (`initialize`,
+`notifications/initialized`, `tools/call`, DELETE), on the worker and on the tool server. A timed
+out call is cancelled by dropping its request, as that revision prescribes. Servers that do not
+answer the probe, and tools that mirror arguments into `Mcp-Param-*` headers, keep the handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
@@ -37,8 +47,17 @@ PROTOCOL_VERSION = "2025-11-25"
 """The revision offered in `initialize`. The server answers with the revision it speaks, and that
 one goes out on every later request in the `mcp-protocol-version` header."""
 
+STATELESS_VERSION = "2026-07-28"
+"""The stateless revision: no handshake and no session, each request carries its `_meta`
+envelope (protocol version, client info and capabilities) and `Mcp-Method` / `Mcp-Name`."""
+
 SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
+METHOD_HEADER = "mcp-method"
+NAME_HEADER = "mcp-name"
+_ENVELOPE_PREFIX = "io.modelcontextprotocol/"
+_HEADER_SAFE = re.compile(r"^[\x20-\x7E]*$")
+_BASE64_WRAPPED = re.compile(r"^=\?base64\?.*\?=$")
 _BASE_HEADERS = {
     "Accept": "application/json, text/event-stream",
     "Content-Type": "application/json",
@@ -56,6 +75,36 @@ def _client_version() -> str:
 _CLIENT_INFO = {"name": "rollout-operator", "version": _client_version()}
 
 
+def _envelope(version: str) -> dict[str, Any]:
+    return {
+        f"{_ENVELOPE_PREFIX}protocolVersion": version,
+        f"{_ENVELOPE_PREFIX}clientInfo": _CLIENT_INFO,
+        f"{_ENVELOPE_PREFIX}clientCapabilities": {},
+    }
+
+
+def _header_value(value: str) -> str:
+    """A name as an HTTP header value: verbatim if it survives one, else base64 in the
+    `=?base64?...?=` wrapper the specification defines."""
+    if (_HEADER_SAFE.fullmatch(value) and value == value.strip()
+            and not _BASE64_WRAPPED.fullmatch(value)):
+        return value
+    return f"=?base64?{base64.b64encode(value.encode()).decode('ascii')}?="
+
+
+def _mirrors_arguments_into_headers(wire_tools: list[dict[str, Any]]) -> bool:
+    """Whether a tool declares `x-mcp-header` parameters, which a stateless call would have to
+    repeat in `Mcp-Param-*` headers."""
+    return any("x-mcp-header" in json.dumps(tool.get("inputSchema") or {}) for tool in wire_tools)
+
+
+class ToolServerUnreachable(ToolCallFailed):
+    """No HTTP answer at all: the server is down or the address is wrong."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "sandbox")
+
+
 class HttpToolSession:
     """One MCP session on the tool server, opened by the first call and ended on exit.
 
@@ -63,10 +112,11 @@ class HttpToolSession:
     that cannot be reached shows up as a sandbox error of that call rather than an exception.
     """
 
-    def __init__(self, tools: HttpTools) -> None:
+    def __init__(self, tools: HttpTools, stateless_version: str | None = None) -> None:
         self._tools = tools
+        self._stateless = stateless_version
         self.session_id: str | None = None
-        self.protocol_version: str | None = None
+        self.protocol_version: str | None = stateless_version
         self._headers: dict[str, str] | None = None
         self._next_id = 1
         self._opening = asyncio.Lock()
@@ -138,7 +188,8 @@ class HttpToolSession:
                 headers, "tools/call", {"name": name, "arguments": arguments}, request_id
             )
         except asyncio.CancelledError:
-            self._cancel_in_background(headers, request_id)
+            if self._stateless is None:  # a stateless call ends with its dropped request
+                self._cancel_in_background(headers, request_id)
             raise
         return RawToolResult(
             result.get("structuredContent"),
@@ -165,6 +216,8 @@ class HttpToolSession:
     async def _handshake(self) -> dict[str, str]:
         if self._closed:
             raise ToolCallFailed("The tool session is closed", "sandbox")
+        if self._stateless is not None:
+            return {**_BASE_HEADERS, VERSION_HEADER: self._stateless}
         params = {
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": {},
@@ -198,6 +251,12 @@ class HttpToolSession:
     ) -> dict[str, Any]:
         if request_id is None:
             request_id = self._take_id()
+        if self._stateless is not None:
+            headers = {**headers, METHOD_HEADER: method}
+            name = params.get("name")
+            if method == "tools/call" and isinstance(name, str):
+                headers[NAME_HEADER] = _header_value(name)
+            params = {**params, "_meta": _envelope(self._stateless)}
         message = jsonrpc.request(request_id, method, params)
         _, reply = await self._post(headers, message, request_id)
         return jsonrpc.result_of(reply)
@@ -217,7 +276,7 @@ class HttpToolSession:
                     return session_id, None
                 return session_id, await self._read_response(response, headers, request_id)
         except aiohttp.ClientError as exc:
-            raise ToolCallFailed(f"Tool server unreachable: {describe(exc)}", "sandbox") from exc
+            raise ToolServerUnreachable(f"Tool server unreachable: {describe(exc)}") from exc
 
     async def _read_response(
         self, response: aiohttp.ClientResponse, headers: Mapping[str, str], request_id: int
@@ -314,6 +373,8 @@ class HttpTools:
     All sessions share one aiohttp connection pool; each `session()` is its own MCP session.
     `headers` are sent on every request (an `Authorization` header, say). `control_timeout`
     bounds listing tools and ending sessions; tool calls have their own per-call timeout.
+    `discover=False` keeps the `initialize` handshake even with servers that speak the stateless
+    revision.
     """
 
     def __init__(
@@ -325,6 +386,7 @@ class HttpTools:
         max_connections: int = 100,
         connect_timeout: float = 10.0,
         control_timeout: float = 30.0,
+        discover: bool = True,
     ) -> None:
         parsed = URL(url) if isinstance(url, str) else None
         if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
@@ -341,6 +403,10 @@ class HttpTools:
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
         self._http: aiohttp.ClientSession | None = None
+        self._discover = discover
+        self.stateless_version: str | None = None
+        """The stateless revision new sessions speak; None: they open an MCP session. Set by
+        `list_tools()` when the server says it speaks one."""
 
     def http(self) -> aiohttp.ClientSession:
         """The shared connection pool, made on first use (it belongs to the running loop)."""
@@ -358,18 +424,38 @@ class HttpTools:
 
     async def list_tools(self) -> list[ToolSchema]:
         try:
-            async with asyncio.timeout(self.control_timeout), self.session() as session:
-                wire_tools = await session.list_wire_tools()
+            async with asyncio.timeout(self.control_timeout):
+                if self._discover:
+                    self.stateless_version = await self._stateless_version()
+                async with self.session() as session:
+                    wire_tools = await session.list_wire_tools()
         except ToolCallFailed as exc:
             raise ConnectionError(f"Cannot list tools from {self.url}: {exc.message}") from exc
         except TimeoutError as exc:
             raise ConnectionError(
                 f"Cannot list tools from {self.url}: no answer within {self.control_timeout:g}s"
             ) from exc
+        if self.stateless_version is not None and _mirrors_arguments_into_headers(wire_tools):
+            self.stateless_version = None
         return openai_tools(wire_tools)
 
+    async def _stateless_version(self) -> str | None:
+        """`STATELESS_VERSION` if the server's `server/discover` lists it, else None (any other
+        answer, errors included, means the handshake). No answer at all is raised."""
+        probe = HttpToolSession(self, STATELESS_VERSION)
+        try:
+            result = await probe._request(await probe._open(), "server/discover", {})
+        except ToolServerUnreachable:
+            raise
+        except ToolCallFailed:
+            return None
+        versions = result.get("supportedVersions")
+        if isinstance(versions, list) and STATELESS_VERSION in versions:
+            return STATELESS_VERSION
+        return None
+
     def session(self) -> HttpToolSession:
-        return HttpToolSession(self)
+        return HttpToolSession(self, self.stateless_version)
 
     async def aclose(self) -> None:
         """Close the connection pool; sessions still open can no longer reach the server."""
