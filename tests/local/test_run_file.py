@@ -1,0 +1,112 @@
+"""Reading a RolloutRun manifest for a local run: paths, the uid that makes reruns resume, and
+the messages for manifests that cannot run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rollout_operator.local.run_file import RunFileError, load_run_file
+from tests.local.support import manifest, run_local, write_manifest
+
+
+def _write(tmp_path: Path, document: dict[str, Any], name: str = "run.yaml") -> Path:
+    return write_manifest(tmp_path / name, document)
+
+
+def _doc(**changes: Any) -> dict[str, Any]:
+    return manifest("calc", ".", "http://127.0.0.1:9/v1", "file:///tmp/out", **changes)
+
+
+def test_local_repo_is_relative_to_the_manifest_and_output_to_the_cwd(tmp_path: Path) -> None:
+    folder = tmp_path / "project" / "runs"
+    folder.mkdir(parents=True)
+    document = _doc()
+    document["spec"]["repo"]["url"] = "../repo"
+    del document["spec"]["output"]
+    cwd = tmp_path / "elsewhere"
+    run = load_run_file(_write(folder, document), cwd=cwd)
+    assert run.spec.repo.url == str(tmp_path / "project" / "repo")
+    assert run.output_url == (cwd / "rollout-output").as_uri()
+    assert (run.name, run.namespace) == ("calc", "default")
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("file://./out", "out"),
+    ("file://out/sub", "out/sub"),
+    ("relative/folder", "relative/folder"),
+    ("file:///abs/out/", "/abs/out"),
+])
+def test_output_urls_are_made_absolute(tmp_path: Path, given: str, expected: str) -> None:
+    run = load_run_file(_write(tmp_path, _doc()), output=given, cwd=tmp_path)
+    assert run.output_url == (tmp_path / expected).resolve().as_uri()
+
+
+def test_bucket_and_git_urls_are_kept(tmp_path: Path) -> None:
+    document = _doc()
+    document["spec"]["repo"]["url"] = "https://example.com/org/repo.git"
+    document["spec"]["output"] = {"url": "s3://bucket/prefix"}
+    run = load_run_file(_write(tmp_path, document))
+    assert run.spec.repo.url == "https://example.com/org/repo.git"
+    assert run.output_url == "s3://bucket/prefix"
+
+
+def test_uid_is_stable_for_the_same_run_and_changes_with_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, _doc())
+    first, again = load_run_file(path, cwd=tmp_path), load_run_file(path, cwd=tmp_path)
+    assert first.uid == again.uid
+    assert load_run_file(path, name="other", cwd=tmp_path).uid != first.uid
+    assert load_run_file(path, shards=5, cwd=tmp_path).uid != first.uid
+    assert load_run_file(path, shards=5, cwd=tmp_path).spec.workers.shards == 5
+    edited = _doc()
+    edited["spec"]["dataset"]["limit"] = 3
+    assert load_run_file(_write(tmp_path, edited, "edited.yaml"), cwd=tmp_path).uid != first.uid
+    suspended = _doc()
+    suspended["spec"]["ttlSecondsAfterFinished"] = 60  # may change: still the same run
+    assert load_run_file(_write(tmp_path, suspended, "ttl.yaml"), cwd=tmp_path).uid == first.uid
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("kind: Pod\nmetadata: {name: x}\n", "no document with kind: RolloutRun"),
+    ("{not yaml", "not valid YAML"),
+    ("apiVersion: other.io/v1\nkind: RolloutRun\nspec: {}\n", "is not rollouts.dev/v1alpha1"),
+    ("kind: RolloutRun\nmetadata: {name: Bad_Name}\nspec: {}\n", "name: 'Bad_Name'"),
+    ("kind: RolloutRun\nmetadata: {name: x}\n", "spec: missing"),
+])
+def test_manifests_that_cannot_run(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(RunFileError) as caught:
+        load_run_file(path)
+    assert any(fragment in problem for problem in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"workers": {"shards": 0}}, "spec.workers.shards"),
+    ({"repo": {"url": "ftp://example.com/r.git"}}, "spec.repo.url"),
+    ({"repo": {"url": ".", "path": "../x"}}, "spec.repo.path"),
+    ({"scoring": {"functions": ["not a ref"]}}, "spec.scoring.functions[0]"),
+])
+def test_spec_problems_name_their_fields(tmp_path: Path, change: dict[str, Any],
+                                         field: str) -> None:
+    document = _doc()
+    document["spec"].update(change)
+    with pytest.raises(RunFileError) as caught:
+        load_run_file(_write(tmp_path, document))
+    assert any(problem.startswith(field) for problem in caught.value.problems), \
+        caught.value.problems
+
+
+def test_cli_says_what_to_fix_and_exits_2(tmp_path: Path) -> None:
+    path = _write(tmp_path, _doc(workers={"shards": -2}))
+    done = run_local(path, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert "cannot be run" in done.stderr and "spec.workers.shards" in done.stderr
+    done = run_local(path, "--json", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    result = yaml.safe_load(done.stdout)
+    assert result["ok"] is False and result["state"] == "Invalid"
+    assert any("spec.workers.shards" in p["message"] for p in result["problems"])
