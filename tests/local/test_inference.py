@@ -13,7 +13,6 @@ import pytest
 
 from tests.local.support import (
     EXAMPLE,
-    REPO_ROOT,
     REWARD,
     file_path,
     manifest,
@@ -22,6 +21,7 @@ from tests.local.support import (
     run_local,
     write_manifest,
 )
+from tests.support.cli import REPO_ROOT
 
 FAKE_VLLM = f'''\
 #!{sys.executable}
