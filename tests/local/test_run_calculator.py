@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -136,3 +137,18 @@ def test_interrupted_run_resumes_without_duplicates(scripted_model: ScriptedMode
     assert set(keys.values()) == {1}, "a trajectory was written twice"
     # the rerun started exactly the rollouts that were not committed
     assert _rollouts_started(scripted_model, name) - started_before == rows * samples - len(kept)
+
+
+def test_a_repo_with_problems_stops_at_sync(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "mcp" / "main.py").unlink()
+    path = write_manifest(tmp_path / "run.yaml", manifest(
+        "broken", str(repo), "http://127.0.0.1:9/v1", (tmp_path / "out").as_uri()))
+    done = run_local(path, "--json", *([] if sandbox_available() else ["--no-sandbox"]),
+                     cwd=tmp_path)
+    result = result_json(done)
+    assert done.returncode == 2, done.stderr
+    assert result["state"] == "Failed" and "mcp/main.py" in result["error"]
+    assert any(p["file"] == "mcp/main.py" for p in result["problems"])
+    assert not list((tmp_path / "out").glob("bundles/*"))  # a broken repo is never stored

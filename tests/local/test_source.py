@@ -96,14 +96,18 @@ def test_uncommitted_edits_are_used_and_hashed(tmp_path: Path) -> None:
         prepare_source(str(src), "main", "", tmp_path / "b", pinned_commit=head)
 
 
-def test_a_git_url_is_left_to_the_sync_unless_pinned(tmp_path: Path) -> None:
+def test_a_git_url_is_cloned_at_its_revision_or_the_pinned_commit(tmp_path: Path) -> None:
     src = tmp_path / "src"
     head = _git_repo(src)
+    (src / "uncommitted.txt").write_text("not in any commit")
     unpinned = prepare_source(src.as_uri(), "main", "", tmp_path / "a")
-    assert unpinned.checkout is None and unpinned.kind == "git"
+    assert unpinned.kind == "git" and unpinned.commit == head
+    assert f"main of {src.as_uri()}" in unpinned.description
+    assert not (unpinned.checkout.path / "uncommitted.txt").exists()
     (src / "data.jsonl").write_text("[]\n")
     git(src, "commit", "-qam", "two")
+    assert prepare_source(src.as_uri(), "main", "", tmp_path / "c").commit != head
     pinned = prepare_source(src.as_uri(), "main", "", tmp_path / "b", pinned_commit=head)
-    assert pinned.commit == head and pinned.checkout is not None
+    assert pinned.commit == head
     assert (pinned.checkout.path / "data.jsonl").read_text() == "{}\n"
     assert os.path.isdir(pinned.checkout.path / "mcp")

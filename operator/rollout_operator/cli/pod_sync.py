@@ -324,11 +324,20 @@ def write_run_json(
     return store.url_for(RUN_JSON)
 
 
-def _sync_body(workdir: str | None) -> dict[str, Any]:
+def _sync_body(workdir: str | None, checkout: str | None = None,
+               commit: str | None = None) -> dict[str, Any]:
     config = load_run_config()
     scratch = Path(tempfile.mkdtemp(prefix="rollout-sync-", dir=workdir))
+    synced = None
+    if checkout is not None or commit is not None:
+        from rollout_operator.runtime.git_sync import SyncedRepo
+
+        if checkout is None or not commit or not all(c in "0123456789abcdef" for c in commit):
+            raise PodFailure("--checkout and --commit go together; --commit is a lowercase "
+                             "hex SHA or content hash", exit_code=EXIT_CONFIG)
+        synced = SyncedRepo(commit, Path(checkout).resolve())
     try:
-        report = run_sync(config, workdir=scratch)
+        report = run_sync(config, workdir=scratch, checkout=synced)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if not report.ok:
@@ -343,11 +352,14 @@ def _sync_body(workdir: str | None) -> dict[str, Any]:
 @click.command("sync", hidden=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Writable folder for the clone and the bundle (default: $TMPDIR).")
-def sync_command(workdir: str | None) -> None:
+@click.option("--checkout", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A repo already checked out (rolloutctl run): no clone. Needs --commit.")
+@click.option("--commit", default=None, help="The commit (or content hash) of --checkout.")
+def sync_command(workdir: str | None, checkout: str | None, commit: str | None) -> None:
     """Clone the run's repo, validate it and upload its bundle (the sync Job's entrypoint).
 
     Reads the run from $ROLLOUT_RUN_CONFIG and the clone credentials from $ROLLOUT_GIT_TOKEN or
     $ROLLOUT_GIT_SSH_KEY; writes its report to the termination-message file.
     """
     sys.dont_write_bytecode = True
-    run_pod_command(lambda: _sync_body(workdir))
+    run_pod_command(lambda: _sync_body(workdir, checkout, commit))

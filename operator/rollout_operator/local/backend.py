@@ -2,8 +2,9 @@
 
 Each phase is the operator's own phase code, run where a laptop can run it:
 
-- sync: the sync Job's `run_sync`, in this process (a local folder is copied first, see
-  `source`);
+- sync: the repo is pinned here (cloned, or a local folder copied: see `source`), then the
+  sync Job's `rolloutctl sync` validates it and stores its bundle, sandboxed; the bundle is
+  unpacked as the tool pods' init container does;
 - inference (`spec.model.serve`): the engine as a local process on a loopback port;
 - tools: `rolloutctl serve-tools`, a local process, sandboxed, on a loopback port;
 - rollouts: one `rolloutctl work` process per shard (the worker Job's pods), sandboxed;
@@ -31,10 +32,14 @@ from urllib.parse import unquote, urlsplit
 from rollout_operator.local.processes import (
     EXIT_CONFIG,
     EXIT_STOPPED,
+    Child,
     ChildFailed,
     ShardOutcome,
     ToolServer,
+    read_message,
+    rolloutctl_argv,
     run_shard_process,
+    start_child,
     start_tool_server,
     tail,
     worker_env,
@@ -193,7 +198,7 @@ class LocalBackend:
         prefix = run_prefix(run.output_url, run.namespace, run.name, run.uid)
         self.result.run_prefix = prefix
         config = RunConfig(spec=run.spec, namespace=run.namespace, name=run.name, uid=run.uid,
-                           run_prefix=prefix, repo_dir=str(workdir / "sync" / "bundle"))
+                           run_prefix=prefix, repo_dir=str(workdir / "repo"))
         config = await self._sync(config, workdir)
         self._raise_if_stopped()
         total = self.state.total
@@ -217,8 +222,10 @@ class LocalBackend:
             raise asyncio.CancelledError
 
     async def _sync(self, config: RunConfig, workdir: Path) -> RunConfig:
-        from rollout_operator.cli.pod_common import PodFailure
-        from rollout_operator.cli.pod_sync import run_sync
+        """Pin the repo, then `rolloutctl sync` (sandboxed: validating the repo imports its
+        code, and building the bundle installs its dependencies) on that checkout, then unpack
+        the bundle it stored, as a tool pod's init container does."""
+        from rollout_operator.cli.pod_serve_tools import unpack_bundle_url
         from rollout_operator.local.source import prepare_source
         from rollout_operator.runtime.git_sync import GitSyncError
 
@@ -230,37 +237,86 @@ class LocalBackend:
         try:
             source = await asyncio.to_thread(
                 prepare_source, spec.repo.url, spec.repo.revision, spec.repo.path,
-                workdir / "source", pinned_commit=pinned, exclude=exclude)
+                workdir / "source", pinned_commit=pinned, exclude=exclude,
+                environ=self.environ)
         except GitSyncError as exc:
             retry = exc.kind in ("network", "git_failed")
-            hint = "" if retry else (
-                f"; to start over, delete {config.run_prefix} or give the run another --name"
-                if pinned else "")
+            hint = "" if retry or not pinned else (
+                f"; to start over, delete {config.run_prefix} or give the run another --name")
             raise RunFailed(f"{exc}{hint}", exit_code=EXIT_FAILED if retry else EXIT_INVALID)\
                 from None
         self.result.source = source.description
+        self.result.commit = source.commit
         self.view.set_phase("sync", f"using {source.description}")
-        try:
-            report = await asyncio.to_thread(run_sync, config, workdir=workdir / "sync",
-                                             environ=self.environ, checkout=source.checkout)
-        except PodFailure as exc:
-            raise RunFailed(str(exc), exit_code=exc.exit_code,
-                            problems=list(exc.result.get("problems") or [])) from None
-        self.result.commit = report.commit
-        if not report.ok:
-            lines = [f"{p['file']}: {p['message']}" if p.get("file") else str(p["message"])
-                     for p in report.problems]
-            raise RunFailed("the repository has problems:\n  " + "\n  ".join(lines),
-                            exit_code=EXIT_INVALID, problems=report.problems)
-        self.state.total = report.work_items or 0
-        reuse = "reused" if report.reused else "built"
-        self.view.set_phase("sync", f"bundle {reuse}: {report.bundle}; tools "
-                            f"{', '.join(report.tools)}; scorers {', '.join(report.scorers)}; "
-                            f"{report.work_items} rollouts")
+        report = await self._sync_process(config, workdir, source.checkout.path, source.commit)
+        self.state.total = int(report.get("workItems") or 0)
+        reuse = "reused" if report.get("reused") else "built"
+        self.view.set_phase("sync", f"bundle {reuse}: {report.get('bundle')}; tools "
+                            f"{', '.join(report.get('tools') or [])}; scorers "
+                            f"{', '.join(report.get('scorers') or []) or 'none'}; "
+                            f"{self.state.total} rollouts")
+        repo_dir = workdir / "repo"
+        await asyncio.to_thread(unpack_bundle_url, str(report["bundle"]), repo_dir,
+                                endpoint=spec.output.endpoint)
         return config.model_copy(update={
-            "bundle_url": report.bundle, "commit": report.commit,
-            "fastmcp_version": report.fastmcp_version, "scorers": report.scorers,
+            "repo_dir": str(repo_dir), "bundle_url": report["bundle"],
+            "commit": report.get("commit"), "fastmcp_version": report.get("fastmcpVersion"),
+            "scorers": list(report.get("scorers") or []),
         })
+
+    async def _sync_process(self, config: RunConfig, workdir: Path, checkout: Path,
+                            commit: str) -> dict[str, Any]:
+        """`rolloutctl sync --checkout` as the sync Job's pod; its report."""
+        logs = workdir / "logs"
+        scratch = workdir / "sync"
+        for folder in (logs, scratch):
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        message = logs / "sync.json"
+        env = worker_env(self.environ, [secret.env for secret in config.spec.scoring.secrets])
+        env.update(config.env())
+        env["ROLLOUT_TERMINATION_MESSAGE_PATH"] = str(message)
+        policy = None
+        if self.options.sandbox:
+            writable = [scratch, logs]
+            output = _file_path(self.run.output_url)
+            if output is not None:
+                await asyncio.to_thread(output.mkdir, parents=True, exist_ok=True)
+                writable.append(output)
+            policy = SandboxPolicy(
+                network="host", readable=(*runtime_paths(), checkout), writable=tuple(writable),
+                limits=Limits(parse_quantity(DEFAULT_WORKER_MEMORY), DEFAULT_CPU_SECONDS,
+                              DEFAULT_OPEN_FILES))
+        child = await start_child(
+            "sync", rolloutctl_argv("sync", "--workdir", str(scratch), "--checkout",
+                                    str(checkout), "--commit", commit),
+            env=env, log_path=logs / "sync.log", sandbox=policy, cwd=logs)
+        self._children.append(child.kill)
+        code = await self._wait_or_stop(child)
+        report = read_message(message)
+        if code == 0 and report.get("ok") and report.get("bundle"):
+            return report
+        problems = [p for p in report.get("problems") or [] if isinstance(p, dict)]
+        if problems:
+            lines = [f"{p['file']}: {p['message']}" if p.get("file") else str(p.get("message"))
+                     for p in problems]
+            raise RunFailed("the repository has problems:\n  " + "\n  ".join(lines),
+                            exit_code=EXIT_INVALID, problems=problems)
+        error = report.get("error") or tail(child.log_path)
+        raise RunFailed(f"sync failed (exit {code}): {error}",
+                        exit_code=EXIT_INVALID if code == EXIT_CONFIG else EXIT_FAILED)
+
+    async def _wait_or_stop(self, child: Child) -> int:
+        """The child's exit code; stops it (and the run) when a stop is requested first."""
+        waiter = asyncio.ensure_future(child.process.wait())
+        stopper = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not waiter.done():
+            await child.stop(grace_s=10)
+            raise asyncio.CancelledError
+        return waiter.result()
 
     async def _pinned_commit(self, config: RunConfig) -> str | None:
         """The commit this run started with, when an earlier invocation synced it."""

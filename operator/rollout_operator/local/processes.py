@@ -1,6 +1,6 @@
-"""Local processes of a run: the tool server, the shard workers and a managed model server.
+"""Local processes of a run: sync, the tool server, the shard workers, a managed model server.
 
-Each is the pod's own entrypoint (`rolloutctl serve-tools`, `rolloutctl work`) started as a
+Each is the pod's own entrypoint (`rolloutctl sync`, `serve-tools`, `work`) started as a
 child process, in a sandbox when one is given, in a session of its own (Ctrl-C in the terminal
 reaches `rolloutctl run` only, which then stops its children in order), with its output in a
 log file. Children get only the environment they need: tool servers nothing secret, workers the
@@ -299,9 +299,9 @@ async def run_shard_process(
         if not waiter.done():
             code = await child.stop(grace_s)
             return ShardOutcome(index, EXIT_STOPPED if code in (-15, 143) else code, attempt,
-                                _read_message(message_path), log_path)
+                                read_message(message_path), log_path)
         code = waiter.result()
-        outcome = ShardOutcome(index, code, attempt, _read_message(message_path), log_path)
+        outcome = ShardOutcome(index, code, attempt, read_message(message_path), log_path)
         if code in (0, EXIT_CONFIG) or stop.is_set() or attempt > retries:
             return outcome
         log.warning("Shard %d failed (exit %d, attempt %d of %d): %s; retrying", index, code,
@@ -312,7 +312,8 @@ async def run_shard_process(
             return outcome
 
 
-def _read_message(path: Path) -> dict[str, Any]:
+def read_message(path: Path) -> dict[str, Any]:
+    """A child's termination message ({} when it wrote none)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -1,7 +1,7 @@
 """The repo of a local run, pinned: what `rolloutctl run` hands to the sync phase.
 
-A git URL (or `file://` URL) is cloned by the sync phase itself, as in a cluster, at
-`spec.repo.revision`; a rerun of a started run is pinned to the commit it started with. A local
+A git URL (or `file://` URL) is cloned at `spec.repo.revision`, outside any sandbox and with the
+user's own git setup; a rerun of a started run is pinned to the commit it started with. A local
 folder is copied as it is, uncommitted edits included (in a git work tree: the tracked files
 and the untracked ones git does not ignore; elsewhere everything but caches, virtual
 environments and the run's own output). Its commit is:
@@ -19,12 +19,12 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rollout_operator.runtime.git_sync import GitSyncError, SyncedRepo, sync_repo
+from rollout_operator.runtime.git_sync import GitCredentials, GitSyncError, SyncedRepo, sync_repo
 
 SourceKind = Literal["git", "git-head", "folder"]
 
@@ -38,15 +38,15 @@ _HASH_CHARS = 40
 
 @dataclass(frozen=True, slots=True)
 class LocalSource:
-    """How the repo was pinned: `checkout` is None when the sync phase clones it."""
+    """How the repo was pinned, and where its checkout is."""
 
     kind: SourceKind
     description: str
-    checkout: SyncedRepo | None = None
+    checkout: SyncedRepo
 
     @property
-    def commit(self) -> str | None:
-        return self.checkout.commit if self.checkout is not None else None
+    def commit(self) -> str:
+        return self.checkout.commit
 
 
 def is_local_path(url: str) -> bool:
@@ -63,19 +63,20 @@ def prepare_source(
     *,
     pinned_commit: str | None = None,
     exclude: Iterable[Path] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> LocalSource:
-    """Pin the repo at `url` into `dest` (an absent folder) when that is ours to do.
+    """Pin the repo at `url` into `dest` (an absent folder).
 
-    `pinned_commit` is the commit a run started with (from its run.json): a git source is
-    checked out at it again, so a resumed run keeps its code; a local folder must still hold
-    the same files, else `SourceChanged`.
+    A git URL is cloned with git's own configuration (credential helpers, SSH agent) plus
+    `ROLLOUT_GIT_TOKEN` / `ROLLOUT_GIT_SSH_KEY` from `environ`. `pinned_commit` is the commit a
+    run started with (from its run.json): a git source is checked out at it again, so a resumed
+    run keeps its code; a local folder must still hold the same files, else `SourceChanged`.
     """
     if not is_local_path(url):
-        if pinned_commit is None:
-            return LocalSource("git", f"{revision} of {url}")
-        checkout = sync_repo(url, pinned_commit, dest)
-        return LocalSource("git", f"commit {pinned_commit} (pinned when the run started)",
-                           checkout)
+        wanted = pinned_commit or revision
+        checkout = sync_repo(url, wanted, dest, credentials=GitCredentials.from_env(environ))
+        why = "pinned when the run started" if pinned_commit else f"{revision} of {url}"
+        return LocalSource("git", f"commit {checkout.commit} ({why})", checkout)
     folder = Path(url)
     if not folder.is_dir():
         raise GitSyncError(f"spec.repo.url: {folder} is not a folder", kind="not_a_repository")
