@@ -1,6 +1,6 @@
 """User code under the local sandbox: a tool that reaches for the network, the user's home,
 a folder outside its temp dir, or more memory than its limit fails in that tool call; the
-failure is on the trajectory, and the run completes.
+failure is on the trajectory, and the run completes. Scorers cannot read the home folder either.
 
 The scripted model's `reply-json` mode sends each row's prompt back as the model's reply, so a
 row names the tool call it makes; with maxTurns 1 each rollout makes exactly that call.
@@ -114,11 +114,25 @@ def host_service() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
-def _probe_repo(folder: Path, rows: list[tuple[str, str]]) -> Path:
+PEEK = '''\
+from osmosis_ai import osmosis_reward
+
+
+@osmosis_reward
+def peek_home(solution_str: str, ground_truth: str, extra_info: dict = None, **kwargs) -> float:
+    """1.0 when the scorer can read a file in the user's home."""
+    with open({path!r}, encoding="utf-8") as handle:
+        return 1.0 if handle.read() else 0.0
+'''
+PEEK_REF = "reward_fn.peek:peek_home"
+
+
+def _probe_repo(folder: Path, rows: list[tuple[str, str]], home: Path) -> Path:
     (folder / "mcp").mkdir(parents=True)
     (folder / "mcp" / "main.py").write_text(PROBE_MAIN)
     (folder / "reward_fn").mkdir()
     (folder / "reward_fn" / "always.py").write_text(REWARD)
+    (folder / "reward_fn" / "peek.py").write_text(PEEK.format(path=str(home / "secret.txt")))
     with (folder / "test_data.jsonl").open("w") as handle:
         for label, prompt in rows:
             handle.write(json.dumps({"system_prompt": "probe", "user_prompt": prompt,
@@ -144,7 +158,7 @@ def test_tools_cannot_leave_the_sandbox(scripted_model: ScriptedModelServer, tmp
         ("write-tmp", _call("write_file", path="/tmp/scratch.txt")),
         ("small-memory", _call("allocate", megabytes=8)),
     ]
-    _probe_repo(repo_dir, rows)
+    _probe_repo(repo_dir, rows, home)
     spec = manifest("probe", str(repo_dir), scripted_model.base_url,
                     (tmp_path / "out").as_uri(), model="scripted:reply-json", rows=len(rows),
                     samples=1, shards=1)
@@ -162,6 +176,10 @@ def test_tools_cannot_leave_the_sandbox(scripted_model: ScriptedModelServer, tmp
     assert set(by_label) == {label for label, _ in rows}
     for record in by_label.values():
         assert record["status"] == "completed", record  # a failing tool never fails a rollout
+        # scorers run sandboxed too: the one reading the home folder scores 0 with the reason
+        assert record["scores"][PEEK_REF] == 0.0
+        assert record["error"]["category"] == "reward"
+        assert "No such file" in record["error"]["message"]
     results = {label: _tool_results(record)[0] for label, record in by_label.items()}
     expected_errors = {
         "outside-address": "unreachable",
@@ -191,7 +209,7 @@ def test_the_same_tools_reach_everything_without_the_sandbox(
         ("write-home", _call("write_file", path=str(home / "written.txt"))),
         ("memory", _call("allocate", megabytes=1024)),
     ]
-    repo_dir = _probe_repo(tmp_path / "repo", rows)
+    repo_dir = _probe_repo(tmp_path / "repo", rows, home)
     spec = manifest("probe", str(repo_dir), scripted_model.base_url,
                     (tmp_path / "out").as_uri(), model="scripted:reply-json", rows=len(rows),
                     samples=1, shards=1)
@@ -201,8 +219,9 @@ def test_the_same_tools_reach_everything_without_the_sandbox(
                      cwd=tmp_path, env={"HOME": str(home)})
     result = result_json(done)
     assert done.returncode == 0, done.stderr
-    results = {r["ground_truth"]: _tool_results(r)[0]
-               for r in records(file_path(result["runPrefix"]))}
+    found = records(file_path(result["runPrefix"]))
+    assert all(r["scores"][PEEK_REF] == 1.0 and r["error"] is None for r in found)
+    results = {r["ground_truth"]: _tool_results(r)[0] for r in found}
     assert results == {"host-loopback": "connected", "home": "read: the user's secret",
                        "write-home": f"wrote {home / 'written.txt'}",
                        "memory": "allocated 1024 MiB"}
