@@ -95,9 +95,11 @@ def _rollouts_started(model: ScriptedModelServer, name: str) -> int:
                and len(body["messages"]) == 2 and body["messages"][-1]["role"] == "user")
 
 
+@pytest.mark.parametrize("sandbox", SANDBOX_MODES)
 def test_interrupted_run_resumes_without_duplicates(scripted_model: ScriptedModelServer,
-                                                    tmp_path: Path) -> None:
-    name = "scripted:sleep-250:resume"
+                                                    tmp_path: Path, sandbox: bool) -> None:
+    name = f"scripted:sleep-250:resume-{sandbox}"
+    mode = [] if sandbox else ["--no-sandbox"]
     out = tmp_path / "out"
     rows, samples = 16, 2
     path = write_manifest(tmp_path / "run.yaml", manifest(
@@ -105,7 +107,7 @@ def test_interrupted_run_resumes_without_duplicates(scripted_model: ScriptedMode
         samples=samples, shards=2, model=name,
         workers={"shards": 2, "concurrency": 2}))
     env = local_env({"ROLLOUT_PART_SIZE": "2", "ROLLOUT_COMMIT_INTERVAL_SECONDS": "0.5"})
-    process = subprocess.Popen(run_argv(path, "--json", "--no-sandbox"), cwd=tmp_path, env=env,
+    process = subprocess.Popen(run_argv(path, "--json", *mode), cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
@@ -128,7 +130,7 @@ def test_interrupted_run_resumes_without_duplicates(scripted_model: ScriptedMode
     assert not (run_dir / "results.json").exists()
 
     started_before = _rollouts_started(scripted_model, name)
-    done = run_local(path, "--json", "--no-sandbox", cwd=tmp_path)
+    done = run_local(path, "--json", *mode, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert result_json(done)["runPrefix"] == stopped["runPrefix"]
     found = records(run_dir)
@@ -152,3 +154,27 @@ def test_a_repo_with_problems_stops_at_sync(tmp_path: Path) -> None:
     assert result["state"] == "Failed" and "mcp/main.py" in result["error"]
     assert any(p["file"] == "mcp/main.py" for p in result["problems"])
     assert not list((tmp_path / "out").glob("bundles/*"))  # a broken repo is never stored
+
+
+def test_make_example_script(scripted_model: ScriptedModelServer, tmp_path: Path) -> None:
+    """examples/run-calculator.sh (what `make example` runs) with an OpenAI-compatible endpoint;
+    extra arguments reach `rolloutctl run`, so the output goes to a temporary folder."""
+    script = EXAMPLE.parent / "run-calculator.sh"
+    venv_python = EXAMPLE.parents[1] / ".venv" / "bin" / "python"
+    if not venv_python.is_file():
+        pytest.skip("the script runs the project's .venv (make install creates it)")
+    out = tmp_path / "out"
+    env = local_env({"ROLLOUT_BASE_URL": scripted_model.base_url, "ROLLOUT_MODEL": "scripted"})
+    env.pop("ROLLOUT_MODEL_API_KEY")
+    done = subprocess.run([str(script), "--output", str(out), "--json"], env=env,
+                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["name"] == "calculator" and result["ok"]
+    assert result["progress"]["total"] == 40 and result["progress"]["completed"] == 40
+    assert result["summary"][REWARD]["mean"] == 1.0
+
+    no_model = {k: v for k, v in env.items() if k not in ("ROLLOUT_BASE_URL", "ROLLOUT_MODEL")}
+    refused = subprocess.run([str(script)], env=no_model, capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "No model configured" in refused.stderr

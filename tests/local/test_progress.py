@@ -1,0 +1,83 @@
+"""Progress of a local run: records counted from committed parts as they land, and drawn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from rollout_operator.local.progress import CommitTracker, ProgressState, ProgressView
+from rollout_operator.runtime.storage import open_store
+
+REF = "reward_fn.compute_reward:numbers_match_reward"
+
+
+def _record(row: int, sample: int, status: str, score: float | None = None) -> bytes:
+    record: dict[str, Any] = {"row_index": row, "sample_index": sample, "status": status,
+                              "scores": {REF: score} if score is not None else {}}
+    return json.dumps(record).encode() + b"\n"
+
+
+async def test_tracker_reads_each_part_once_and_counts_each_item_once(tmp_path: Path) -> None:
+    store = open_store(tmp_path.as_uri())
+    state = ProgressState(total=6)
+    tracker = CommitTracker(store, state)
+    await tracker.poll()
+    assert state.done == 0
+    await store.put("shards/0/part-000001.jsonl",
+                    _record(0, 0, "completed", 1.0) + _record(0, 1, "completed", 0.0))
+    await tracker.poll()
+    assert (state.completed, state.means()) == (2, {REF: 0.5})
+    await store.put("shards/1/part-000001.jsonl",
+                    _record(1, 0, "failed") + _record(1, 1, "masked"))
+    # a second attempt of shard 0 committed an item again: counted once, as aggregate does
+    await store.put("shards/0/part-000002.jsonl",
+                    _record(0, 1, "completed", 1.0) + _record(2, 0, "completed", 1.0))
+    await tracker.poll()
+    await tracker.poll()
+    assert (state.done, state.completed, state.failed, state.masked) == (5, 3, 1, 1)
+    assert state.means() == {REF: 2 / 3}
+    assert state.as_dict()["scoreMeans"] == {REF: 2 / 3}
+
+
+def test_rate_and_eta_count_only_this_invocations_items() -> None:
+    state = ProgressState(total=100, completed=40, resumed=40, started=0.0)
+    assert state.rate(now=10.0) is None  # nothing new yet
+    state.completed = 60
+    assert state.rate(now=10.0) == 2.0
+    assert state.eta_s() is not None
+
+
+def test_plain_lines_and_summary_table() -> None:
+    console = Console(record=True, width=200, force_terminal=False)
+    view = ProgressView(console, title="calc (default/calc-1234abcd)", live=False)
+    view.set_phase("sync", "using [weird] commit")
+    state = ProgressState(total=4, completed=3, failed=1, score_sums={REF: 2.0},
+                          score_counts={REF: 3})
+    view.start_work(state)
+    view.stop_work()
+    view.summary({"state": "Succeeded", "summary": {
+        "progress": {"total": 4, "completed": 3, "failed": 1, "masked": 0},
+        "summary": {REF: {"mean": 0.5, "std": 0.5, "min": 0.0, "max": 1.0,
+                          "pass_at_k": {"1": 0.5}}},
+        "artifacts": {"results": "file:///out/results.json"}}})
+    text = console.export_text()
+    assert "using [weird] commit" in text
+    assert "4/4 done, 1 failed, 0 masked" in text and "numbers_match_reward 0.667" in text
+    assert "calc (default/calc-1234abcd): Succeeded" in text
+    assert "0.500" in text and "@1 0.50" in text
+    assert "records 4: 3 completed, 1 failed, 0 masked" in text
+    assert "file:///out/results.json" in text
+
+
+def test_live_panel_renders() -> None:
+    console = Console(record=True, width=120, force_terminal=True)
+    view = ProgressView(console, title="calc", live=True)
+    view.phase = "work"
+    view.start_work(ProgressState(total=10, completed=5, score_sums={REF: 5.0},
+                                  score_counts={REF: 5}))
+    view.stop_work()
+    text = console.export_text()
+    assert "5/10 (50%)" in text and "mean 1.000" in text and "work" in text
