@@ -22,12 +22,9 @@ def operator_command(
     """Watch RolloutRun resources and run them (what the Helm chart's Deployment runs)."""
     import kopf
 
-    from rollout_operator.cli.logs import configure_logging
-
-    configure_logging(verbose)
     import rollout_operator.handlers.rolloutrun  # noqa: F401  (registers the handlers)
 
-    kopf.configure(verbose=verbose)
+    kopf.configure(verbose=verbose)  # Kopf's own log format, for operator and object logs
     kopf.run(
         clusterwide=not namespaces,
         namespaces=list(namespaces),

@@ -146,6 +146,15 @@ class KubeApi:
         self._call("PATCH", path, body={"status": status},
                    content_type="application/merge-patch+json")
 
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        try:
+            return dict(self._call("GET", path))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def delete_run(self, namespace: str, name: str) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
         try:

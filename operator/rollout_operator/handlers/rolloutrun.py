@@ -7,16 +7,17 @@ level-based reconcile, so a missed event or an operator restart only delays the 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
-from rollout_operator.api.constants import GROUP, PLURAL, VERSION
+from rollout_operator.api.constants import GROUP, KIND, PLURAL, VERSION
 from rollout_operator.api.status import bounded_status, status_merge_patch, utc_now
 from rollout_operator.handlers.kube import KubeApi, kopf_errors
 from rollout_operator.reconcile.decide import Decision, RunObject, decide
 from rollout_operator.reconcile.observed import observe
 from rollout_operator.reconcile.secrets import secret_names_in
+from rollout_operator.resources.context import RUN_UID_LABEL
 from rollout_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings()
@@ -48,6 +49,24 @@ def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
             backoff=max(1.0, 4 * SETTINGS.reconcile_interval_seconds))
 def on_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     reconcile(body, memo, logger)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={RUN_UID_LABEL: kopf.PRESENT})
+@kopf.on.event("apps", "v1", "deployments", labels={RUN_UID_LABEL: kopf.PRESENT})
+def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """A child changed (a Job finished, tools became ready): move its run on now, not at the
+    next timer tick. The timer stays the safety net for missed events."""
+    owner = next((ref for ref in body.metadata.get("ownerReferences") or []
+                  if ref.get("kind") == KIND and ref.get("controller")), None)
+    namespace = body.metadata.get("namespace")
+    if owner is None or not namespace:
+        return
+    api: KubeApi = memo.api
+    with kopf_errors(f"reading {namespace}/{owner['name']}"):
+        run = api.get_run(namespace, owner["name"])
+    if run is None or run["metadata"].get("uid") != owner.get("uid"):
+        return
+    reconcile(kopf.Body(cast(kopf.RawBody, run)), memo, logger)
 
 
 def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> None:
