@@ -255,3 +255,27 @@ def test_sandbox_probe_runs_bwrap_itself() -> None:
     argv = sandbox_argv([sys.executable, "-c", code], policy, home=None)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout.strip() == "101"  # ENETUNREACH: no interface but loopback
+
+
+def test_a_tool_server_that_cannot_start_fails_the_run_with_its_log(
+        scripted_model: ScriptedModelServer, tmp_path: Path, home: Path) -> None:
+    """The tool server imports a module that needs more memory than the tool limit (sync
+    validates it under the larger worker limit): the run fails with exit 1 and the server's
+    own error, and the workers started beside it are stopped."""
+    repo_dir = _probe_repo(tmp_path / "repo", [("x", _call("allocate", megabytes=1))], home)
+    main = repo_dir / "mcp" / "main.py"
+    main.write_text("HOLD = bytearray(768 * 1024 * 1024)\n" + main.read_text())
+    spec = manifest("nostart", str(repo_dir), scripted_model.base_url,
+                    (tmp_path / "out").as_uri(), model="scripted:reply-json", rows=1, samples=1,
+                    shards=1)
+    spec["spec"]["scoring"] = {}
+    spec["spec"]["sandbox"] = {"resources": {"limits": {"memory": "512Mi"}}}
+    done = run_local(write_manifest(tmp_path / "run.yaml", spec), "--json", cwd=tmp_path,
+                     env={"HOME": str(home)}, timeout=120)
+    result = result_json(done)
+    assert done.returncode == 1, done.stderr
+    assert result["state"] == "Failed" and "tool server exited" in result["error"]
+    assert "MemoryError" in result["error"]
+    assert result["logs"] and Path(result["logs"], "tool-server.log").is_file()
+    assert not list((tmp_path / "out").glob("default/nostart-*/shards/*/*.jsonl"))
+    shutil.rmtree(Path(result["logs"]).parent, ignore_errors=True)

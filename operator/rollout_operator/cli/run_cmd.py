@@ -68,9 +68,11 @@ def run_command(filename: Path, name: str | None, workers: int | None, no_sandbo
 
 
 def _configure_logging(verbose: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=None, show_path=False, markup=False, rich_tracebacks=False)
+    handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False,
+                          rich_tracebacks=False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
                         handlers=[handler], force=True)
     for noisy in ("httpx", "LiteLLM", "litellm", "mcp", "fastmcp", "aiohttp.access"):

@@ -360,8 +360,16 @@ class LocalBackend:
             self._raise_if_stopped()
             tools = await self._start_tools(config, logs)
             config = config.model_copy(update={"tool_url": tools.url})
-            self._raise_if_stopped()
-            await self._work(config, logs)
+            # Workers start while the tool server loads: both take seconds to import.
+            work = asyncio.create_task(self._work(config, logs))
+            try:
+                await self._tools_ready(tools)
+            except BaseException:
+                work.cancel()
+                with contextlib.suppress(BaseException):
+                    await work
+                raise
+            await work
         finally:
             if tools is not None:
                 await tools.child.stop(grace_s=5)
@@ -426,14 +434,17 @@ class LocalBackend:
         where = (f"sandboxed ({'no network' if policy.network == 'none' else 'host network'}, "
                  f"{policy.limits.describe()})" if policy else "not sandboxed")
         self.view.set_phase("tools", f"starting rolloutctl serve-tools, {where}")
+        server = await start_tool_server(Path(config.repo_dir), environ=self.environ,
+                                         log_path=logs / "tool-server.log", sandbox=policy)
+        self._children.append(server.child.kill)
+        return server
+
+    async def _tools_ready(self, server: ToolServer) -> None:
         try:
-            server = await start_tool_server(Path(config.repo_dir), environ=self.environ,
-                                             log_path=logs / "tool-server.log", sandbox=policy)
+            await server.ready()
         except ChildFailed as exc:
             raise RunFailed(str(exc)) from None
-        self._children.append(server.child.kill)
         self.view.set_phase("tools", f"serving at {server.url}")
-        return server
 
     async def _work(self, config: RunConfig, logs: Path) -> None:
         from rollout_operator.runtime.storage import open_store

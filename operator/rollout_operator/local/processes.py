@@ -98,8 +98,15 @@ class Child:
     pid: int
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> int:
-        """SIGTERM, then SIGKILL after `grace_s`; returns the exit code."""
+        """SIGTERM, then SIGKILL after `grace_s`; returns the exit code.
+
+        A sandboxed command is its namespace's PID 1, to which the kernel delivers no signal
+        it has no handler for: one that does not handle SIGTERM yet (still starting, nothing
+        to save) is killed at once instead of waiting out the grace period.
+        """
         if self.process.returncode is None:
+            if self.pid != self.process.pid and not _handles(self.pid, signal.SIGTERM):
+                self.kill()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
             try:
@@ -115,6 +122,18 @@ class Child:
         for pid in {self.pid, self.process.pid}:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _handles(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler for `sig` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return True  # cannot tell: send the signal and wait
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return True
 
 
 async def start_child(
@@ -184,6 +203,11 @@ class ToolServer:
     url: str
     child: Child
 
+    async def ready(self, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+        """Return once `/health` answers (`ChildFailed` if the server exits or never does)."""
+        await wait_healthy(self.url.removesuffix("/mcp") + "/health", self.child,
+                           timeout_s=timeout_s)
+
 
 async def start_tool_server(
     repo_dir: Path,
@@ -191,10 +215,10 @@ async def start_tool_server(
     environ: Mapping[str, str],
     log_path: Path,
     sandbox: SandboxPolicy | None,
-    timeout_s: float = HEALTH_TIMEOUT_S,
 ) -> ToolServer:
-    """`rolloutctl serve-tools` for the unpacked bundle behind a supervisor that owns a
-    loopback port of the host (see `tool_relay`); returns once `/health` answers there."""
+    """Start `rolloutctl serve-tools` for the unpacked bundle behind a supervisor that owns a
+    loopback port of the host (see `tool_relay`). The URL is known at once; `ready()` waits for
+    the server to answer (workers, which take as long to start, also wait for it)."""
     listener = loopback_listener()
     port = listener.getsockname()[1]
     command = [sys.executable, "-m", "rollout_operator.local.tool_relay",
@@ -208,13 +232,7 @@ async def start_tool_server(
                                   cwd=log_path.parent)
     finally:
         listener.close()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await wait_healthy(f"{base}/health", child, timeout_s=timeout_s)
-    except BaseException:
-        await child.stop(grace_s=2)
-        raise
-    return ToolServer(f"{base}/mcp", child)
+    return ToolServer(f"http://127.0.0.1:{port}/mcp", child)
 
 
 class ChildFailed(RuntimeError):

@@ -4,7 +4,8 @@
 which may live in a sandbox with a network namespace of its own. Connections accepted on that
 socket are relayed to the tool server, which listens on the sandbox's own loopback and cannot
 reach anything else. The supervisor also does what a Deployment does for a tool pod: when the
-server dies (a crash, or the CPU-time limit), it starts it again, a few times.
+server dies after it served (a crash, or the CPU-time limit), it starts it again, a few times;
+a server that exits before it ever served (an import error) ends the supervisor at once.
 
     python -m rollout_operator.local.tool_relay --listen-fd FD -- CMD...
 
@@ -71,6 +72,7 @@ class ToolRelay:
                 stop = asyncio.ensure_future(self.stopping.wait())
                 try:
                     await self._await_ready(ready, waiter)
+                    served = self.port is not None
                     await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     stop.cancel()
@@ -78,9 +80,11 @@ class ToolRelay:
                 if self.stopping.is_set():
                     return 0
                 code = await waiter
+                print(f"tool server exited with code {code}", file=sys.stderr, flush=True)
+                if not served:
+                    return code or 1  # it never started: a retry would fail the same way
                 # A server that ran for a while and died is restarted with a fresh budget.
                 failures = 1 if time.monotonic() - started > 60 else failures + 1
-                print(f"tool server exited with code {code}", file=sys.stderr, flush=True)
                 if failures > self.restarts:
                     return code or 1
                 await asyncio.sleep(min(2.0 ** (failures - 1), 10.0))
