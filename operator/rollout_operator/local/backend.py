@@ -61,6 +61,8 @@ EXIT_INTERRUPTED = 130
 DEFAULT_TOOL_MEMORY = "4Gi"
 DEFAULT_WORKER_MEMORY = "8Gi"
 """Address space, not resident memory: Python, litellm and pyarrow map far more than they use."""
+MIN_WORKER_MEMORY = "2Gi"
+"""A worker maps about 0.85 GiB before its first rollout; a smaller address space cannot run."""
 DEFAULT_CPU_SECONDS = 6 * 3600
 DEFAULT_OPEN_FILES = 4096
 COMMIT_INTERVAL_S = "2"
@@ -425,7 +427,8 @@ class LocalBackend:
         dataset = _file_path(spec.dataset.url) if spec.dataset.url else None
         if dataset is not None:
             readable.append(dataset.parent)
-        memory = _limit(spec.workers.resources, DEFAULT_WORKER_MEMORY)
+        memory = max(_limit(spec.workers.resources, DEFAULT_WORKER_MEMORY),
+                     parse_quantity(MIN_WORKER_MEMORY))
         return SandboxPolicy(network="host", readable=tuple(readable), writable=tuple(writable),
                              limits=Limits(memory, DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES))
 

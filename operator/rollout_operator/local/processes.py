@@ -157,6 +157,10 @@ async def start_child(
             info_read, info_write = os.pipe()
             fds.append(info_write)
             argv = sandbox_argv(command, sandbox, home=env.get("HOME"), info_fd=info_write)
+            if sandbox.limits.memory_bytes is not None:
+                # glibc reserves 64 MiB of address space per thread arena; under an address
+                # space limit a few arenas are plenty.
+                env = {"MALLOC_ARENA_MAX": "4", **env}
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=log_file,
