@@ -197,6 +197,8 @@ class LocalBackend:
             self._check_sandbox()
         else:
             self.view.note("--no-sandbox: the repo's tools and scorers run without isolation")
+        if run.spec.model.serve is not None:
+            self._check_engine(run.spec.model.serve)
         prefix = run_prefix(run.output_url, run.namespace, run.name, run.uid)
         self.result.run_prefix = prefix
         config = RunConfig(spec=run.spec, namespace=run.namespace, name=run.name, uid=run.uid,
@@ -218,6 +220,15 @@ class LocalBackend:
         problem = sandbox_problem()
         if problem is not None:
             raise RunFailed(problem, exit_code=EXIT_INVALID)
+
+    def _check_engine(self, serve: Any) -> None:
+        """Before any work: is the engine `spec.model.serve` names installed here?"""
+        from rollout_operator.local.inference import EngineMissing, engine_command
+
+        try:
+            engine_command(serve, 0)
+        except EngineMissing as exc:
+            raise RunFailed(str(exc), exit_code=EXIT_INVALID) from None
 
     def _raise_if_stopped(self) -> None:
         if self.stop.is_set():
