@@ -110,3 +110,15 @@ def test_cli_says_what_to_fix_and_exits_2(tmp_path: Path) -> None:
     result = yaml.safe_load(done.stdout)
     assert result["ok"] is False and result["state"] == "Invalid"
     assert any("spec.workers.shards" in p["message"] for p in result["problems"])
+
+
+def test_the_examples_load_for_a_local_run(tmp_path: Path) -> None:
+    from tests.local.support import EXAMPLE
+
+    local = load_run_file(EXAMPLE / "rolloutrun.local.yaml", cwd=tmp_path)
+    assert local.spec.repo.url == str(EXAMPLE)
+    assert local.output_url == (tmp_path / "rollout-output").as_uri()
+    assert (local.name, local.spec.workers.shards) == ("calculator", 2)
+    cluster = load_run_file(EXAMPLE / "rolloutrun.yaml", cwd=tmp_path)
+    assert cluster.output_url == "s3://rollouts/calculator"
+    assert cluster.uid != local.uid
