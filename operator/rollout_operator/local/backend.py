@@ -458,7 +458,7 @@ class LocalBackend:
             await server.ready()
         except ChildFailed as exc:
             raise RunFailed(str(exc)) from None
-        self.view.set_phase("tools", f"serving at {server.url}")
+        self.view.set_phase("tools", f"serving at {server.url}", current=False)
 
     async def _work(self, config: RunConfig, logs: Path) -> None:
         from rollout_operator.runtime.storage import open_store

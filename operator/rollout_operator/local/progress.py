@@ -127,10 +127,12 @@ class ProgressView:
         self._live: Live | None = None
         self._last_plain = 0.0
 
-    def set_phase(self, phase: str, message: str = "") -> None:
+    def set_phase(self, phase: str, message: str = "", *, current: bool = True) -> None:
+        """Print a phase line; `current=False` for news of a phase running beside another."""
         from rich.markup import escape
 
-        self.phase = phase
+        if current:
+            self.phase = phase
         text = f"[bold]{phase:<9}[/bold]" + (f" {escape(message)}" if message else "")
         self.console.print(text, highlight=False, soft_wrap=True)
 
