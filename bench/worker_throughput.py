@@ -2,9 +2,10 @@
 
 The worker is `run_shard`, the body of `rolloutctl work`, in this process: it streams the shard's
 items from a dataset in object storage (`file://`), runs them with the pool, calls the tools of
-a separate `rolloutctl serve-tools` process over streamable HTTP (one MCP session per rollout),
-scores them and commits the records in parts to `file://` storage. The model is the scripted
-OpenAI-compatible server in its own process, with a fixed latency.
+a separate `rolloutctl serve-tools` process over streamable HTTP (the default lean engine; the
+worker's HttpTools finds at `list_tools` that it speaks the stateless MCP revision, so each tool
+call is one POST), scores them and commits the records in parts to `file://` storage. The model
+is the scripted OpenAI-compatible server in its own process, with a fixed latency.
 
 Efficiency is achieved model calls/s over the ideal `concurrency / latency` (each slot always
 waiting on the model). Each calculator rollout makes two model calls and one tool call.
@@ -181,10 +182,10 @@ def write_report(results: list[Result], rss_mb: float, load: float) -> None:
         f"fastmcp {fastmcp.__version__}",
         "- worker: `run_shard` (the body of `rolloutctl work`) on one event loop, one shard; "
         "dataset read from `file://` storage, records committed in parts to `file://` storage",
-        "- rollout: calculator task, 2 model calls + 1 tool call + `####` reward; one MCP "
-        "session per rollout (initialize, initialized, tools/call, DELETE); tools from one "
-        "separate `rolloutctl serve-tools` process over streamable HTTP; model: the scripted "
-        "server in its own process",
+        "- rollout: calculator task, 2 model calls + 1 tool call + `####` reward; tools from "
+        "one separate `rolloutctl serve-tools` process (lean engine) over streamable HTTP, "
+        "each tool call one POST at the stateless MCP revision (no session to open or end); "
+        "model: the scripted server in its own process",
         f"- peak RSS of the worker process: {rss_mb:.0f} MB; load average when the run "
         f"started: {load:.2f} (1 min; other work on the machine shares its 2 cores)",
         "",
@@ -205,6 +206,7 @@ def write_report(results: list[Result], rss_mb: float, load: float) -> None:
     worker_ms = target.worker_cpu_s / target.rollouts * 1000
     tool_ms = target.tool_cpu_s / target.rollouts * 1000
     ideal_rollouts = target.concurrency / (target.latency_ms / 1000) / 2
+    bound = "the worker" if worker_ms >= tool_ms else "the tool server"
     lines += [
         "",
         "Efficiency = achieved model calls/s over concurrency / latency. Target: >= 0.8 at "
@@ -213,12 +215,12 @@ def write_report(results: list[Result], rss_mb: float, load: float) -> None:
         f"At concurrency {target.concurrency} the ideal is {ideal_rollouts:.0f} rollouts/s. "
         f"The worker spends {worker_ms:.2f} ms of CPU per rollout, so one worker core could "
         f"drive about {1000 / worker_ms:.0f} rollouts/s (efficiency "
-        f"{min(1.0, 1000 / worker_ms / ideal_rollouts):.2f}) if the tool service kept up. "
-        f"The single tool server spends {tool_ms:.2f} ms of CPU per rollout's MCP session and "
-        f"tops out near {target.rollouts / target.seconds:.0f} sessions/s (one process, the "
-        "GIL): it, not the worker, sets the rate here. In a cluster the tool Service spreads "
-        "sessions over `spec.sandbox.replicas` pods; this 2-core machine cannot host the "
-        f"~{ideal_rollouts * tool_ms / 1000:.1f} cores of tool servers the ideal rate needs.",
+        f"{min(1.0, 1000 / worker_ms / ideal_rollouts):.2f}); the tool server spends "
+        f"{tool_ms:.2f} ms per rollout, so one tool server process could serve about "
+        f"{1000 / tool_ms:.0f} rollouts/s ({ideal_rollouts * tool_ms / 1000:.2f} cores at the "
+        f"ideal rate). Of the two, {bound} would saturate first. On this 2-core machine the "
+        "worker, the tool server and the model server share the cores (with whatever else "
+        "runs), so wall-clock rates here also depend on that sharing.",
     ]
     out = ROOT / "bench" / "results" / "worker_throughput.md"
     out.parent.mkdir(parents=True, exist_ok=True)
