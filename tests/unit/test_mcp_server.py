@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -41,6 +42,7 @@ from rollout_operator.runtime.mcp_http.protocol import (
 from rollout_operator.runtime.tool_server import serve_tools
 from rollout_operator.runtime.tools import FastMCPClientTools, HttpTools, InProcessTools
 from tests.fixtures.tool_table_server import build_server
+from tests.support.cli import cli_env, rolloutctl_argv
 from tests.support.loopback import HOST, site_port
 from tests.support.tool_server_process import TOOL_TABLE_MCP, ToolServerProcess
 from tests.support.tool_table import ToolTableProcess
@@ -622,8 +624,28 @@ def test_serve_tools_names_the_engines(tmp_path: Path) -> None:
         serve_tools(TOOL_TABLE_MCP, engine="uvicorn")  # type: ignore[arg-type]
 
 
-async def test_the_fastmcp_engine_still_serves(tmp_path: Path) -> None:
-    with ToolServerProcess(TOOL_TABLE_MCP, "fastmcp", tmp_path / "server.log") as server:
-        async with fastmcp.Client(server.url) as client:
-            result = await client.call_tool("greet", {"name": "Ada"})
-        assert result.data == "Hello, Ada!"
+async def _greet_and_name_the_server(url: str) -> tuple[Any, str]:
+    async with fastmcp.Client(url) as client:
+        result = await client.call_tool("greet", {"name": "Ada"})
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return result.data, response.headers.get("server", "")
+
+
+def test_rolloutctl_serve_tools_still_offers_fastmcps_engine(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        rolloutctl_argv(["serve-tools", "--repo", str(TOOL_TABLE_MCP.parent), "--host",
+                         "127.0.0.1", "--port", "0", "--engine", "fastmcp"]),
+        cwd=tmp_path, env=cli_env({"ROLLOUT_TERMINATION_MESSAGE_PATH": str(tmp_path / "t.json")}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        assert ready.startswith("READY http://127.0.0.1:"), server.communicate()[1]
+        greeting, name = asyncio.run(_greet_and_name_the_server(ready.split(" ", 1)[1].strip()))
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=15)
+    assert greeting == "Hello, Ada!"
+    assert name.startswith("uvicorn")  # FastMCP's own server answered
+    assert server.returncode == 0, err
