@@ -25,9 +25,6 @@ HANDSHAKE_VERSIONS: Final[tuple[str, ...]] = tuple(HANDSHAKE_PROTOCOL_VERSIONS)
 STATELESS_VERSIONS: Final[tuple[str, ...]] = tuple(MODERN_PROTOCOL_VERSIONS)
 LATEST_HANDSHAKE: Final[str] = LATEST_HANDSHAKE_VERSION
 
-DEFAULT_HEADERLESS_VERSION: Final = "2025-03-26"
-"""What a request without `MCP-Protocol-Version` is taken to speak (the spec's fallback)."""
-
 BATCH_VERSIONS: Final[frozenset[str]] = frozenset(
     version for version in HANDSHAKE_VERSIONS if not is_version_at_least(version, "2025-06-18")
 )

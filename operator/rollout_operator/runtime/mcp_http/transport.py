@@ -125,7 +125,7 @@ class McpEndpoint:
             return problem
         try:
             message = json.loads(await request.read())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return http_error(400, f"Parse error: {exc}", PARSE_ERROR)
         session_id = request.headers.get(SESSION_HEADER)
         if isinstance(message, dict) and message.get("method") == "initialize":
@@ -166,8 +166,8 @@ class McpEndpoint:
         )
 
     def _take_notice(self, session: McpSession, message: dict[str, Any]) -> None:
-        """Act on a notification (only cancellation needs anything); client responses to
-        server requests never arrive, since this server sends none."""
+        """Act on a notification (only cancellation needs anything). Responses from the client
+        are accepted and dropped: this server sends it no requests to answer."""
         if message.get("method") == "notifications/cancelled":
             params = message.get("params") or {}
             session.cancel(params.get("requestId"))
@@ -242,7 +242,7 @@ class McpEndpoint:
             return problem
         try:
             message = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):
             return json_response(error_message(None, RpcError(PARSE_ERROR, "Parse error")), 400)
         if isinstance(message, dict) and "id" not in message:
             return self._stateless_notification(request, message)
