@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Iterator
 
@@ -71,3 +72,23 @@ async def test_rejects_zero_concurrency() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         async for _ in run_pool(range(3), work, concurrency=0):
             pass
+
+
+async def test_a_worker_that_swallows_a_cancellation_still_ends() -> None:
+    """Some libraries absorb a cancellation; the pool must not then wait for that worker forever
+    (the consumer was cancelled, as Ctrl-C does)."""
+
+    async def stubborn(i: int) -> int:
+        with contextlib.suppress(asyncio.CancelledError):  # absorbed, as anyio may do
+            await asyncio.sleep(10)
+        return i
+
+    async def consume() -> None:
+        async for _ in run_pool(range(100), stubborn, concurrency=4):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)

@@ -34,9 +34,11 @@ async def run_pool(
     # result: items in flight plus results not yet consumed never exceed `concurrency`.
     credits = asyncio.Semaphore(concurrency)
 
+    stopping = False
+
     async def worker() -> None:
         try:
-            while True:
+            while not stopping:
                 await credits.acquire()
                 try:
                     item = next(source)
@@ -64,9 +66,14 @@ async def run_pool(
                 credits.release()
                 yield cast(R, value)
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        stopping = True
+        pending = set(workers)
+        while pending:
+            for task in pending:
+                task.cancel()
+            # Libraries built on anyio can absorb a cancellation; such a worker would then wait
+            # for a credit forever. Cancel again until every worker has ended.
+            _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 class _Failure:
