@@ -10,12 +10,9 @@ from typing import Any
 
 from rollout_operator.resources.context import AGGREGATE, RunContext
 from rollout_operator.resources.pod_template import (
-    job_manifest,
-    pod_failure_policy,
-    pod_spec,
+    run_once_job,
     sandbox_container,
     sandbox_resources,
-    scratch_volumes,
     storage_env,
 )
 
@@ -36,21 +33,11 @@ def aggregate_container(ctx: RunContext) -> dict[str, Any]:
 
 
 def build_aggregate_job(ctx: RunContext) -> dict[str, Any]:
-    deadline = ctx.settings.aggregate_deadline_seconds
-    spec = pod_spec(
-        ctx,
-        containers=[aggregate_container(ctx)],
-        volumes=scratch_volumes(ctx, workspace=False),
-        restart_policy="Never",
-        deadline_seconds=deadline,
-    )
-    return job_manifest(
+    return run_once_job(
         ctx,
         AGGREGATE,
-        spec,
-        job_spec={
-            "backoffLimit": AGGREGATE_BACKOFF_LIMIT,
-            "activeDeadlineSeconds": deadline,
-            "podFailurePolicy": pod_failure_policy(AGGREGATE_CONTAINER, on_config_error="FailJob"),
-        },
+        aggregate_container(ctx),
+        deadline_seconds=ctx.settings.aggregate_deadline_seconds,
+        backoff_limit=AGGREGATE_BACKOFF_LIMIT,
+        workspace=False,
     )

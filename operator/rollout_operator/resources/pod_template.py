@@ -309,3 +309,32 @@ def job_manifest(
         "metadata": object_meta(ctx, component),
         "spec": {**job_spec, "template": pod_template(ctx, component, spec)},
     }
+
+
+def run_once_job(
+    ctx: RunContext,
+    component: str,
+    container: dict[str, Any],
+    *,
+    deadline_seconds: int,
+    backoff_limit: int,
+    workspace: bool,
+) -> dict[str, Any]:
+    """A one-pod Job (sync, aggregate): retried on crashes, failed at once on a config error."""
+    spec = pod_spec(
+        ctx,
+        containers=[container],
+        volumes=scratch_volumes(ctx, workspace=workspace),
+        restart_policy="Never",
+        deadline_seconds=deadline_seconds,
+    )
+    return job_manifest(
+        ctx,
+        component,
+        spec,
+        job_spec={
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline_seconds,
+            "podFailurePolicy": pod_failure_policy(container["name"], on_config_error="FailJob"),
+        },
+    )

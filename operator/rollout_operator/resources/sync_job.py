@@ -12,12 +12,9 @@ from rollout_operator.resources.context import SYNC, RunContext
 from rollout_operator.resources.pod_template import (
     WORKSPACE_DIR,
     git_env,
-    job_manifest,
-    pod_failure_policy,
-    pod_spec,
+    run_once_job,
     sandbox_container,
     sandbox_resources,
-    scratch_volumes,
     storage_env,
 )
 
@@ -39,21 +36,11 @@ def sync_container(ctx: RunContext) -> dict[str, Any]:
 
 
 def build_sync_job(ctx: RunContext) -> dict[str, Any]:
-    deadline = ctx.settings.sync_deadline_seconds
-    spec = pod_spec(
-        ctx,
-        containers=[sync_container(ctx)],
-        volumes=scratch_volumes(ctx, workspace=True),
-        restart_policy="Never",
-        deadline_seconds=deadline,
-    )
-    return job_manifest(
+    return run_once_job(
         ctx,
         SYNC,
-        spec,
-        job_spec={
-            "backoffLimit": SYNC_BACKOFF_LIMIT,
-            "activeDeadlineSeconds": deadline,
-            "podFailurePolicy": pod_failure_policy(SYNC_CONTAINER, on_config_error="FailJob"),
-        },
+        sync_container(ctx),
+        deadline_seconds=ctx.settings.sync_deadline_seconds,
+        backoff_limit=SYNC_BACKOFF_LIMIT,
+        workspace=True,
     )
