@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.k8s.server import EmulatedCluster
 from tests.local.support import result_json, run_local, sandbox_available, write_manifest
-from tests.operator.harness import MODEL_KEY, REWARD, Harness, make_repo, run_manifest, tool_server
-from tests.support.s3 import S3Server
-from tests.support.scripted_model import ScriptedModelServer
+from tests.operator.harness import MODEL_KEY, REWARD, Harness, make_repo, run_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +34,6 @@ CASES = [
     Case("wrong", "scripted:wrong", rows=4, samples=3, shards=1),
     Case("loops", "scripted:always-tool", rows=3, samples=2, shards=3),
 ]
-
-
-@pytest.fixture
-def harness(k8s_cluster: EmulatedCluster, scripted_model: ScriptedModelServer,
-            tmp_path: Path) -> Iterator[Harness]:
-    with S3Server() as s3, tool_server() as tool_url:
-        h = Harness(k8s_cluster, s3, scripted_model.base_url, tool_url, tmp_path)
-        h.operator.start()
-        try:
-            yield h
-        finally:
-            h.operator.stop()
 
 
 def _s3_records(h: Harness, prefix_url: str) -> list[dict[str, Any]]:

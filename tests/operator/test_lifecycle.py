@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.k8s.server import EmulatedCluster
 from tests.operator.harness import (
     MODEL_KEY,
     NAMESPACE,
@@ -23,24 +21,9 @@ from tests.operator.harness import (
     Harness,
     make_repo,
     run_manifest,
-    tool_server,
 )
-from tests.support.s3 import S3Server
-from tests.support.scripted_model import ScriptedModelServer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def harness(k8s_cluster: EmulatedCluster, scripted_model: ScriptedModelServer,
-            tmp_path: Path) -> Iterator[Harness]:
-    with S3Server() as s3, tool_server() as tool_url:
-        h = Harness(k8s_cluster, s3, scripted_model.base_url, tool_url, tmp_path)
-        h.operator.start()
-        try:
-            yield h
-        finally:
-            h.operator.stop()
 
 
 def _assert_complete_and_exact(h: Harness, run: dict[str, object], rows: int,
