@@ -305,9 +305,9 @@ async def _evaluate(
                         rollout_id = f"eval-{data_row.row_index}-run-{run}{suffix}"
                         yield WorkItem(rollout_id, data_row, run, tag)
 
-        async def run_item(item: WorkItem) -> tuple[WorkItem, Any]:
+        async def run_item(item: WorkItem) -> Any:
             assert isinstance(item.row, DatasetRow)
-            return item, await runners[item.model_tag].run(item)
+            return await runners[item.model_tag].run(item)
 
         done = total - pending_total
         with BatchProgress(pending_total, "eval", quiet=options.quiet) as progress:
@@ -315,8 +315,8 @@ async def _evaluate(
                 progress.line(f"Resuming task {cache.task_id}: {done} of {total} runs cached.")
             k = done
             try:
-                async for item, record in run_pool(items(), run_item, options.batch_size):
-                    run = _run_entry(item, record)
+                async for record in run_pool(items(), run_item, options.batch_size):
+                    run = record.to_eval_run()
                     cache.add(run, record.messages if options.log_samples else None)
                     cache.save(force=False)
                     k += 1
@@ -346,20 +346,6 @@ async def _evaluate(
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()
-
-
-def _run_entry(item: Any, record: Any) -> dict[str, Any]:
-    success = record.status == "completed"
-    return {
-        "row_index": record.row_index,
-        "run_index": record.sample_index,
-        "success": success,
-        "scores": dict(record.scores) if success else {},
-        "duration_ms": round(record.timing.total_ms, 1),
-        "tokens": record.usage.total_tokens,
-        "model_tag": item.model_tag,
-        "error": None if success or record.error is None else record.error.message,
-    }
 
 
 def _short(name: str) -> str:

@@ -117,7 +117,7 @@ class _Scan:
 
     def add(self, record: TrajectoryRecord) -> None:
         self.counts[record.status] += 1
-        run = _run_entry(record)
+        run = record.to_eval_run()
         run["masked"] = record.status == "masked"
         self.runs.append(run)
         for name in record.scores:
@@ -141,21 +141,6 @@ class _Scan:
             if (ranked.row_index, ranked.sample_index) not in picked:
                 chosen.append(ranked)
         return [ranked.as_sample() for ranked in chosen]
-
-
-def _run_entry(record: TrajectoryRecord) -> dict[str, Any]:
-    """A results-JSON run entry, as `rolloutctl eval` writes it."""
-    success = record.status == "completed"
-    return {
-        "row_index": record.row_index,
-        "run_index": record.sample_index,
-        "success": success,
-        "scores": dict(record.scores) if success else {},
-        "duration_ms": round(record.timing.total_ms, 1),
-        "tokens": record.usage.total_tokens,
-        "model_tag": None,
-        "error": None if success or record.error is None else record.error.message,
-    }
 
 
 def _answer(record: TrajectoryRecord) -> str:

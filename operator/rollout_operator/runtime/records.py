@@ -123,16 +123,21 @@ class TrajectoryRecord(BaseModel):
         return self
 
     def to_eval_run(self) -> dict[str, Any]:
-        """This record as an entry of an eval results JSON's `runs` list."""
+        """This record as an entry of an eval results JSON's `runs` list.
+
+        As `osmosis eval` writes them: a successful run has its scores and no error (a scorer
+        that failed scored 0.0); a failed or masked run has its error and no scores.
+        """
+        success = self.status == "completed"
         return {
             "row_index": self.row_index,
             "run_index": self.sample_index,
-            "success": self.status == "completed",
-            "scores": dict(self.scores),
-            "duration_ms": self.timing.total_ms,
+            "success": success,
+            "scores": dict(self.scores) if success else {},
+            "duration_ms": round(self.timing.total_ms, 1),
             "tokens": self.usage.total_tokens,
             "model_tag": self.model_tag,
-            "error": None if self.error is None else self.error.message,
+            "error": None if success or self.error is None else self.error.message,
         }
 
     def to_eval_sample(self) -> dict[str, Any]:
