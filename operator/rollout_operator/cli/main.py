@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 
 import click
 
 from rollout_operator import __version__
+from rollout_operator.cli.process_exit import exit_now
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,28 +54,13 @@ def main() -> None:
     try:
         cli.main(prog_name="rolloutctl", standalone_mode=True)
     except KeyboardInterrupt:
-        _exit(130)
+        exit_now(130)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
-        _exit(code)
-    _exit(0)
-
-
-def _exit(code: int) -> None:
-    """Exit now, even if a timed-out tool call is still running in a worker thread.
-
-    A sync tool that hangs cannot be interrupted from Python; its thread would keep the process
-    alive after every result is written. Results are flushed by then, so leave without it.
-    """
-    stragglers = [t for t in threading.enumerate()
-                  if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if not stragglers:
-        sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        exit_now(code)
+    exit_now(0)
 
 
 if __name__ == "__main__":

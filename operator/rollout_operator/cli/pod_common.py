@@ -16,11 +16,11 @@ import json
 import logging
 import os
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rollout_operator.cli.process_exit import exit_now
 from rollout_operator.runtime.errors import LocalExecutionError
 from rollout_operator.runtime.run_config import RunConfig, RunConfigError
 
@@ -181,14 +181,7 @@ def _is_config_error(exc: LocalExecutionError) -> bool:
 
 def _finish(payload: Mapping[str, Any], code: int) -> NoReturn:
     write_termination_message(payload)
-    stragglers = [t for t in threading.enumerate()
-                  if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if not stragglers:
-        sys.exit(code)
-    # A sync tool or scorer thread that hung cannot be joined; results are written by now.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_now(code)
 
 
 def _dumps(value: Any) -> str:
