@@ -2,6 +2,7 @@
 
 Every trigger (create, spec update, operator resume, and a periodic timer) runs the same
 level-based reconcile, so a missed event or an operator restart only delays the next step.
+Each reconcile also hands the run's status to the operator's metrics (`memo.metrics`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import kopf
 from rollout_operator.api.constants import GROUP, KIND, PLURAL, VERSION
 from rollout_operator.api.status import bounded_status, status_merge_patch, utc_now
 from rollout_operator.handlers.kube import KubeApi, kopf_errors
+from rollout_operator.operator_metrics import OperatorMetrics
 from rollout_operator.reconcile.decide import Decision, RunObject, decide
 from rollout_operator.reconcile.observed import observe
 from rollout_operator.reconcile.secrets import secret_names_in
@@ -35,20 +37,31 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.server_timeout = 60
     memo.settings = SETTINGS
     memo.api = KubeApi()
+    if "metrics" not in memo:  # `rolloutctl operator` passes the metrics it serves
+        memo.metrics = OperatorMetrics()
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    reconcile(body, memo, logger)
+def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, reason: str,
+              **_: Any) -> None:
+    reconcile(body, memo, logger, trigger=str(reason))  # create, update or resume
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.reconcile_interval_seconds,
             initial_delay=SETTINGS.reconcile_interval_seconds,
             backoff=max(1.0, 4 * SETTINGS.reconcile_interval_seconds))
 def on_timer(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    reconcile(body, memo, logger)
+    reconcile(body, memo, logger, trigger="timer")
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def on_delete(uid: str, memo: kopf.Memo, **_: Any) -> None:
+    """The run goes: it leaves the metrics' run gauges (its children go by garbage collection).
+    Optional, so that it never holds a deletion up on its own."""
+    metrics: OperatorMetrics = memo.metrics
+    metrics.forget_run(uid)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={RUN_UID_LABEL: kopf.PRESENT})
@@ -65,27 +78,34 @@ def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: A
     with kopf_errors(f"reading {namespace}/{owner['name']}"):
         run = api.get_run(namespace, owner["name"])
     if run is None or run["metadata"].get("uid") != owner.get("uid"):
+        metrics: OperatorMetrics = memo.metrics
+        metrics.forget_run(str(owner.get("uid") or ""))
         return
-    reconcile(kopf.Body(cast(kopf.RawBody, run)), memo, logger)
+    reconcile(kopf.Body(cast(kopf.RawBody, run)), memo, logger, trigger="child")
 
 
-def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> None:
+def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, trigger: str) -> None:
     api: KubeApi = memo.api
+    metrics: OperatorMetrics = memo.metrics
     run = RunObject.from_body(body)
-    with kopf_errors(f"observing the children of {run.namespace}/{run.name}"):
-        children = api.list_children(run.namespace, run.uid)
-        pods = api.list_pods(run.namespace, run.uid)
-        secrets = api.existing_secrets(run.namespace, secret_names_in(run.spec))
-    observed = observe(children, pods, secrets)
-    decision = decide(run, observed, memo.settings, utc_now())
-    act(api, run, body, decision, logger)
+    metrics.observe_run(run.uid, run.status)
+    with metrics.reconcile_timer(trigger):
+        with kopf_errors(f"observing the children of {run.namespace}/{run.name}"):
+            children = api.list_children(run.namespace, run.uid)
+            pods = api.list_pods(run.namespace, run.uid)
+            secrets = api.existing_secrets(run.namespace, secret_names_in(run.spec))
+        observed = observe(children, pods, secrets)
+        decision = decide(run, observed, memo.settings, utc_now())
+        act(api, run, body, decision, logger, metrics)
+    if decision.status is not None:
+        metrics.observe_run(run.uid, decision.status)
 
 
 def act(api: KubeApi, run: RunObject, body: kopf.Body, decision: Decision,
-        logger: kopf.Logger) -> None:
+        logger: kopf.Logger, metrics: OperatorMetrics) -> None:
     for manifest in decision.create:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
-        with kopf_errors(f"creating {kind} {name}"):
+        with metrics.child_create(kind), kopf_errors(f"creating {kind} {name}"):
             if api.create(run.namespace, manifest):
                 logger.info("Created %s %s", kind, name)
     for api_version, kind, name in decision.delete:
