@@ -6,13 +6,16 @@ server wants a *structural* OpenAPI v3.0 schema: every `$ref` inlined, nullabili
 `openapi_schema` performs that translation and refuses anything it does not understand, so a
 model change that the CRD cannot express fails here, not at `kubectl apply`.
 
-Run `python -m rollout_operator.api.crd` to rewrite `crds/rollouts.dev_rolloutruns.yaml`.
+Run `python -m rollout_operator.api.crd` to rewrite `crds/rollouts.dev_rolloutruns.yaml` and its
+copy in the Helm chart (`charts/rollout-operator/templates/crds/rolloutruns.yaml`), which wraps the
+same manifest in the chart's `crds.enabled` switch, labels and `keep` policy.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -296,41 +299,95 @@ def crd_yaml() -> str:
     return HEADER + body
 
 
+CHART_TEMPLATE = Path("charts") / "rollout-operator" / "templates" / "crds" / "rolloutruns.yaml"
+
+_CHART_METADATA = """\
+  labels:
+    {{- include "rollout-operator.labels" . | nindent 4 }}
+  {{- with include "rollout-operator.crdAnnotations" . }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+"""
+
+
+def chart_template() -> str:
+    """The CRD as a Helm template: the same manifest, installed when `crds.enabled` is true,
+    with the chart's labels instead of the plain ones and the `keep` policy when asked."""
+    manifest = crd_manifest()
+    head = {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
+            "metadata": {"name": manifest["metadata"]["name"]}}
+    dump = functools.partial(yaml.safe_dump, sort_keys=False, default_flow_style=False,
+                             allow_unicode=True, width=100)
+    body = dump({"spec": manifest["spec"]})
+    if "{{" in body or "}}" in body:
+        raise ValueError("the CRD text contains template delimiters; it cannot go into the chart")
+    comment = (
+        "{{- /*\n"
+        f"The chart's copy of crds/{CRD_FILENAME}, generated from the pydantic models in\n"
+        f"operator/rollout_operator/api/; do not edit. Regenerate with: {REGENERATE_COMMAND}\n"
+        "*/}}\n"
+    )
+    return (
+        comment
+        + "{{- if .Values.crds.enabled }}\n"
+        + dump(head)
+        + _CHART_METADATA
+        + body
+        + "{{- end }}\n"
+    )
+
+
+def _checkout() -> Path:
+    """The source checkout this module lives in, else the current directory."""
+    checkout = Path(__file__).resolve().parents[3]
+    return checkout if (checkout / "crds").is_dir() else Path.cwd()
+
+
 def default_output_path() -> Path:
     """crds/ of the source checkout this module lives in, else crds/ under the cwd."""
-    checkout = Path(__file__).resolve().parents[3]
-    if (checkout / "crds").is_dir():
-        return checkout / "crds" / CRD_FILENAME
-    return Path.cwd() / "crds" / CRD_FILENAME
+    return _checkout() / "crds" / CRD_FILENAME
+
+
+def generated_files() -> dict[Path, str]:
+    """Every file generated from the models: the CRD, and the chart's copy when the chart is
+    in the checkout."""
+    files = {default_output_path(): crd_yaml()}
+    chart_template_path = _checkout() / CHART_TEMPLATE
+    if chart_template_path.parent.parent.is_dir():
+        files[chart_template_path] = chart_template()
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=REGENERATE_COMMAND, description="Write the RolloutRun CRD generated from the models."
+        prog=REGENERATE_COMMAND,
+        description="Write the RolloutRun CRD (and the chart's copy) generated from the models.",
     )
     parser.add_argument(
-        "-o", "--output", type=Path, default=None, help="file to write ('-' for stdout)"
+        "-o", "--output", type=Path, default=None,
+        help="write only the CRD, to this file ('-' for stdout)",
     )
     parser.add_argument(
         "--check",
         action="store_true",
-        help="exit 1 if the file differs from the models instead of writing it",
+        help="exit 1 if a file differs from the models instead of writing it",
     )
     args = parser.parse_args(argv)
-    text = crd_yaml()
     if str(args.output) == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(crd_yaml())
         return 0
-    path: Path = args.output or default_output_path()
+    files = {args.output: crd_yaml()} if args.output else generated_files()
     if args.check:
-        current = path.read_text() if path.exists() else None
-        if current != text:
+        stale = [path for path, text in files.items()
+                 if not path.exists() or path.read_text() != text]
+        for path in stale:
             print(f"{path} is out of date; regenerate with: {REGENERATE_COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
+        return 1 if stale else 0
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 

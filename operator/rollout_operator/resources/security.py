@@ -56,12 +56,16 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def pod_security_violations(pod_spec: Mapping[str, Any]) -> list[str]:
+def pod_security_violations(
+    pod_spec: Mapping[str, Any], *, api_client: bool = False
+) -> list[str]:
     """Every way `pod_spec` falls short of the operator's pod security rules; empty when none.
 
     A pod whose restartPolicy is not Always (a Job's pod) must also carry activeDeadlineSeconds.
+    `api_client` marks a pod that talks to the API server (the operator's own): it may mount its
+    ServiceAccount token; every other rule still holds.
     """
-    problems = [*_pod_level_violations(pod_spec), *_volume_violations(pod_spec)]
+    problems = [*_pod_level_violations(pod_spec, api_client), *_volume_violations(pod_spec)]
     pod_context = pod_spec.get("securityContext") or {}
     for where, container in _containers(pod_spec):
         problems.extend(
@@ -70,11 +74,11 @@ def pod_security_violations(pod_spec: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _pod_level_violations(pod_spec: Mapping[str, Any]) -> Iterator[str]:
+def _pod_level_violations(pod_spec: Mapping[str, Any], api_client: bool) -> Iterator[str]:
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         if pod_spec.get(field):
             yield f"pod: {field} must not be true"
-    if pod_spec.get("automountServiceAccountToken") is not False:
+    if not api_client and pod_spec.get("automountServiceAccountToken") is not False:
         yield "pod: automountServiceAccountToken must be false"
     context = pod_spec.get("securityContext") or {}
     if context.get("runAsUser") == 0:
@@ -159,12 +163,14 @@ def pod_spec_of(manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def workload_security_violations(manifest: Mapping[str, Any]) -> list[str]:
+def workload_security_violations(
+    manifest: Mapping[str, Any], *, api_client: bool = False
+) -> list[str]:
     """`pod_security_violations` of a workload's pod template, plus a Job-level deadline."""
     pod_spec = pod_spec_of(manifest)
     if pod_spec is None:
         return []
-    problems = pod_security_violations(pod_spec)
+    problems = pod_security_violations(pod_spec, api_client=api_client)
     if manifest.get("kind") == "Job" and not (manifest.get("spec") or {}).get(
         "activeDeadlineSeconds"
     ):

@@ -1,0 +1,46 @@
+{{/*
+What the operator does in a namespace whose runs it serves.
+*/}}
+{{- define "rollout-operator.namespacedRules" -}}
+# RolloutRuns: watch them, keep Kopf's finalizer and annotations, write the status, and delete a
+# run once its ttlSecondsAfterFinished has passed.
+- apiGroups: ["rollouts.dev"]
+  resources: ["rolloutruns"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
+- apiGroups: ["rollouts.dev"]
+  resources: ["rolloutruns/status"]
+  verbs: ["patch"]
+# A run's children: the sync, worker and aggregate Jobs, the tool and inference servers.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "create", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "create", "delete"]
+# Pods of a run's Jobs: their termination reports and failure reasons.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# Whether the Secrets a run references exist (their data is never read into the operator's state).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+# Milestone Events on runs.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+{{/*
+Kopf peering among several replicas; the argument is the peering resource (plural).
+*/}}
+{{- define "rollout-operator.peeringRules" -}}
+- apiGroups: ["kopf.dev"]
+  resources: [{{ . | quote }}]
+  verbs: ["get", "list", "watch", "patch", "create"]
+{{- end }}
