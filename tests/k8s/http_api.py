@@ -46,6 +46,7 @@ class ApiCall:
     subresource: str | None
     namespace: str | None
     name: str | None
+    user_agent: str = ""
 
     @property
     def rbac_resource(self) -> str:
@@ -237,7 +238,8 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
     if verb is None:
         raise api_error(405, "MethodNotAllowed", f"{method} is not supported on this path")
     emulator.calls.append(ApiCall(verb=verb, group=group, version=version, resource=plural,
-                                  subresource=subresource, namespace=namespace, name=name))
+                                  subresource=subresource, namespace=namespace, name=name,
+                                  user_agent=_header(request, "user-agent")))
     dry_run = "All" in params.get("dryRun", "")
     if verb == "watch":
         return await _watch(emulator, request, rtype, version, namespace, name, params)

@@ -459,3 +459,4 @@ def test_calls_are_recorded_in_rbac_terms(core: Any, k8s_cluster: EmulatedCluste
                      ("get", "", "configmaps", "default", "c"),
                      ("list", "", "configmaps", None, None),
                      ("patch", "", "namespaces/status", None, "default")]
+    assert {c.user_agent for c in k8s_cluster.emulator.calls} == {core.api_client.user_agent}

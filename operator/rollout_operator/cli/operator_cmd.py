@@ -17,13 +17,28 @@ def _metrics_address(_ctx: click.Context, _param: click.Parameter,
         raise click.BadParameter(str(exc)) from None
 
 
+def _priority(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+    """An integer priority, or None for `auto` (derived from the identity at start)."""
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither an integer nor 'auto'") from None
+
+
 @click.command("operator")
 @click.option("-n", "--namespace", "namespaces", multiple=True,
               help="Watch only this namespace (repeatable). Default: every namespace.")
 @click.option("--peering/--standalone", default=False, show_default=True,
               help="With several replicas, use Kopf peering so that only one acts at a time.")
-@click.option("--priority", type=int, default=0, show_default=True,
-              help="Peering priority of this replica (the highest active one acts).")
+@click.option("--peering-name", default=None, metavar="NAME",
+              help="Name of the peering object the replicas share (implies --peering); it is "
+              "created when missing. Default: rollout-operator.")
+@click.option("--priority", default="0", show_default=True, callback=_priority,
+              help="Peering priority of this replica (the highest live one acts): an integer, "
+              "or 'auto' for a stable one derived from the pod name ($POD_ID), distinct "
+              "across replicas.")
 @click.option("--liveness", default=None,
               help="Serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
 @click.option("--metrics-address", "metrics_address", default=None, metavar="HOST:PORT",
@@ -32,8 +47,8 @@ def _metrics_address(_ctx: click.Context, _param: click.Parameter,
               "Off by default.")
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 def operator_command(
-    namespaces: tuple[str, ...], peering: bool, priority: int, liveness: str | None,
-    metrics_address: tuple[str, int] | None, verbose: bool,
+    namespaces: tuple[str, ...], peering: bool, peering_name: str | None, priority: int | None,
+    liveness: str | None, metrics_address: tuple[str, int] | None, verbose: bool,
 ) -> None:
     """Watch RolloutRun resources and run them (what the Helm chart's Deployment runs)."""
     import logging
@@ -59,15 +74,50 @@ def operator_command(
             raise click.ClickException(
                 f"cannot serve metrics at {host}:{port}: {exc.strerror or exc}") from None
         logging.getLogger(__name__).info("Serving Prometheus metrics at %s", server.url)
+    if peering or peering_name:
+        peering_name, priority = _prepare_peering(peering_name, priority, list(namespaces))
     try:
         kopf.run(
             clusterwide=not namespaces,
             namespaces=list(namespaces),
-            standalone=not peering,
-            priority=priority,
+            standalone=not (peering or peering_name),
+            peering_name=peering_name,
+            priority=priority or 0,
             liveness_endpoint=liveness,
             memo=kopf.Memo(metrics=metrics),
         )
     finally:
         if server is not None:
             server.close()
+
+
+DEFAULT_PEERING_NAME = "rollout-operator"
+
+
+def _prepare_peering(name: str | None, priority: int | None,
+                     namespaces: list[str]) -> tuple[str, int]:
+    """Make sure the peering object exists and settle this replica's priority."""
+    import logging
+    import os
+    import socket
+
+    from kubernetes.client.exceptions import ApiException
+
+    from rollout_operator.handlers.kube import KubeApi
+    from rollout_operator.handlers.peering import auto_priority, ensure_peering_objects
+
+    name = name or DEFAULT_PEERING_NAME
+    if priority is None:
+        priority = auto_priority(os.environ.get("POD_ID") or socket.gethostname())
+    try:
+        created = ensure_peering_objects(KubeApi(), name, namespaces)
+    except ApiException as exc:
+        raise click.ClickException(
+            f"cannot create the peering object {name!r} (are the kopf.dev peering CRDs "
+            f"installed and may the operator create them?): {exc.status} {exc.reason}"
+        ) from None
+    log = logging.getLogger(__name__)
+    for path in created:
+        log.info("Created the peering object %s", path)
+    log.info("Peering as %r with priority %d", name, priority)
+    return name, priority

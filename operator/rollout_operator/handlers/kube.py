@@ -17,6 +17,7 @@ import kopf
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from rollout_operator import __version__
 from rollout_operator.api.constants import GROUP, PLURAL, VERSION
 from rollout_operator.resources.context import RUN_UID_LABEL
 
@@ -31,6 +32,9 @@ _PATHS: dict[tuple[str, str], str] = {
         "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
 }
 CHILD_KINDS = tuple(_PATHS)
+# How the operator's own requests name themselves to the API server (audit logs); Kopf's carry
+# its own agent.
+USER_AGENT = f"rollout-operator/{__version__}"
 
 
 @contextmanager
@@ -71,6 +75,7 @@ class KubeApi:
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self.api = api_client or _default_client()
+        self.api.user_agent = USER_AGENT
 
     def _call(self, method: str, path: str, body: Any = None,
               query: list[tuple[str, str]] | None = None,
@@ -88,6 +93,10 @@ class KubeApi:
             raise ApiException(status=response.status, reason=response.reason,
                                http_resp=response, body=text)
         return json.loads(text) if text else None
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """Create the object `body` under the collection `path`."""
+        return self._call("POST", path, body=body)
 
     def list_children(self, namespace: str, run_uid: str) -> list[dict[str, Any]]:
         selector = [("labelSelector", f"{RUN_UID_LABEL}={run_uid}")]
@@ -122,7 +131,7 @@ class KubeApi:
         """Create a child; an existing one (409) counts as success. True when created."""
         path = _PATHS[(manifest["apiVersion"], manifest["kind"])].format(ns=namespace)
         try:
-            self._call("POST", path, body=manifest)
+            self.post(path, manifest)
         except ApiException as exc:
             if exc.status == 409:
                 return False
