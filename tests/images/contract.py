@@ -109,11 +109,16 @@ def writable_in_every_container() -> set[str]:
 
 # Modules whose code runs in the sandbox pods: the pod entrypoints and the whole runtime.
 POD_MODULE_GLOBS = ("cli/pod_*.py", "cli/main.py", "runtime/**/*.py")
+# Modules the operator runs (its metrics server is left out: its `environ` is WSGI's).
+OPERATOR_MODULE_GLOBS = (
+    "cli/operator_cmd.py", "cli/main.py", "handlers/**/*.py", "reconcile/**/*.py",
+    "resources/**/*.py", "api/**/*.py", "settings.py",
+)
 
 
-def pod_source_files() -> list[Path]:
+def source_files(globs: tuple[str, ...]) -> list[Path]:
     files: set[Path] = set()
-    for pattern in POD_MODULE_GLOBS:
+    for pattern in globs:
         files.update(PACKAGE.glob(pattern))
     return sorted(files)
 
@@ -159,10 +164,10 @@ def _env_read_by_call(node: ast.Call) -> str | None:
     return first.value if called == "getenv" else None
 
 
-def env_names_read_by_pods() -> dict[str, list[str]]:
-    """Name -> the source files (relative to the package) that read it."""
+def env_names_read_by(globs: tuple[str, ...]) -> dict[str, list[str]]:
+    """Name -> the source files (relative to the package) among `globs` that read it."""
     readers: dict[str, list[str]] = {}
-    for path in pod_source_files():
+    for path in source_files(globs):
         for name in env_names_read(path.read_text(encoding="utf-8")):
             readers.setdefault(name, []).append(str(path.relative_to(PACKAGE)))
     return readers

@@ -14,8 +14,10 @@ from rollout_operator.resources.security import NON_ROOT_ID
 from tests.images.contract import (
     IMAGES_README,
     OPERATOR_DOCKERFILE,
+    OPERATOR_MODULE_GLOBS,
+    POD_MODULE_GLOBS,
     SANDBOX_DOCKERFILE,
-    env_names_read_by_pods,
+    env_names_read_by,
     module_constants,
     operator_env_names,
     sandbox_containers,
@@ -49,7 +51,7 @@ def table_rows(text: str) -> list[list[str]]:
 
 
 def test_every_env_var_the_pod_code_reads_is_documented() -> None:
-    readers = env_names_read_by_pods()
+    readers = env_names_read_by(POD_MODULE_GLOBS)
     # The scan must find the variables we know are read, or it finds nothing at all.
     assert {"ROLLOUT_RUN_CONFIG", "JOB_COMPLETION_INDEX", "AWS_ACCESS_KEY_ID",
             "ROLLOUT_GIT_TOKEN", "ROLLOUT_PART_SIZE"} <= set(readers)
@@ -73,6 +75,13 @@ def test_every_pod_module_env_constant_is_documented() -> None:
     }
     assert len(constants) >= 8
     assert sorted(set(constants.values()) - code_spans(section("Environment"))) == []
+
+
+def test_every_env_var_the_operator_code_reads_is_documented() -> None:
+    readers = env_names_read_by(OPERATOR_MODULE_GLOBS)
+    assert "POD_ID" in readers
+    documented = code_spans(section("Environment"))
+    assert {name: files for name, files in readers.items() if name not in documented} == {}
 
 
 def test_every_operator_setting_is_documented() -> None:
