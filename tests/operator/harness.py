@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.k8s.server import EmulatedCluster, wait_for
+from tests.support.loopback import HOST, free_port
 from tests.support.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,20 +63,40 @@ def run_manifest(name: str, repo_url: str, model_url: str, output_url: str, endp
             "metadata": {"name": name, "namespace": NAMESPACE}, "spec": spec}
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""Prometheus samples by (name, sorted labels)."""
+
+
 @dataclass
 class OperatorProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    serve_metrics: bool = True
+    metrics_url: str | None = None
 
     def start(self) -> OperatorProcess:
+        """Start `rolloutctl operator`; with `serve_metrics`, on a free loopback port each time."""
+        argv = [sys.executable, "-m", "rollout_operator.cli.main", "operator", "--verbose"]
+        if self.serve_metrics:
+            port = free_port()
+            argv += ["--metrics-address", f"{HOST}:{port}"]
+            self.metrics_url = f"http://{HOST}:{port}/metrics"
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rollout_operator.cli.main", "operator", "--verbose"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         return self
+
+    def scrape(self) -> Samples:
+        """The operator's /metrics now, parsed."""
+        assert self.metrics_url is not None, "the operator serves no metrics"
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples}
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as when a node dies."""

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.k8s.server import wait_for
 from tests.operator.harness import (
     MODEL_KEY,
     NAMESPACE,
     REWARD,
     Harness,
+    Samples,
     make_repo,
     run_manifest,
 )
@@ -33,6 +37,32 @@ def _assert_complete_and_exact(h: Harness, run: dict[str, object], rows: int,
     assert set(keys) == {(i, s) for i in range(rows) for s in range(samples)}, keys
     assert all(count == 1 for count in keys.values()), "a trajectory was written twice"
     return records
+
+
+SUCCEEDED = ("rollout_operator_runs", (("phase", "Succeeded"),))
+COMPLETE = ("rollout_operator_run_conditions", (("condition", "Complete"), ("status", "True")))
+
+
+def _metrics_once(h: Harness, ready: Callable[[Samples], bool], what: str) -> Samples:
+    """The operator's metrics once `ready` holds (it notes a status just after writing it)."""
+
+    def scraped() -> Samples | None:
+        samples = h.operator.scrape()
+        return samples if ready(samples) else None
+
+    return wait_for(scraped, 20, interval=0.2, message=f"the operator's metrics to show {what}")
+
+
+def _assert_metrics_count(h: Harness, run: dict[str, Any]) -> None:
+    samples = _metrics_once(h, lambda s: s.get(SUCCEEDED) == 1, "the run as Succeeded")
+    assert samples[COMPLETE] == 1
+    progress = run["status"]["progress"]
+    for outcome in ("completed", "failed", "masked"):
+        assert samples[("rollout_operator_rollouts_total", (("outcome", outcome),))] == (
+            progress.get(outcome, 0)), outcome
+    assert samples[("rollout_operator_reconcile_duration_seconds_count",
+                    (("trigger", "create"),))] >= 1
+    assert not [key for key in samples if key[0] == "rollout_operator_child_create_errors_total"]
 
 
 def test_apply_to_complete(harness: Harness, tmp_path: Path) -> None:
@@ -55,6 +85,7 @@ def test_apply_to_complete(harness: Harness, tmp_path: Path) -> None:
     assert status["progress"]["completed"] == 12
     assert len(json.dumps(status).encode()) < 32 * 1024
     assert status["commit"] and status["tools"] == ["add", "multiply"]
+    _assert_metrics_count(harness, run)
 
     uid = run["metadata"]["uid"]
     # the run finished: its servers are torn down, its Jobs remain until the run goes
@@ -79,10 +110,13 @@ def test_apply_to_complete(harness: Harness, tmp_path: Path) -> None:
         assert MODEL_KEY not in text
 
     harness.cluster.kubectl("-n", NAMESPACE, "delete", "rolloutrun", "calc")
-    from tests.k8s.server import wait_for
-
     wait_for(lambda: not harness.children(uid), 20, interval=0.2,
              message="the run's children to be garbage-collected")
+    gone = _metrics_once(harness, lambda s: s.get(SUCCEEDED) == 0, "the deleted run gone")
+    assert gone[COMPLETE] == 0
+    # the counter is cumulative: the run's rollouts stay counted
+    assert gone[("rollout_operator_rollouts_total", (("outcome", "completed"),))] == (
+        status["progress"]["completed"])
 
 
 def test_operator_killed_and_worker_killed_mid_run(harness: Harness, tmp_path: Path) -> None:
