@@ -148,6 +148,8 @@ class OperatorMetrics:
 
     def forget_run(self, uid: str) -> None:
         """Run `uid` is gone: it leaves the gauges, and later statuses of it are ignored."""
+        if not uid:
+            return
         with self._lock:
             self._runs.pop(uid, None)
             self._forgotten[uid] = None
