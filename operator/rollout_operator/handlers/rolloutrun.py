@@ -35,6 +35,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.enabled = SETTINGS.post_events
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
+    # A run deleted while its timer is reconciling keeps its finalizer until the timer has
+    # ended; Kopf looks again after this long (by default a minute, which held deletions up).
+    settings.background.cancellation_polling = 1.0
     memo.settings = SETTINGS
     memo.api = KubeApi()
     if "metrics" not in memo:  # `rolloutctl operator` passes the metrics it serves
