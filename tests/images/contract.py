@@ -112,7 +112,7 @@ POD_MODULE_GLOBS = ("cli/pod_*.py", "cli/main.py", "runtime/**/*.py")
 # Modules the operator runs (its metrics server is left out: its `environ` is WSGI's).
 OPERATOR_MODULE_GLOBS = (
     "cli/operator_cmd.py", "cli/main.py", "handlers/**/*.py", "reconcile/**/*.py",
-    "resources/**/*.py", "api/**/*.py", "settings.py",
+    "resources/**/*.py", "api/**/*.py", "settings.py", "operator_metrics.py",
 )
 
 
