@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -291,12 +290,15 @@ def crd_manifest() -> dict[str, Any]:
     }
 
 
+def _dump(document: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(
+        dict(document), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+    )
+
+
 def crd_yaml() -> str:
     """The CRD as the YAML text committed under crds/, header comment included."""
-    body = yaml.safe_dump(
-        crd_manifest(), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
-    )
-    return HEADER + body
+    return HEADER + _dump(crd_manifest())
 
 
 CHART_TEMPLATE = Path("charts") / "rollout-operator" / "templates" / "crds" / "rolloutruns.yaml"
@@ -317,9 +319,7 @@ def chart_template() -> str:
     manifest = crd_manifest()
     head = {"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
             "metadata": {"name": manifest["metadata"]["name"]}}
-    dump = functools.partial(yaml.safe_dump, sort_keys=False, default_flow_style=False,
-                             allow_unicode=True, width=100)
-    body = dump({"spec": manifest["spec"]})
+    body = _dump({"spec": manifest["spec"]})
     if "{{" in body or "}}" in body:
         raise ValueError("the CRD text contains template delimiters; it cannot go into the chart")
     comment = (
@@ -331,7 +331,7 @@ def chart_template() -> str:
     return (
         comment
         + "{{- if .Values.crds.enabled }}\n"
-        + dump(head)
+        + _dump(head)
         + _CHART_METADATA
         + body
         + "{{- end }}\n"

@@ -28,15 +28,20 @@ def apply_sync(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
 
 
 def shard_progress(previous: Progress | None, job: JobState) -> Progress:
-    """Rollouts done so far, from the finished shards' reports."""
+    """Rollouts done so far, from the finished shards' reports.
+
+    A report's `done` counts every rollout the attempt ran, failed and masked ones included;
+    `skipped` ones were committed by an earlier attempt and count as completed until the
+    aggregate step reads their records.
+    """
     done = failed = masked = 0
     for message in job.messages.values():
         done += int(message.get("done") or 0) + int(message.get("skipped") or 0)
         failed += int(message.get("failed") or 0)
         masked += int(message.get("masked") or 0)
     total = previous.total if previous else 0
-    return Progress.from_counts(total=max(total, done), completed=done, failed=failed,
-                                masked=masked)
+    return Progress.from_counts(total=max(total, done), completed=done - failed - masked,
+                                failed=failed, masked=masked)
 
 
 def apply_aggregate(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:

@@ -1,0 +1,27 @@
+"""Progress from the worker shards' reports while a run's workers are running."""
+
+from __future__ import annotations
+
+from rollout_operator.api.status import Progress
+from rollout_operator.reconcile.observed import JobState
+from rollout_operator.reconcile.results import shard_progress
+
+
+def _job(*messages: dict[str, int]) -> JobState:
+    return JobState(name="w", completions=len(messages),
+                    messages={index: message for index, message in enumerate(messages)})
+
+
+def test_failed_and_masked_rollouts_are_not_counted_as_completed() -> None:
+    job = _job({"done": 10, "failed": 2, "masked": 1}, {"done": 6, "skipped": 4, "masked": 3})
+    progress = shard_progress(Progress.from_counts(total=40, completed=0), job)
+    assert (progress.completed, progress.failed, progress.masked) == (14, 2, 4)
+    assert progress.total == 40
+    assert progress.percent == "50%"
+
+
+def test_finished_shards_never_read_past_100_percent() -> None:
+    job = _job({"done": 5, "failed": 5}, {"done": 5, "masked": 5})
+    progress = shard_progress(Progress.from_counts(total=10, completed=0), job)
+    assert (progress.completed, progress.failed, progress.masked) == (0, 5, 5)
+    assert progress.percent == "100%"
