@@ -12,8 +12,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from rollout_operator.api.crd import CRD_FILENAME, chart_template
 from rollout_operator.api.crd import CHART_TEMPLATE as CRD_TEMPLATE
+from rollout_operator.api.crd import CRD_FILENAME, chart_template
 from rollout_operator.cli.operator_cmd import operator_command
 from rollout_operator.resources.security import workload_security_violations
 from rollout_operator.settings import ENV_PREFIX, OperatorSettings

@@ -12,7 +12,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +74,13 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     serve_metrics: bool = True
     metrics_url: str | None = None
+    args: list[str] = field(default_factory=list)
+    """Extra arguments of `rolloutctl operator` (e.g. --namespace, --peering-name)."""
 
     def start(self) -> OperatorProcess:
         """Start `rolloutctl operator`; with `serve_metrics`, on a free loopback port each time."""
-        argv = [sys.executable, "-m", "rollout_operator.cli.main", "operator", "--verbose"]
+        argv = [sys.executable, "-m", "rollout_operator.cli.main", "operator", "--verbose",
+                *self.args]
         if self.serve_metrics:
             port = free_port()
             argv += ["--metrics-address", f"{HOST}:{port}"]

@@ -13,7 +13,7 @@ What the operator does in a namespace whose runs it serves.
 # A run's children: the sync, worker and aggregate Jobs, the tool and inference servers.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "delete"]
@@ -42,5 +42,5 @@ Kopf peering among several replicas; the argument is the peering resource (plura
 {{- define "rollout-operator.peeringRules" -}}
 - apiGroups: ["kopf.dev"]
   resources: [{{ . | quote }}]
-  verbs: ["get", "list", "watch", "patch", "create"]
+  verbs: ["list", "watch", "patch", "create"]
 {{- end }}
