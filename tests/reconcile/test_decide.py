@@ -197,6 +197,21 @@ def test_a_spec_edit_after_start_is_refused_until_reverted() -> None:
     assert _status(body).phase == Phase.SYNCING
 
 
+def test_a_run_starts_once_its_missing_secret_appears() -> None:
+    body, cluster = _body(ttlSecondsAfterFinished=0), Cluster()
+    decision = decide(RunObject.from_body(body), cluster.observed(secrets=("rollout-storage",)),
+                      SETTINGS, NOW)
+    assert decision.status is not None
+    body["status"] = status_patch(decision.status)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.INVALID_SPEC)
+    fixed = _step(body, cluster, NOW + timedelta(seconds=5))
+    assert _condition(body, ConditionType.FAILED) == ("False", Reason.RESUMED)
+    assert not fixed.delete_run
+    assert [m["kind"] for m in fixed.create] == ["Job"]
+    status = _status(body)
+    assert status.phase == Phase.SYNCING and status.completion_time is None
+
+
 def test_sync_problems_name_the_file() -> None:
     body, cluster = _body(), Cluster()
     _step(body, cluster)

@@ -149,9 +149,10 @@ def decide(
     assert spec is not None
     status = step.status
     current_hash = spec_hash(spec)
-    if status.spec_hash is None:
+    if status.spec_hash is None:  # the first pass with a valid spec starts the run
         status.spec_hash = current_hash
         status.start_time = now
+        _clear_spec_failure(step)
     elif status.spec_hash != current_hash:
         step.fail(
             Reason.SPEC_CHANGED,
