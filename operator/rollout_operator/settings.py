@@ -30,10 +30,6 @@ class OperatorSettings(BaseSettings):
         description="Sandbox image of the sync, tool-server, worker and aggregate pods "
         "(a run's spec.sandbox.image overrides it).",
     )
-    operator_image: str = Field(
-        default=f"ghcr.io/rollout-operator/operator:{__version__}",
-        description="Image of the operator itself.",
-    )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     image_pull_secrets: StrList = Field(
         default_factory=list,

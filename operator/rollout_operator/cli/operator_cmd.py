@@ -29,7 +29,8 @@ def _priority(_ctx: click.Context, _param: click.Parameter, value: str) -> int |
 
 @click.command("operator")
 @click.option("-n", "--namespace", "namespaces", multiple=True,
-              help="Watch only this namespace (repeatable). Default: every namespace.")
+              help="Watch only this namespace (repeatable). Default: $ROLLOUT_OPERATOR_NAMESPACES, "
+              "else every namespace.")
 @click.option("--peering/--standalone", default=False, show_default=True,
               help="With several replicas, use Kopf peering so that only one acts at a time.")
 @click.option("--peering-name", default=None, metavar="NAME",
@@ -61,6 +62,12 @@ def operator_command(
     from rollout_operator.operator_metrics import OperatorMetrics
 
     kopf.configure(verbose=verbose)  # Kopf's own log format, for operator and object logs
+    if not namespaces:
+        from rollout_operator.settings import OperatorSettings
+
+        namespaces = tuple(OperatorSettings().namespaces)
+    if peering or peering_name:
+        peering_name, priority = _prepare_peering(peering_name, priority, list(namespaces))
     metrics = OperatorMetrics()
     server: MetricsServer | None = None
     if metrics_address is not None:
@@ -74,8 +81,6 @@ def operator_command(
             raise click.ClickException(
                 f"cannot serve metrics at {host}:{port}: {exc.strerror or exc}") from None
         logging.getLogger(__name__).info("Serving Prometheus metrics at %s", server.url)
-    if peering or peering_name:
-        peering_name, priority = _prepare_peering(peering_name, priority, list(namespaces))
     try:
         kopf.run(
             clusterwide=not namespaces,
