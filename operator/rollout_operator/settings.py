@@ -70,6 +70,15 @@ class OperatorSettings(BaseSettings):
         description="CIDRs of the object storage: tool pods fetch their bundle from it.",
     )
     sync_deadline_seconds: int = Field(default=1800, gt=0)
+    tools_start_deadline_seconds: int = Field(
+        default=900, gt=0,
+        description="A run fails when its tool servers are not ready this long after creation.",
+    )
+    inference_start_deadline_seconds: int = Field(
+        default=3600, gt=0,
+        description="A run fails when its managed inference server is not ready this long "
+        "after creation (weights may take long to download).",
+    )
     worker_deadline_seconds: int = Field(default=86400, gt=0)
     aggregate_deadline_seconds: int = Field(default=1800, gt=0)
     default_requests: dict[str, str] = Field(

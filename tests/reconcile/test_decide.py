@@ -14,7 +14,12 @@ import yaml
 from rollout_operator.api.constants import ConditionType, Phase, Reason
 from rollout_operator.api.status import RolloutRunStatus, find_condition, status_patch
 from rollout_operator.reconcile.decide import Decision, RunObject, decide
-from rollout_operator.reconcile.observed import JOB_INDEX_LABEL, JOB_NAME_LABEL, observe
+from rollout_operator.reconcile.observed import (
+    JOB_INDEX_LABEL,
+    JOB_NAME_LABEL,
+    observe,
+    pod_problem,
+)
 from rollout_operator.settings import OperatorSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "calculator" / "rolloutrun.yaml"
@@ -210,6 +215,57 @@ def test_a_run_starts_once_its_missing_secret_appears() -> None:
     assert [m["kind"] for m in fixed.create] == ["Job"]
     status = _status(body)
     assert status.phase == Phase.SYNCING and status.completion_time is None
+
+
+CRASH_LOOP = {"name": "tool-server", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+              "lastState": {"terminated": {"exitCode": 1,
+                                           "message": "ModuleNotFoundError: No module named 'x'"}}}
+
+
+def test_a_tool_server_that_never_comes_up_is_explained_then_fails_the_run() -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: SYNC_OK})
+    _step(body, cluster)
+    tools = cluster.component("Deployment", "tools")
+    tools["metadata"]["creationTimestamp"] = NOW.isoformat().replace("+00:00", "Z")
+    cluster.pods.append({
+        "metadata": {"name": "tools-abc", "labels": dict(
+            tools["spec"]["template"]["metadata"]["labels"])},
+        "status": {"phase": "Running", "containerStatuses": [CRASH_LOOP]},
+    })
+    waiting = _step(body, cluster, NOW + timedelta(seconds=60))
+    assert _condition(body, ConditionType.TOOLS_READY) == ("False", Reason.TOOLS_STARTING)
+    ready = find_condition(_status(body).conditions, ConditionType.TOOLS_READY)
+    assert ready is not None and ready.message == (
+        "Waiting for the tool servers to become ready: pod tools-abc, container tool-server: "
+        "CrashLoopBackOff (last exit code 1): ModuleNotFoundError: No module named 'x'")
+    assert _status(body).phase == Phase.STARTING and waiting.delete == []
+
+    late = _step(body, cluster, NOW + timedelta(seconds=SETTINGS.tools_start_deadline_seconds))
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.TOOLS_FAILED)
+    assert _condition(body, ConditionType.TOOLS_READY) == ("False", Reason.TOOLS_FAILED)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and "did not become ready within 900 s" in failed.message
+    assert "CrashLoopBackOff" in failed.message
+    assert _status(body).phase == Phase.FAILED
+    assert ("Deployment", tools["metadata"]["name"]) in {(k, n) for _, k, n in late.delete}
+    assert any(e.type == "Warning" and e.reason == Reason.TOOLS_FAILED for e in late.events)
+
+
+@pytest.mark.parametrize(("pod_status", "expected"), [
+    ({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                      "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]},
+     "pod p cannot be scheduled: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."),
+    ({"initContainerStatuses": [{"name": "unpack-bundle", "state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": "Back-off pulling image \"r/x:1\""}}}]},
+     "pod p, container unpack-bundle: ImagePullBackOff: Back-off pulling image \"r/x:1\""),
+    ({"containerStatuses": [{"name": "c", "state": {"waiting": {"reason": "ContainerCreating"}}}]},
+     ""),
+    ({"containerStatuses": [{"name": "c", "state": {"running": {}}}]}, ""),
+])
+def test_pod_problems_in_one_line(pod_status: dict[str, Any], expected: str) -> None:
+    assert pod_problem({"metadata": {"name": "p"}, "status": pod_status}) == expected
 
 
 def test_sync_problems_name_the_file() -> None:

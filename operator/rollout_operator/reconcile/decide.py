@@ -23,7 +23,7 @@ from rollout_operator.api.status import (
     set_condition,
 )
 from rollout_operator.api.validation import SpecError, parse_spec, spec_hash, spec_problems
-from rollout_operator.reconcile.observed import JobState, Observed
+from rollout_operator.reconcile.observed import DeploymentState, JobState, Observed
 from rollout_operator.reconcile.phase import derive_phase
 from rollout_operator.reconcile.results import apply_aggregate, apply_sync, shard_progress
 from rollout_operator.reconcile.secrets import missing_secrets
@@ -173,6 +173,8 @@ def decide(
     tools_ready = _tools(step, ctx, observed)
     inference_ready = _inference(step, spec, ctx, observed)
     if not (tools_ready and inference_ready):
+        if _finished(status):  # a server that never came up failed the run
+            _after_finish(step, spec, observed, now)
         return step.finish(spec)
     if not _workers(step, spec, ctx, observed):
         return step.finish(spec)
@@ -259,9 +261,32 @@ def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
         step.condition(ConditionType.TOOLS_READY, TRUE, Reason.TOOLS_AVAILABLE,
                        f"{deployment.available} tool server(s) ready.")
         return True
-    step.condition(ConditionType.TOOLS_READY, FALSE, Reason.TOOLS_STARTING,
-                   "Waiting for the tool servers to become ready.")
+    _not_ready(step, deployment, ConditionType.TOOLS_READY, "the tool servers",
+               Reason.TOOLS_STARTING, Reason.TOOLS_FAILED,
+               ctx.settings.tools_start_deadline_seconds)
     return False
+
+
+def _not_ready(step: _Step, deployment: DeploymentState | None, condition: str, what: str,
+               starting: str, failed: str, deadline_seconds: int) -> None:
+    """A server Deployment that is not ready yet: say why when its pods show it, and fail the
+    run once it has had `deadline_seconds` since its creation."""
+    problem = f": {deployment.problem}" if deployment and deployment.problem else "."
+    created = _parse_time(deployment.created) if deployment else None
+    if created is not None and step.now >= created + timedelta(seconds=deadline_seconds):
+        message = f"{what[0].upper()}{what[1:]} did not become ready within " \
+                  f"{deadline_seconds} s{problem}"
+        step.condition(condition, FALSE, failed, message)
+        step.fail(failed, message)
+        return
+    step.condition(condition, FALSE, starting, f"Waiting for {what} to become ready{problem}")
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 def _inference(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Observed) -> bool:
@@ -276,8 +301,10 @@ def _inference(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obs
         step.condition(ConditionType.INFERENCE_READY, TRUE, Reason.INFERENCE_AVAILABLE,
                        f"{spec.model.serve.engine} serving {spec.model.serve.model} is ready.")
         return True
-    step.condition(ConditionType.INFERENCE_READY, FALSE, Reason.INFERENCE_STARTING,
-                   f"Waiting for {spec.model.serve.engine} to load {spec.model.serve.model}.")
+    _not_ready(step, deployment, ConditionType.INFERENCE_READY,
+               f"{spec.model.serve.engine} serving {spec.model.serve.model}",
+               Reason.INFERENCE_STARTING, Reason.INFERENCE_FAILED,
+               ctx.settings.inference_start_deadline_seconds)
     return False
 
 

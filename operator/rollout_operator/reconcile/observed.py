@@ -38,6 +38,10 @@ class DeploymentState:
     name: str
     replicas: int
     available: int
+    created: str = ""
+    """creationTimestamp (RFC 3339), empty when unknown."""
+    problem: str = ""
+    """Why a pod of it cannot become ready (crash loop, image pull, unschedulable), if known."""
 
     @property
     def ready(self) -> bool:
@@ -114,12 +118,47 @@ def job_state(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobS
     )
 
 
-def deployment_state(deployment: Mapping[str, Any]) -> DeploymentState:
+# Waiting reasons that do not clear up by themselves.
+STUCK_REASONS = frozenset({
+    "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+})
+
+
+def pod_problem(pod: Mapping[str, Any]) -> str:
+    """Why `pod` cannot become ready, in one line; empty when nothing is known to be wrong."""
+    name = (pod.get("metadata") or {}).get("name", "?")
+    status = pod.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+                "PodScheduled", "False", "Unschedulable"):
+            return f"pod {name} cannot be scheduled: {condition.get('message') or 'no node fits'}"
+    for container in [*(status.get("initContainerStatuses") or []),
+                      *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason not in STUCK_REASONS:
+            continue
+        text = f"pod {name}, container {container.get('name')}: {reason}"
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        detail = last.get("message") or waiting.get("message") or ""
+        if last.get("exitCode") is not None:
+            text += f" (last exit code {last['exitCode']})"
+        return f"{text}: {str(detail).strip()[-300:]}" if detail else text
+    return ""
+
+
+def deployment_state(deployment: Mapping[str, Any],
+                     pods: Iterable[Mapping[str, Any]] = ()) -> DeploymentState:
+    metadata = deployment.get("metadata") or {}
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    problem = next((text for text in map(pod_problem, pods) if text), "")
     return DeploymentState(
-        name=str(deployment["metadata"]["name"]),
+        name=str(metadata["name"]),
         replicas=int(spec.get("replicas", 1) or 0),
         available=int(status.get("availableReplicas") or 0),
+        created=str(metadata.get("creationTimestamp") or ""),
+        problem=problem,
     )
 
 
@@ -130,10 +169,14 @@ def observe(
 ) -> Observed:
     """Reduce listed children (Jobs, Deployments, Services, ...) and Job pods to `Observed`."""
     pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
+    server_pods: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
-        job_name = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL)
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        job_name = labels.get(JOB_NAME_LABEL)
         if job_name:
             pods_by_job.setdefault(str(job_name), []).append(pod)
+        else:
+            server_pods.setdefault(str(labels.get(COMPONENT_LABEL, "")), []).append(pod)
     jobs: dict[str, JobState] = {}
     deployments: dict[str, DeploymentState] = {}
     present: set[tuple[str, str]] = set()
@@ -147,5 +190,5 @@ def observe(
         if kind == "Job":
             jobs[component] = job_state(child, pods_by_job.get(name, ()))
         elif kind == "Deployment":
-            deployments[component] = deployment_state(child)
+            deployments[component] = deployment_state(child, server_pods.get(component, ()))
     return Observed(jobs, deployments, frozenset(present), frozenset(secrets))
