@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,9 +34,19 @@ def thread_name(solution_str, ground_truth, extra_info=None):
 
 def odd(x, y):
     return 1.0
+
+RELEASE = threading.Event()
+
+def hangs(solution_str, ground_truth, extra_info=None):
+    RELEASE.wait(10)
+    return 1.0
+
+async def hangs_async(messages, ground_truth, metadata):
+    await asyncio.sleep(10)
+    return 1.0
 '''
 
-MESSAGES = [
+MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "s"},
     {"role": "user", "content": "What is 6 * 7?"},
     {"role": "assistant", "content": None, "tool_calls": []},
@@ -68,6 +79,30 @@ async def test_modes_failures_and_threads(repo: Path) -> None:
     assert set(outcome.errors) == {"scorers.basic:raises", "scorers.basic:returns_text"}
     assert "judge exploded" in outcome.errors["scorers.basic:raises"]
     assert threading.active_count() >= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "score", "error"),
+    [
+        ("simple", 1.0, None),
+        ("thread_name", 1.0, None),
+        ("full", 5.5, None),
+        ("raises", 0.0, "RuntimeError: judge exploded"),
+        ("returns_text", 0.0, "TypeError: must return a number, got str"),
+        ("hangs", 0.0, "timed out after 0.05s"),
+        ("hangs_async", 0.0, "timed out after 0.05s"),
+    ],
+)
+async def test_a_single_scorer(repo: Path, name: str, score: float, error: str | None) -> None:
+    ref = f"scorers.basic:{name}"
+    [scorer] = load_scorers(repo, [ref])
+    row = {"system_prompt": "s", "user_prompt": "u", "ground_truth": "42", "topic": "math"}
+    try:
+        outcome = await score_trajectory([scorer], MESSAGES, "42", row, timeout_s=0.05)
+    finally:
+        scorer.fn.__globals__["RELEASE"].set()  # let a hung scorer's thread end
+    assert outcome.scores == {ref: score}
+    assert outcome.errors == ({} if error is None else {ref: error})
 
 
 def test_undetectable_mode_is_rejected(repo: Path) -> None:

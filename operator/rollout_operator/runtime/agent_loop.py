@@ -133,8 +133,10 @@ async def _chat_with_retries(
         if remaining is not None and remaining <= 0:
             raise TimeoutError
         try:
-            call = llm.chat(messages, tools or None, **config.completion_params)
-            return await (call if remaining is None else asyncio.wait_for(call, remaining))
+            # A timeout scope rather than `wait_for`: on Python 3.11 `wait_for` runs the call in
+            # a task of its own, which costs loop turns on every model call.
+            async with asyncio.timeout(remaining):
+                return await llm.chat(messages, tools or None, **config.completion_params)
         except ProviderError as exc:
             if not exc.retryable or attempt >= config.max_retries:
                 raise

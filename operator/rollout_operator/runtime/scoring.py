@@ -105,8 +105,12 @@ async def score_one(
 ) -> float:
     """Run one scorer; raises whatever the scorer raised (callers record it)."""
     kwargs = _call_kwargs(scorer, messages, ground_truth, row)
-    pending = scorer.fn(**kwargs) if scorer.is_async else asyncio.to_thread(scorer.fn, **kwargs)
-    value = await (pending if timeout_s is None else asyncio.wait_for(pending, timeout_s))
+    # A timeout scope, not `wait_for`, which on Python 3.11 adds a task (and loop turns) per call.
+    async with asyncio.timeout(timeout_s):
+        if scorer.is_async:
+            value = await scorer.fn(**kwargs)
+        else:
+            value = await asyncio.to_thread(scorer.fn, **kwargs)
     return _as_score(value)
 
 
@@ -119,10 +123,18 @@ async def score_trajectory(
 ) -> ScoreOutcome:
     """Run every scorer concurrently; a failing scorer scores 0.0 and its error is kept."""
     start = time.perf_counter()
-    results = await asyncio.gather(
-        *(score_one(s, messages, ground_truth, row, timeout_s) for s in scorers),
-        return_exceptions=True,
-    )
+    results: list[float | BaseException]
+    if len(scorers) == 1:
+        # The common case, awaited in this task: `gather` would wrap it in a task of its own.
+        try:
+            results = [await score_one(scorers[0], messages, ground_truth, row, timeout_s)]
+        except Exception as exc:
+            results = [exc]
+    else:
+        results = await asyncio.gather(
+            *(score_one(s, messages, ground_truth, row, timeout_s) for s in scorers),
+            return_exceptions=True,
+        )
     scores: dict[str, float] = {}
     errors: dict[str, str] = {}
     for scorer, result in zip(scorers, results, strict=True):
