@@ -26,9 +26,9 @@ per request through the model name, `scripted[:flag[:flag...]]`:
 
 Run as a process: `python -m tests.support.scripted_model --port 0` prints `PORT <n>`;
 `start_process()` does that and reads the port. With `--lean` (`start_process(lean=True)`) the
-same answers are served by a minimal HTTP/1.1 server of its own instead of aiohttp's, at about a
-third of the CPU per request: for benchmarks, where the stand-in's CPU would otherwise be taken
-from the process being measured.
+same answers are served by a minimal HTTP/1.1 server of its own instead of aiohttp's, at about
+half the CPU per request: for benchmarks, where the stand-in's CPU would otherwise be taken from
+the processes being measured.
 """
 
 from __future__ import annotations
