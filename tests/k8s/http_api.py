@@ -47,6 +47,7 @@ class ApiCall:
     namespace: str | None
     name: str | None
     user_agent: str = ""
+    accept: str = ""
 
     @property
     def rbac_resource(self) -> str:
@@ -239,7 +240,8 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
         raise api_error(405, "MethodNotAllowed", f"{method} is not supported on this path")
     emulator.calls.append(ApiCall(verb=verb, group=group, version=version, resource=plural,
                                   subresource=subresource, namespace=namespace, name=name,
-                                  user_agent=_header(request, "user-agent")))
+                                  user_agent=_header(request, "user-agent"),
+                                  accept=_header(request, "accept")))
     dry_run = "All" in params.get("dryRun", "")
     if verb == "watch":
         return await _watch(emulator, request, rtype, version, namespace, name, params)
@@ -272,6 +274,9 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
             return _json(tables.table(rtype, [_at_version(obj, rtype, version)],
                                       obj["metadata"]["resourceVersion"],
                                       include_object=include_object))
+        if "as=PartialObjectMetadata" in _header(request, "accept"):
+            return _json({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                          "metadata": obj["metadata"]})
         return _json(_at_version(obj, rtype, version))
     if verb == "update":
         body, _ = parse_body(request)

@@ -32,6 +32,8 @@ _PATHS: dict[tuple[str, str], str] = {
         "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
 }
 CHILD_KINDS = tuple(_PATHS)
+# Ask for an object's metadata only (a PartialObjectMetadata): no data, no spec, no status.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 # How the operator's own requests name themselves to the API server (audit logs); Kopf's carry
 # its own agent.
 USER_AGENT = f"rollout-operator/{__version__}"
@@ -79,10 +81,10 @@ class KubeApi:
 
     def _call(self, method: str, path: str, body: Any = None,
               query: list[tuple[str, str]] | None = None,
-              content_type: str = "application/json") -> Any:
+              content_type: str = "application/json", accept: str = "application/json") -> Any:
         _, url, headers, data, post = self.api.param_serialize(
             method, path, query_params=query or [], body=body,
-            header_params={"Accept": "application/json", "Content-Type": content_type},
+            header_params={"Accept": accept, "Content-Type": content_type},
             auth_settings=["BearerToken"],
         )
         response = self.api.call_api(method, url, header_params=headers, body=data,
@@ -115,11 +117,13 @@ class KubeApi:
         return list(listed.get("items") or [])
 
     def existing_secrets(self, namespace: str, names: list[str]) -> set[str]:
-        """Which of `names` exist; their data is dropped at once and never logged."""
+        """Which of `names` exist. Only their metadata is asked for: the API server never sends
+        the operator a Secret's data."""
         found = set()
         for name in names:
             try:
-                self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+                self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                           accept=METADATA_ONLY)
             except ApiException as exc:
                 if exc.status == 404:
                     continue
