@@ -350,3 +350,24 @@ def test_notes_tell_how_to_submit_the_example(chart: helm_python.Chart) -> None:
     assert "examples/calculator/rolloutrun.yaml" in text
     assert "It serves RolloutRuns in: research." in text
     assert "crds.enabled=false" in notes(chart, {"crds": {"enabled": False}})
+
+
+def test_metrics_are_wired_from_pod_to_service_monitor(
+    rendered: dict[str, list[Manifest]]
+) -> None:
+    manifests = rendered["monitoring"]
+    pod = one(manifests, "Deployment")["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert f"--metrics-address=0.0.0.0:{ports['metrics']}" in container["args"]
+    service = one(manifests, "Service")
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (service_port,) = service["spec"]["ports"]
+    assert service_port["targetPort"] in ports
+    monitor = one(manifests, "ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
+        "labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [service_port["name"]]
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert list(of_kind(rendered["no-metrics"], "Service")) == []
+    assert not any(a.startswith("--metrics-address") for a in _args(rendered["no-metrics"]))
