@@ -57,13 +57,15 @@ class Cluster:
         raise AssertionError(f"no {kind} for {component}")
 
     def finish_job(self, component: str, messages: dict[int, dict[str, Any]],
-                   ok: bool = True) -> None:
+                   ok: bool = True, reason: str = "BackoffLimitExceeded",
+                   message: str = "Job has reached the specified backoff limit") -> None:
         job = self.component("Job", component)
         job["status"] = {
             "succeeded": len(messages) if ok else 0,
             "failed": 0 if ok else 1,
-            "conditions": [{"type": "Complete" if ok else "Failed", "status": "True",
-                            "message": "" if ok else "BackoffLimitExceeded"}],
+            "conditions": [{"type": "Complete", "status": "True"} if ok else
+                           {"type": "Failed", "status": "True", "reason": reason,
+                            "message": message}],
         }
         for index, message in messages.items():
             self.pods.append({
@@ -266,6 +268,32 @@ def test_a_tool_server_that_never_comes_up_is_explained_then_fails_the_run() -> 
 ])
 def test_pod_problems_in_one_line(pod_status: dict[str, Any], expected: str) -> None:
     assert pod_problem({"metadata": {"name": "p"}, "status": pod_status}) == expected
+
+
+@pytest.mark.parametrize(("component", "value"), [
+    ("sync", "config.syncDeadlineSeconds"), ("workers", "config.workerDeadlineSeconds"),
+    ("aggregate", "config.aggregateDeadlineSeconds"),
+])
+def test_a_job_past_its_deadline_says_which_value_gives_more_time(component: str,
+                                                                    value: str) -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    if component != "sync":
+        cluster.finish_job("sync", {0: SYNC_OK})
+        _step(body, cluster)
+        cluster.make_ready("tools")
+        _step(body, cluster)
+    if component == "aggregate":
+        cluster.finish_job("workers", {0: {"shard": 0, "done": 40}, 1: {"shard": 1, "done": 40}})
+        _step(body, cluster)
+    cluster.finish_job(component, {}, ok=False, reason="DeadlineExceeded",
+                       message="Job was active longer than specified deadline")
+    _step(body, cluster)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.DEADLINE_EXCEEDED)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and value in failed.message
+    assert "Job was active longer than specified deadline" in failed.message
+    assert _status(body).phase == Phase.FAILED
 
 
 def test_sync_problems_name_the_file() -> None:

@@ -232,11 +232,26 @@ def _sync(step: _Step, ctx: RunContext, observed: Observed) -> bool:
                        f"Repository at commit {str(message.get('commit'))[:12]}: "
                        f"{len(step.status.tools)} tools, {len(step.status.scorers)} scorers.")
         return True
+    if _past_deadline(step, job, "The sync Job", "config.syncDeadlineSeconds"):
+        step.condition(ConditionType.SYNCED, FALSE, Reason.DEADLINE_EXCEEDED,
+                       "The sync Job ran out of time.")
+        return False
     if job.failed_terminal or (message is not None and message.get("ok") is False):
         text = _sync_problems(message, job)
         step.condition(ConditionType.SYNCED, FALSE, Reason.SYNC_FAILED, text)
         step.fail(Reason.SYNC_FAILED, text)
     return False
+
+
+def _past_deadline(step: _Step, job: JobState, what: str, value: str, hint: str = "") -> bool:
+    """A Job that Kubernetes stopped at its activeDeadlineSeconds fails the run saying which
+    chart value gives it more time."""
+    if not (job.failed_terminal and job.failure_reason == "DeadlineExceeded"):
+        return False
+    step.fail(Reason.DEADLINE_EXCEEDED,
+              f"{what} {job.name} did not finish within its deadline ({job.failure_message}); "
+              f"the chart value {value} sets it{hint}.")
+    return True
 
 
 def _sync_problems(message: Mapping[str, Any] | None, job: JobState) -> str:
@@ -322,6 +337,9 @@ def _workers(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obser
     if job.suspended != spec.suspend and not job.complete:
         step.decision.patch_jobs.append((job.name, {"spec": {"suspend": spec.suspend}}))
     step.status.progress = shard_progress(step.status.progress, job)
+    if _past_deadline(step, job, "The worker Job", "config.workerDeadlineSeconds",
+                      ", or spread the run over more spec.workers.shards and parallelism"):
+        return False
     if job.failed_terminal:
         step.fail(Reason.WORKERS_FAILED,
                   f"Worker Job {job.name} failed" +
@@ -352,6 +370,8 @@ def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) 
                        f"{total} rollouts scored; results in "
                        f"{(step.status.artifacts or Artifacts()).results}.")
         step.condition(ConditionType.FAILED, FALSE, Reason.COMPLETED, "The run completed.")
+        return
+    if _past_deadline(step, job, "The aggregate Job", "config.aggregateDeadlineSeconds"):
         return
     if job.failed_terminal:
         step.fail(Reason.AGGREGATE_FAILED,

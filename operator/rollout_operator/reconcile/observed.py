@@ -27,6 +27,8 @@ class JobState:
     complete: bool = False
     failed_terminal: bool = False
     failure_message: str = ""
+    failure_reason: str = ""
+    """Reason of the Job's Failed condition, e.g. DeadlineExceeded or BackoffLimitExceeded."""
     suspended: bool = False
     failed_indexes: str = ""
     messages: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
@@ -112,6 +114,7 @@ def job_state(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobS
         complete=_condition_true(job, "Complete") is not None,
         failed_terminal=failed is not None,
         failure_message=str((failed or {}).get("message") or (failed or {}).get("reason") or ""),
+        failure_reason=str((failed or {}).get("reason") or ""),
         suspended=bool(spec.get("suspend")),
         failed_indexes=str(status.get("failedIndexes") or ""),
         messages=messages,
