@@ -75,13 +75,10 @@ class Reason:
     # Spec problems
     INVALID_SPEC: Final = "InvalidSpec"
     SPEC_CHANGED: Final = "SpecChanged"
-    SECRET_NOT_FOUND: Final = "SecretNotFound"
     # Synced
     SYNCING: Final = "Syncing"
     SYNC_FAILED: Final = "SyncFailed"
     SYNCED: Final = "Synced"
-    INVALID_REPO: Final = "InvalidRepo"
-    UNKNOWN_SCORER: Final = "UnknownScorer"
     # ToolsReady
     TOOLS_STARTING: Final = "ToolsStarting"
     TOOLS_AVAILABLE: Final = "ToolsAvailable"
