@@ -255,6 +255,30 @@ def test_a_tool_server_that_never_comes_up_is_explained_then_fails_the_run() -> 
     assert any(e.type == "Warning" and e.reason == Reason.TOOLS_FAILED for e in late.events)
 
 
+def test_a_tool_outage_after_rollouts_started_is_waited_out() -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: SYNC_OK})
+    _step(body, cluster)
+    cluster.make_ready("tools")
+    _step(body, cluster)
+    assert _status(body).phase == Phase.RUNNING
+    tools = cluster.component("Deployment", "tools")
+    tools["metadata"]["creationTimestamp"] = NOW.isoformat().replace("+00:00", "Z")
+    tools["status"] = {"availableReplicas": 0}
+    cluster.pods.append({
+        "metadata": {"name": "tools-abc", "labels": dict(
+            tools["spec"]["template"]["metadata"]["labels"])},
+        "status": {"phase": "Running", "containerStatuses": [CRASH_LOOP]},
+    })
+    later = NOW + timedelta(seconds=10 * SETTINGS.tools_start_deadline_seconds)
+    outage = _step(body, cluster, later)
+    assert _condition(body, ConditionType.TOOLS_READY) == ("False", Reason.TOOLS_STARTING)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is None or failed.status != "True", failed
+    assert _status(body).phase != Phase.FAILED and outage.delete == []
+
+
 @pytest.mark.parametrize(("pod_status", "expected"), [
     ({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                       "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]},

@@ -276,19 +276,23 @@ def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
         step.condition(ConditionType.TOOLS_READY, TRUE, Reason.TOOLS_AVAILABLE,
                        f"{deployment.available} tool server(s) ready.")
         return True
-    _not_ready(step, deployment, ConditionType.TOOLS_READY, "the tool servers",
+    _not_ready(step, observed, deployment, ConditionType.TOOLS_READY, "the tool servers",
                Reason.TOOLS_STARTING, Reason.TOOLS_FAILED,
                ctx.settings.tools_start_deadline_seconds)
     return False
 
 
-def _not_ready(step: _Step, deployment: DeploymentState | None, condition: str, what: str,
-               starting: str, failed: str, deadline_seconds: int) -> None:
-    """A server Deployment that is not ready yet: say why when its pods show it, and fail the
-    run once it has had `deadline_seconds` since its creation."""
+def _not_ready(step: _Step, observed: Observed, deployment: DeploymentState | None,
+               condition: str, what: str, starting: str, failed: str,
+               deadline_seconds: int) -> None:
+    """A server Deployment that is not ready: say why when its pods show it. Before rollouts
+    have started, fail the run once the server has had `deadline_seconds` since its creation;
+    once they run, an outage (a rescheduled pod) is waited out, as the workers retry."""
     problem = f": {deployment.problem}" if deployment and deployment.problem else "."
     created = _parse_time(deployment.created) if deployment else None
-    if created is not None and step.now >= created + timedelta(seconds=deadline_seconds):
+    starting_up = "workers" not in observed.jobs
+    if (starting_up and created is not None
+            and step.now >= created + timedelta(seconds=deadline_seconds)):
         message = f"{what[0].upper()}{what[1:]} did not become ready within " \
                   f"{deadline_seconds} s{problem}"
         step.condition(condition, FALSE, failed, message)
@@ -316,7 +320,7 @@ def _inference(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obs
         step.condition(ConditionType.INFERENCE_READY, TRUE, Reason.INFERENCE_AVAILABLE,
                        f"{spec.model.serve.engine} serving {spec.model.serve.model} is ready.")
         return True
-    _not_ready(step, deployment, ConditionType.INFERENCE_READY,
+    _not_ready(step, observed, deployment, ConditionType.INFERENCE_READY,
                f"{spec.model.serve.engine} serving {spec.model.serve.model}",
                Reason.INFERENCE_STARTING, Reason.INFERENCE_FAILED,
                ctx.settings.inference_start_deadline_seconds)
