@@ -287,7 +287,8 @@ def _not_ready(step: _Step, observed: Observed, deployment: DeploymentState | No
                deadline_seconds: int) -> None:
     """A server Deployment that is not ready: say why when its pods show it. Before rollouts
     have started, fail the run once the server has had `deadline_seconds` since its creation;
-    once they run, an outage (a rescheduled pod) is waited out, as the workers retry."""
+    once they run, an outage (a rescheduled pod) does not fail the run: rollouts that cannot
+    reach the server meanwhile are recorded as masked."""
     problem = f": {deployment.problem}" if deployment and deployment.problem else "."
     created = _parse_time(deployment.created) if deployment else None
     starting_up = "workers" not in observed.jobs
