@@ -26,6 +26,8 @@ def _register() -> None:
     from rollout_operator.cli.eval_cmd import eval_group
     from rollout_operator.cli.operator_cmd import operator_command
     from rollout_operator.cli.pod_aggregate import aggregate_command
+    from rollout_operator.cli.pod_inspect import inspect_command
+    from rollout_operator.cli.pod_serve_scorers import serve_scorers_command
     from rollout_operator.cli.pod_serve_tools import serve_tools_command, unpack_bundle_command
     from rollout_operator.cli.pod_sync import sync_command
     from rollout_operator.cli.pod_work import work_command
@@ -44,6 +46,8 @@ def _register() -> None:
     cli.add_command(aggregate_command)
     cli.add_command(sync_command)
     cli.add_command(serve_tools_command)
+    cli.add_command(serve_scorers_command)
+    cli.add_command(inspect_command)
     cli.add_command(unpack_bundle_command)
 
 

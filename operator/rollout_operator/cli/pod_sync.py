@@ -1,19 +1,18 @@
-"""`rolloutctl sync`: the sync Job's entrypoint.
+"""`rolloutctl sync`: the sync Job's entrypoint (trusted side: it never runs the repo's code).
 
 Clones `spec.repo` at its revision, pins the commit, gets the bundle of the repo folder (reused
 from `<output>/bundles/<sha>-<depshash>.tar.gz` when a run at the same commit and dependency
-declaration already built it, otherwise built and uploaded), and validates what the bundle holds
-the way the tool pods and workers will load it: `mcp/main.py` and its tools, the scorers (the
-ones `spec.scoring.functions` names, or all discovered), and the dataset window. It writes
-`run.json` under the run's prefix and reports, in the termination message:
+declaration already built it, otherwise built and uploaded), and checks what it can without
+importing anything: that `mcp/main.py` is there and the dataset window. What the repo's code
+holds (its tools, its scorers) is found by `rolloutctl inspect` on the user-code side. Sync
+writes `run.json` under the run's prefix and reports, in the termination message:
 
-    {"ok", "commit", "bundle", "reused", "depsHash", "tools", "scorers", "fastmcpVersion",
-     "datasetRows", "workItems", "problems": [{"file", "message"}]}
+    {"ok", "commit", "bundle", "reused", "depsHash", "datasetRows", "workItems",
+     "problems": [{"file", "message"}]}
 
-A repo or spec problem (no `mcp/main.py`, a tool that does not load, an unknown scorer, a bad
-dataset row, an unknown revision, refused credentials) exits 2, which the Job does not retry; a
-network or storage hiccup exits 1, which it does. A bundle is uploaded only when the repo
-validates, so a broken commit is never reused.
+A repo or spec problem (no `mcp/main.py`, a bad dataset, an unknown revision, refused
+credentials) exits 2, which the Job does not retry; a network or storage hiccup exits 1, which
+it does. A bundle is uploaded only when these checks pass.
 """
 
 from __future__ import annotations
@@ -59,9 +58,6 @@ class SyncReport:
     bundle: str | None = None
     reused: bool = False
     deps_hash: str | None = None
-    tools: list[str] = field(default_factory=list)
-    scorers: list[str] = field(default_factory=list)
-    fastmcp_version: str | None = None
     dataset_rows: int | None = None
     work_items: int | None = None
     problems: list[dict[str, str | None]] = field(default_factory=list)
@@ -85,9 +81,6 @@ class SyncReport:
             "bundle": self.bundle,
             "reused": self.reused,
             "depsHash": self.deps_hash,
-            "tools": self.tools,
-            "scorers": self.scorers,
-            "fastmcpVersion": self.fastmcp_version,
             "datasetRows": self.dataset_rows,
             "workItems": self.work_items,
             "problems": self.problems,
@@ -116,7 +109,6 @@ def run_sync(
     """
     from rollout_operator.runtime.bundle import (
         BundleError,
-        activate_bundle,
         build_bundle,
         deps_hash,
         unpack_bundle,
@@ -171,7 +163,6 @@ def run_sync(
     except StorageError as exc:
         raise PodFailure(str(exc), exit_code=EXIT_RETRY, result=report.partial()) from None
 
-    activate_bundle(unpacked)
     validate_bundle(unpacked, config, report, environ=environ)
     try:
         if report.ok and not report.reused:
@@ -190,48 +181,13 @@ def run_sync(
 def validate_bundle(
     root: Path, config: RunConfig, report: SyncReport, *, environ: Mapping[str, str] = os.environ
 ) -> None:
-    """Load the unpacked bundle as the pods will and record tools, scorers, dataset size and
-    every problem (with the file it is in, relative to the repo folder)."""
-    from rollout_operator.runtime.repo_loader import inspect_repo
-
-    spec = config.spec
-    inspected = inspect_repo(root)
-    report.fastmcp_version = inspected.fastmcp_version
-    report.tools = sorted(str(tool.get("function", {}).get("name")) for tool in inspected.tools)
-    has_main = (root / MCP_MAIN).is_file()
-    if not has_main:
+    """Check what the bundle holds without running any of it: the tool server's file and the
+    dataset window. Importing the repo (its tools, its scorers) is inspection's job, on the
+    user-code side (`rolloutctl inspect`)."""
+    if not (root / MCP_MAIN).is_file():
         report.problem(MCP_MAIN, "missing: the repo folder needs mcp/main.py, the tool server "
                        "that defines the tools (check spec.repo.path and the revision)")
-    for problem in inspected.problems:
-        if problem.area == "tools" and not has_main:
-            continue  # the same missing file, said above
-        # Paths inside the sync's scratch folder mean nothing to the user: show them relative.
-        message = problem.message.replace(str(root) + os.sep, "").replace(str(root), ".")
-        report.problem(_relative(problem.file, root), message)
-
-    discovered = [scorer.ref for scorer in inspected.scorers]
-    wanted = spec.scoring.functions
-    if wanted is None:
-        report.scorers = discovered
-    else:
-        report.scorers = list(wanted)
-        for ref in wanted:
-            if ref not in discovered:
-                _check_scorer_ref(root, ref, report)
     _check_dataset(root, config, report, environ=environ)
-
-
-def _check_scorer_ref(root: Path, ref: str, report: SyncReport) -> None:
-    from rollout_operator.runtime.errors import EvalFnError
-    from rollout_operator.runtime.repo_loader import load_function
-
-    try:
-        load_function(root, ref)
-    except EvalFnError as exc:
-        module = ref.split(":", 1)[0]
-        candidate = module.replace(".", "/") + ".py"
-        shown = candidate if (root / candidate).is_file() else None
-        report.problem(shown, f"spec.scoring.functions: {ref!r} cannot be used: {exc}")
 
 
 def _check_dataset(
@@ -279,15 +235,6 @@ def _suffix(url: str) -> str:
     return Path(name).suffix
 
 
-def _relative(path: Path | None, root: Path) -> str | None:
-    if path is None:
-        return None
-    try:
-        return str(Path(path).resolve().relative_to(root.resolve())) or "."
-    except ValueError:
-        return str(path)
-
-
 def write_run_json(
     config: RunConfig, report: SyncReport, *, environ: Mapping[str, str] = os.environ
 ) -> str:
@@ -306,15 +253,12 @@ def write_run_json(
         "bundle": report.bundle,
         "reused": report.reused,
         "depsHash": report.deps_hash,
-        "tools": report.tools,
-        "scorers": report.scorers,
         "datasetRows": report.dataset_rows,
         "workItems": report.work_items,
         "problems": report.problems,
         "versions": {
             "rolloutOperator": __version__,
             "python": platform.python_version(),
-            "fastmcp": report.fastmcp_version,
         },
         "syncedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

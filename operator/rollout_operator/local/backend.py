@@ -34,14 +34,17 @@ from rollout_operator.local.processes import (
     EXIT_STOPPED,
     Child,
     ChildFailed,
+    ScorerServer,
     ShardOutcome,
     ToolServer,
     read_message,
     rolloutctl_argv,
     run_shard_process,
     start_child,
+    start_scorer_server,
     start_tool_server,
     tail,
+    tool_server_env,
     worker_env,
 )
 from rollout_operator.local.progress import CommitTracker, ProgressState, ProgressView
@@ -263,19 +266,62 @@ class LocalBackend:
         self.view.set_phase("sync", f"using {source.description}")
         report = await self._sync_process(config, workdir, source.checkout.path, source.commit)
         self.state.total = int(report.get("workItems") or 0)
-        reuse = "reused" if report.get("reused") else "built"
-        self.view.set_phase("sync", f"bundle {reuse}: {report.get('bundle')}; tools "
-                            f"{', '.join(report.get('tools') or [])}; scorers "
-                            f"{', '.join(report.get('scorers') or []) or 'none'}; "
-                            f"{self.state.total} rollouts")
         repo_dir = workdir / "repo"
         await asyncio.to_thread(unpack_bundle_url, str(report["bundle"]), repo_dir,
                                 endpoint=spec.output.endpoint)
+        inspection = await self._inspect(config, workdir, repo_dir)
+        reuse = "reused" if report.get("reused") else "built"
+        self.view.set_phase("sync", f"bundle {reuse}: {report.get('bundle')}; tools "
+                            f"{', '.join(inspection.tools)}; scorers "
+                            f"{', '.join(inspection.scorers) or 'none'}; "
+                            f"{self.state.total} rollouts")
         return config.model_copy(update={
             "repo_dir": str(repo_dir), "bundle_url": report["bundle"],
-            "commit": report.get("commit"), "fastmcp_version": report.get("fastmcpVersion"),
-            "scorers": list(report.get("scorers") or []),
+            "commit": report.get("commit"), "fastmcp_version": inspection.fastmcp_version,
+            "scorers": list(inspection.scorers), "tools": list(inspection.tools),
         })
+
+    async def _inspect(self, config: RunConfig, workdir: Path, repo_dir: Path) -> Any:
+        """`rolloutctl inspect` on the unpacked bundle, on the user-code side: sandboxed with
+        no network and no credential, writing nothing but its report."""
+        from rollout_operator.runtime.inspection import InspectionReport
+
+        logs = workdir / "logs"
+        out = workdir / "inspect"
+        for folder in (logs, out):
+            await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        message = out / "inspect.json"
+        env = tool_server_env(self.environ)
+        env["ROLLOUT_TERMINATION_MESSAGE_PATH"] = str(message)
+        args = ["inspect", "--repo", str(repo_dir)]
+        for ref in config.spec.scoring.functions or []:
+            args += ["--scorer", ref]
+        policy = None
+        if self.options.sandbox:
+            policy = SandboxPolicy(
+                network="none", readable=(*runtime_paths(), repo_dir), writable=(out,),
+                limits=Limits(_limit(config.spec.sandbox.resources, DEFAULT_TOOL_MEMORY),
+                              DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES))
+        child = await start_child("inspection", rolloutctl_argv(*args), env=env,
+                                  log_path=logs / "inspect.log", sandbox=policy, cwd=out)
+        self._children.append(child.kill)
+        code = await self._wait_or_stop(child)
+        raw = read_message(message)
+        try:
+            report = InspectionReport.model_validate(raw)
+        except ValueError:
+            raise RunFailed(f"inspecting the repository failed (exit {code}): "
+                            f"{raw.get('error') or tail(child.log_path)}") from None
+        if report.problems:
+            problems = [p.model_dump() for p in report.problems]
+            lines = [f"{p.file}: {p.message}" if p.file else p.message for p in report.problems]
+            raise RunFailed("the repository has problems:\n  " + "\n  ".join(lines),
+                            exit_code=EXIT_INVALID, problems=problems)
+        if code != 0 or not raw.get("ok"):
+            raise RunFailed(f"inspecting the repository failed (exit {code}): "
+                            f"{raw.get('error') or tail(child.log_path)}",
+                            exit_code=EXIT_INVALID if code == EXIT_CONFIG else EXIT_FAILED)
+        return report
 
     async def _sync_process(self, config: RunConfig, workdir: Path, checkout: Path,
                             commit: str) -> dict[str, Any]:
@@ -285,7 +331,7 @@ class LocalBackend:
         for folder in (logs, scratch):
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         message = logs / "sync.json"
-        env = worker_env(self.environ, [secret.env for secret in config.spec.scoring.secrets])
+        env = worker_env(self.environ)
         env.update(config.env())
         env["ROLLOUT_TERMINATION_MESSAGE_PATH"] = str(message)
         policy = None
@@ -366,6 +412,7 @@ class LocalBackend:
         logs = workdir / "logs"
         model_server = None
         tools: ToolServer | None = None
+        scorers: ScorerServer | None = None
         try:
             if config.spec.model.serve is not None:
                 model_server = await self._start_model(config, logs)
@@ -373,10 +420,15 @@ class LocalBackend:
             self._raise_if_stopped()
             tools = await self._start_tools(config, logs)
             config = config.model_copy(update={"tool_url": tools.url})
-            # Workers start while the tool server loads: both take seconds to import.
+            if config.scorers:
+                scorers = await self._start_scorers(config, logs)
+                config = config.model_copy(update={"scorer_url": scorers.url})
+            # Workers start while the servers load: all take seconds to import.
             work = asyncio.create_task(self._work(config, logs))
             try:
                 await self._tools_ready(tools)
+                if scorers is not None:
+                    await self._scorers_ready(scorers)
             except BaseException:
                 work.cancel()
                 with contextlib.suppress(BaseException):
@@ -384,6 +436,8 @@ class LocalBackend:
                 raise
             await work
         finally:
+            if scorers is not None:
+                await scorers.child.stop(grace_s=5)
             if tools is not None:
                 await tools.child.stop(grace_s=5)
             if model_server is not None:
@@ -453,6 +507,44 @@ class LocalBackend:
         self._children.append(server.child.kill)
         return server
 
+    def _scorer_policy(self, config: RunConfig) -> SandboxPolicy | None:
+        """The scorers' sandbox: no network unless spec.scoring.egress names judges, the repo
+        read-only, nothing of the run's output or state visible."""
+        if not self.options.sandbox:
+            return None
+        spec = config.spec
+        network: Literal["none", "host"] = "none"
+        if spec.scoring.egress:
+            network = "host"
+            self.view.note("spec.scoring.egress is set: scorers keep the host network here "
+                           "(the listed destinations cannot be enforced locally)")
+        memory = _limit(spec.sandbox.resources, DEFAULT_TOOL_MEMORY)
+        return SandboxPolicy(
+            network=network,
+            readable=(*runtime_paths(), Path(config.repo_dir)),
+            limits=Limits(memory, DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES),
+        )
+
+    async def _start_scorers(self, config: RunConfig, logs: Path) -> ScorerServer:
+        policy = self._scorer_policy(config)
+        where = (f"sandboxed ({'no network' if policy.network == 'none' else 'host network'}, "
+                 f"{policy.limits.describe()})" if policy else "not sandboxed")
+        self.view.set_phase("tools", f"starting rolloutctl serve-scorers, {where}")
+        server = await start_scorer_server(
+            Path(config.repo_dir), refs=config.scorers,
+            timeout_s=config.spec.scoring.timeout_seconds, environ=self.environ,
+            judge_names=[secret.env for secret in config.spec.scoring.secrets],
+            log_path=logs / "scorer-server.log", sandbox=policy)
+        self._children.append(server.child.kill)
+        return server
+
+    async def _scorers_ready(self, server: ScorerServer) -> None:
+        try:
+            await server.ready()
+        except ChildFailed as exc:
+            raise RunFailed(str(exc)) from None
+        self.view.set_phase("tools", f"scorers serving at {server.url}", current=False)
+
     async def _tools_ready(self, server: ToolServer) -> None:
         try:
             await server.ready()
@@ -466,7 +558,7 @@ class LocalBackend:
         spec = config.spec
         shards = spec.workers.shards
         parallel = min(spec.workers.parallelism or shards, shards)
-        env = worker_env(self.environ, [secret.env for secret in spec.scoring.secrets])
+        env = worker_env(self.environ)
         env.update(config.env())
         env.setdefault("ROLLOUT_COMMIT_INTERVAL_SECONDS", COMMIT_INTERVAL_S)
         env["LITELLM_LOCAL_MODEL_COST_MAP"] = env.get("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -239,6 +239,54 @@ async def start_tool_server(
     return ToolServer(f"http://127.0.0.1:{port}/mcp", child)
 
 
+@dataclass
+class ScorerServer:
+    url: str
+    child: Child
+
+    async def ready(self, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+        """Return once `/health` answers (`ChildFailed` if the server exits or never does)."""
+        await wait_healthy(self.url + "/health", self.child, timeout_s=timeout_s)
+
+
+def scorer_server_env(environ: Mapping[str, str], judge_names: Sequence[str]) -> dict[str, str]:
+    """What a scorer server sees: the tool server's variables and the judge keys the spec
+    declares (spec.scoring.secrets); no model key, no storage or git credentials."""
+    env = tool_server_env(environ)
+    env.update({name: environ[name] for name in judge_names if name in environ})
+    return env
+
+
+async def start_scorer_server(
+    repo_dir: Path,
+    *,
+    refs: Sequence[str],
+    timeout_s: float | None,
+    environ: Mapping[str, str],
+    judge_names: Sequence[str],
+    log_path: Path,
+    sandbox: SandboxPolicy | None,
+) -> ScorerServer:
+    """Start `rolloutctl serve-scorers` (a supervisor that restarts the scorer server when a
+    scorer kills it) on a loopback port of the host handed over as a listening socket: the
+    sandbox itself needs no network."""
+    listener = loopback_listener()
+    port = listener.getsockname()[1]
+    args = ["serve-scorers", "--listen-fd", str(listener.fileno()), "--repo", str(repo_dir)]
+    for ref in refs:
+        args += ["--scorer", ref]
+    if timeout_s is not None:
+        args += ["--timeout", str(timeout_s)]
+    env = scorer_server_env(environ, judge_names)
+    try:
+        child = await start_child("scorer server", rolloutctl_argv(*args), env=env,
+                                  log_path=log_path, sandbox=sandbox,
+                                  pass_fds=[listener.fileno()], cwd=log_path.parent)
+    finally:
+        listener.close()
+    return ScorerServer(f"http://127.0.0.1:{port}", child)
+
+
 class ChildFailed(RuntimeError):
     """A child process exited or never became ready; the message carries its log's tail."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rollout_operator.runtime.agent_loop import AgentConfig, AgentObserver, run_agent_loop
 from rollout_operator.runtime.dataset import BadRow, DatasetRow
@@ -20,7 +20,19 @@ from rollout_operator.runtime.records import (
     TurnTokens,
     Usage,
 )
-from rollout_operator.runtime.scoring import Scorer, score_trajectory
+from rollout_operator.runtime.scoring import ScoreOutcome, Scorer, score_trajectory
+
+
+class ScoringService(Protocol):
+    """Scorers that run elsewhere (the user-code side): `RemoteScorers`."""
+
+    refs: list[str]
+
+    @property
+    def restarts(self) -> int: ...
+
+    async def score(self, messages: Sequence[Any], ground_truth: str | None,
+                    row: dict[str, Any]) -> ScoreOutcome: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +56,8 @@ class RolloutRunner:
     config: AgentConfig = field(default_factory=AgentConfig)
     score_timeout_s: float | None = None
     fastmcp_version: str | None = None
+    scoring: ScoringService | None = None
+    """Out-of-process scorers; when set, `scorers` is not used."""
 
     async def run(self, item: WorkItem, observer: AgentObserver | None = None) -> TrajectoryRecord:
         row = item.row
@@ -85,11 +99,24 @@ class RolloutRunner:
                 message=f"{loop.sandbox_errors} tool call(s) could not reach the tool server",
             )
             return self._record(item, status="masked", error=error, **common)
-        if not self.scorers:
+        if self.scoring is not None:
+            from rollout_operator.runtime.scorer_client import ScoringUnavailable
+
+            try:
+                outcome = await self.scoring.score(loop.messages, row.ground_truth, row.as_dict())
+            except ScoringUnavailable as exc:
+                # A scorer sandbox that is gone is infrastructure: mask, never score 0.
+                error = RecordError(category="sandbox", message=f"scoring: {exc}")
+                return self._record(item, status="masked", error=error, **common)
+            if not outcome.scores:
+                return self._record(item, status="completed", **common)
+        elif not self.scorers:
             return self._record(item, status="completed", **common)
-        outcome = await score_trajectory(
-            self.scorers, loop.messages, row.ground_truth, row.as_dict(), self.score_timeout_s
-        )
+        else:
+            outcome = await score_trajectory(
+                self.scorers, loop.messages, row.ground_truth, row.as_dict(),
+                self.score_timeout_s,
+            )
         timing.scoring_ms = outcome.scoring_ms
         reward_error = None
         if outcome.errors:

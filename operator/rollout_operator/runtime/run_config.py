@@ -43,6 +43,9 @@ class RunConfig(BaseModel):
         description="Where the repo (repo.path applied) is unpacked in the pod.",
     )
     tool_url: str | None = Field(default=None, description="The tool Service's /mcp URL.")
+    scorer_url: str | None = Field(
+        default=None, description="The scorer Service's URL (http://host:port)."
+    )
     model_base_url: str | None = Field(
         default=None, description="Endpoint of the managed inference Service (spec.model.serve)."
     )
@@ -52,7 +55,10 @@ class RunConfig(BaseModel):
     )
     scorers: list[str] = Field(
         default_factory=list,
-        description="module:function refs resolved at sync; empty means spec.scoring or all.",
+        description="module:function refs found by inspection; empty means spec.scoring.",
+    )
+    tools: list[str] = Field(
+        default_factory=list, description="Tool names found by inspection (for run.json)."
     )
 
     @classmethod

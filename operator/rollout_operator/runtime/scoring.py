@@ -3,7 +3,8 @@
 A scorer is any `module:function` reference. Its mode comes from its first parameter, as in
 `osmosis eval`: `solution_str` (simple: the final answer text) or `messages` (full: the whole
 conversation). Sync scorers run in a worker thread so they never block the event loop; a scorer
-that raises or returns a non-number is recorded as an error and scores 0.0.
+that raises (`sys.exit` included), times out or returns a non-number is recorded as an error and
+scores 0.0.
 """
 
 from __future__ import annotations
@@ -126,15 +127,11 @@ async def score_trajectory(
     results: list[float | BaseException]
     if len(scorers) == 1:
         # The common case, awaited in this task: `gather` would wrap it in a task of its own.
-        try:
-            results = [await score_one(scorers[0], messages, ground_truth, row, timeout_s)]
-        except Exception as exc:
-            results = [exc]
+        results = [await _guarded(scorers[0], messages, ground_truth, row, timeout_s)]
     else:
-        results = await asyncio.gather(
-            *(score_one(s, messages, ground_truth, row, timeout_s) for s in scorers),
-            return_exceptions=True,
-        )
+        results = list(await asyncio.gather(
+            *(_guarded(s, messages, ground_truth, row, timeout_s) for s in scorers)
+        ))
     scores: dict[str, float] = {}
     errors: dict[str, str] = {}
     for scorer, result in zip(scorers, results, strict=True):
@@ -148,7 +145,26 @@ async def score_trajectory(
     return ScoreOutcome(scores, errors, (time.perf_counter() - start) * 1000)
 
 
+async def _guarded(
+    scorer: Scorer,
+    messages: Sequence[Message],
+    ground_truth: str | None,
+    row: dict[str, Any],
+    timeout_s: float | None,
+) -> float | BaseException:
+    """`score_one`, with whatever the scorer raised returned instead. `SystemExit` is caught
+    here, inside the coroutine: escaping a task, it would stop the event loop."""
+    try:
+        return await score_one(scorer, messages, ground_truth, row, timeout_s)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return exc
+
+
 def _describe(exc: BaseException, timeout_s: float | None) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout_s}s"
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
     return f"{type(exc).__name__}: {exc}"
