@@ -343,3 +343,112 @@ def test_validate_spec_combines_parsing_and_semantic_checks() -> None:
     with pytest.raises(SpecError) as caught:
         validate_spec({**MINIMAL, "workers": {"shards": 0}}, cluster=True, allow_file_repos=False)
     assert caught.value.problems == ["spec.workers.shards: must be >= 1 (got 0)"]
+
+
+RESOURCE_CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    (
+        "ordinary requests and limits",
+        {"workers": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                   "limits": {"cpu": 2, "memory": "4Gi", "nvidia.com/gpu": 1}}},
+         "sandbox": {"resources": {"requests": {"memory": 0, "ephemeral-storage": "10Gi"}}},
+         "model": {"serve": {"model": "m", "gpus": 2,
+                             "resources": {"requests": {"nvidia.com/gpu": 2, "cpu": "8"}}}}},
+        [],
+    ),
+    (
+        "memory above 1Pi",
+        {"workers": {"resources": {"limits": {"memory": "2Pi"}}}},
+        ["spec.workers.resources.limits.memory: 2Pi is more than 1Pi; no container gets that "
+         "much memory: give the amount in Mi or Gi, e.g. 4Gi"],
+    ),
+    (
+        "storage given as an exponent",
+        {"sandbox": {"resources": {"requests": {"ephemeral-storage": "1e30"}}}},
+        ['spec.sandbox.resources.requests["ephemeral-storage"]: 1e30 is more than 1Pi; no '
+         "container gets that much ephemeral-storage: give the amount in Mi or Gi, e.g. 4Gi"],
+    ),
+    (
+        "memory without a unit",
+        {"workers": {"resources": {"limits": {"memory": 512}}}},
+        ["spec.workers.resources.limits.memory: 512 is 512 bytes, less than 1Mi; did you mean "
+         "'512Mi'?"],
+    ),
+    (
+        "memory in millibytes",
+        {"sandbox": {"resources": {"requests": {"memory": "500m"}}}},
+        ["spec.sandbox.resources.requests.memory: 500m is less than 1Mi; give memory in Mi or "
+         "Gi, e.g. 512Mi"],
+    ),
+    (
+        "a memory limit of zero",
+        {"workers": {"resources": {"limits": {"memory": "0"}}}},
+        ["spec.workers.resources.limits.memory: must be at least 1Mi; remove it for the "
+         "default limit"],
+    ),
+    (
+        "cpus no node has",
+        {"model": {"serve": {"model": "m", "resources": {"limits": {"cpu": "1M"}}}}},
+        ["spec.model.serve.resources.limits.cpu: 1M is more than 100,000 cpu; no container "
+         "gets that many: give the amount one container needs"],
+    ),
+    (
+        "negative",
+        {"sandbox": {"resources": {"requests": {"cpu": "-1"}}}},
+        ['spec.sandbox.resources.requests.cpu: must not be negative (got "-1")'],
+    ),
+    (
+        "a fractional exponent the CRD pattern lets through",
+        {"workers": {"resources": {"requests": {"cpu": "1e1.5"}}}},
+        ["spec.workers.resources.requests.cpu: must be an integer or a quantity string such as "
+         "'500m', '2' or '4Gi' (quote fractions: '0.5') (got \"1e1.5\")"],
+    ),
+    (
+        "request above its limit",
+        {"workers": {"resources": {"requests": {"memory": "8Gi", "cpu": "500m"},
+                                   "limits": {"memory": "4Gi", "cpu": 1}}}},
+        ["spec.workers.resources.requests.memory: 8Gi is more than its limit 4Gi; lower the "
+         "request or raise spec.workers.resources.limits.memory"],
+    ),
+    (
+        "half a GPU",
+        {"workers": {"resources": {"limits": {"nvidia.com/gpu": "0.5"}}}},
+        ['spec.workers.resources.limits["nvidia.com/gpu"]: must be a whole number of '
+         'nvidia.com/gpu (got "0.5")'],
+    ),
+    (
+        "GPUs requested without a limit",
+        {"sandbox": {"resources": {"requests": {"nvidia.com/gpu": 1}}}},
+        ['spec.sandbox.resources.limits["nvidia.com/gpu"]: is required when nvidia.com/gpu is '
+         "requested; set it to 1 (Kubernetes does not overcommit nvidia.com/gpu)"],
+    ),
+    (
+        "GPUs requested below their limit",
+        {"workers": {"resources": {"requests": {"nvidia.com/gpu": 1},
+                                   "limits": {"nvidia.com/gpu": 2}}}},
+        ['spec.workers.resources.requests["nvidia.com/gpu"]: must equal '
+         'spec.workers.resources.limits["nvidia.com/gpu"] (2); Kubernetes does not overcommit '
+         "nvidia.com/gpu"],
+    ),
+    (
+        "server GPUs requested beyond serve.gpus",
+        {"model": {"serve": {"model": "m", "gpus": 1,
+                             "resources": {"requests": {"nvidia.com/gpu": 2}}}}},
+        ['spec.model.serve.resources.requests["nvidia.com/gpu"]: 2 is more than its limit 1; '
+         "lower the request or raise spec.model.serve.gpus"],
+    ),
+    (
+        "server GPU limit that serve.gpus overrides",
+        {"model": {"serve": {"model": "m", "gpus": 2,
+                             "resources": {"limits": {"nvidia.com/gpu": 4}}}}},
+        ['spec.model.serve.resources.limits["nvidia.com/gpu"]: 4 differs from '
+         "spec.model.serve.gpus (2), which sets it; remove it or change spec.model.serve.gpus"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"), [c[1:] for c in RESOURCE_CASES], ids=[c[0] for c in RESOURCE_CASES]
+)
+def test_resource_quantities(parts: dict[str, Any], expected: list[str]) -> None:
+    assert problems(**parts) == expected
+    assert problems(cluster=False, allow_file_repos=True, **parts) == expected

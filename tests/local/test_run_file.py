@@ -11,6 +11,8 @@ import yaml
 
 from rollout_operator.local.run_file import RunFileError, load_run_file
 from tests.local.support import manifest, run_local, write_manifest
+from tests.support.cli import run_cli
+from tests.support.hostile_yaml import DEEP_BLOCK_MAPS, DEEP_FLOW_LISTS, alias_bomb
 
 
 def _write(tmp_path: Path, document: dict[str, Any], name: str = "run.yaml") -> Path:
@@ -89,6 +91,10 @@ def test_manifests_that_cannot_run(tmp_path: Path, text: str, fragment: str) -> 
     ({"repo": {"url": "ftp://example.com/r.git"}}, "spec.repo.url"),
     ({"repo": {"url": ".", "path": "../x"}}, "spec.repo.path"),
     ({"scoring": {"functions": ["not a ref"]}}, "spec.scoring.functions[0]"),
+    ({"workers": {"resources": {"limits": {"memory": "2Pi"}}}},
+     "spec.workers.resources.limits.memory: 2Pi is more than 1Pi"),
+    ({"sandbox": {"resources": {"limits": {"memory": 4096}}}},
+     "spec.sandbox.resources.limits.memory: 4096 is 4096 bytes, less than 1Mi"),
 ])
 def test_spec_problems_name_their_fields(tmp_path: Path, change: dict[str, Any],
                                          field: str) -> None:
@@ -110,6 +116,42 @@ def test_cli_says_what_to_fix_and_exits_2(tmp_path: Path) -> None:
     result = yaml.safe_load(done.stdout)
     assert result["ok"] is False and result["state"] == "Invalid"
     assert any("spec.workers.shards" in p["message"] for p in result["problems"])
+
+
+HOSTILE = {
+    # Six levels (531441 strings) keep the test cheap even for a loader without bounds.
+    "alias-bomb.yaml": (alias_bomb(levels=6), "more than 20000 YAML nodes once aliases are "
+                                               "expanded (line 9)"),
+    "deep-lists.yaml": (DEEP_FLOW_LISTS, "nested more than 100 levels deep (line 2)"),
+    "deep-maps.yaml": (DEEP_BLOCK_MAPS, "nested more than 100 levels deep (line 101)"),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "render"])
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_cli_refuses_hostile_yaml_in_one_line_with_exit_2(tmp_path: Path, command: str,
+                                                          name: str) -> None:
+    text, message = HOSTILE[name]
+    (tmp_path / name).write_text(text)
+    done = run_cli([command, "-f", name], cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert message in lines[0]
+    prefix = f"{name} cannot be run: " if command == "run" else f"Error: {name}: "
+    assert lines[0].startswith(prefix), lines[0]
+
+
+def test_cli_refuses_absurd_quantities_naming_the_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, _doc(workers={"resources": {"requests": {"memory": "8Gi"},
+                                                        "limits": {"memory": "4Gi"}}}))
+    done = run_local(path, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{path} cannot be run: spec.workers.resources.requests.memory: 8Gi is more than "
+        "its limit 4Gi; lower the request or raise spec.workers.resources.limits.memory"
+    ]
 
 
 def test_the_examples_load_for_a_local_run(tmp_path: Path) -> None:

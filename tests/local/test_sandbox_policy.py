@@ -11,7 +11,7 @@ from rollout_operator.local.sandbox import Limits, SandboxPolicy, parse_quantity
 
 @pytest.mark.parametrize(("value", "expected"), [
     ("512Mi", 512 * 2**20), ("2Gi", 2 * 2**30), ("1G", 10**9), ("1500", 1500), (4096, 4096),
-    ("0.5Gi", 2**29), ("100k", 100_000),
+    ("0.5Gi", 2**29), ("100k", 100_000), ("1e9", 10**9), (" 1Gi ", 2**30),
 ])
 def test_quantities(value: str | int, expected: int) -> None:
     assert parse_quantity(value) == expected

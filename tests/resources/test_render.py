@@ -103,7 +103,7 @@ def test_operator_settings_come_from_the_environment(tmp_path: Path) -> None:
     refused = render(
         "-f", str(path), env={"ROLLOUT_OPERATOR_ALLOWED_RUNTIME_CLASSES": "kata"}
     )
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     assert "spec.sandbox.runtimeClassName" in refused.output
 
 
@@ -113,6 +113,8 @@ def test_operator_settings_come_from_the_environment(tmp_path: Path) -> None:
         (("shards: 2", "shards: -2"), "spec.workers.shards: must be >= 1 (got -2)"),
         (("path: examples/calculator", "path: ../x"), "spec.repo.path: must not contain '..'"),
         (("url: s3://rollouts/calculator", "url: ftp://x/y"), "spec.output.url"),
+        (("memory: 2Gi", "memory: 2Pi"), "spec.workers.resources.limits.memory: 2Pi is more"),
+        (("cpu: 500m", "cpu: 4"), "spec.workers.resources.requests.cpu: 4 is more than its limit"),
     ],
 )
 def test_an_invalid_run_says_what_to_fix(
@@ -123,7 +125,7 @@ def test_an_invalid_run_says_what_to_fix(
     path = tmp_path / "run.yaml"
     path.write_text(text.replace(edit[0], edit[1]))
     result = render("-f", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "RolloutRun 'calculator' cannot run" in result.output
     assert expected in result.output
 
@@ -132,7 +134,7 @@ def test_file_repos_only_with_the_operator_switch(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(SERVED_RUN.replace("git@github.com:example/calculator.git", "file:///repo")
                     .replace("gs://bucket/runs", "file:///data/runs"))
-    assert render("-f", str(path)).exit_code == 1
+    assert render("-f", str(path)).exit_code == 2
     allowed = render("-f", str(path), env={"ROLLOUT_OPERATOR_ALLOW_FILE_REPOS": "true"})
     assert allowed.exit_code == 0, allowed.output
 
@@ -141,7 +143,7 @@ def test_files_without_a_run_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "cm.yaml"
     path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     result = render("-f", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no document with kind: RolloutRun" in result.output
     path.write_text("kind: [unclosed")
     assert "not valid YAML" in render("-f", str(path)).output

@@ -2,7 +2,8 @@
 
 `parse_spec` reports pydantic's errors with the YAML path a user wrote
 (`spec.workers.shards: must be >= 1 (got -2)`); `spec_problems` adds the checks a schema cannot
-express (URL schemes, paths that leave the repository, CIDRs, scorer references). Both are used
+express (URL schemes, paths that leave the repository, CIDRs, scorer references, resource
+quantities out of any container's reach or above their limit). Both are used
 by the operator, which cannot count on admission (the CRD may be older, or CEL not enforced),
 and by `rolloutctl run` in local mode. Messages never repeat a URL, which may carry a token.
 """
@@ -17,6 +18,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -24,7 +26,8 @@ from pydantic import BaseModel, ValidationError
 
 from rollout_operator.api import spec as spec_module
 from rollout_operator.api.constants import MUTABLE_SPEC_FIELDS
-from rollout_operator.api.spec import RolloutRunSpec
+from rollout_operator.api.quantity import is_extended_resource, parse_quantity
+from rollout_operator.api.spec import ResourceRequirements, RolloutRunSpec
 from rollout_operator.runtime.dataset import SUPPORTED_EXTENSIONS
 
 SPEC_PATH = "spec"
@@ -60,6 +63,12 @@ _PATTERN_MEANINGS = {
 _QUANTITY_MESSAGE = (
     "must be an integer or a quantity string such as '500m', '2' or '4Gi' (quote fractions: '0.5')"
 )
+# Bounds no container can use: beyond them a value is a typo (a missing or wrong unit).
+MAX_BYTES = Decimal(2**50)  # 1Pi of memory or storage
+MIN_MEMORY = Decimal(2**20)  # 1Mi: a bare number of memory is bytes, not MiB
+MAX_COUNT = Decimal(100_000)  # CPUs, GPUs and other countable resources
+_BYTE_RESOURCES = ("memory", "ephemeral-storage", "storage")
+SERVE_GPU_RESOURCE = "nvidia.com/gpu"  # what spec.model.serve.gpus sets on the server
 
 
 class SpecError(ValueError):
@@ -316,6 +325,7 @@ def spec_problems(spec: RolloutRunSpec, *, cluster: bool, allow_file_repos: bool
     problems += _scoring_problems(spec)
     problems += _sandbox_problems(spec)
     problems += _output_problems(spec, local_ok=local_ok)
+    problems += _resources_problems(spec)
     return problems
 
 
@@ -453,6 +463,112 @@ def _output_problems(spec: RolloutRunSpec, *, local_ok: bool) -> list[str]:
                 f"{where}.endpoint: applies to s3:// URLs only; remove it or use an s3:// url"
             )
     return problems
+
+
+def _resources_problems(spec: RolloutRunSpec) -> list[str]:
+    """Every `resources` of the spec: quantities Kubernetes accepts, within what a container
+    can use, and no request above its limit."""
+    problems: list[str] = []
+    for where, resources in (
+        (f"{SPEC_PATH}.workers.resources", spec.workers.resources),
+        (f"{SPEC_PATH}.sandbox.resources", spec.sandbox.resources),
+    ):
+        if resources is not None:
+            problems += _requirements_problems(where, resources)
+    serve = spec.model.serve
+    if serve is not None and serve.resources is not None:
+        # The server's GPU limit is spec.model.serve.gpus (the manifest builder sets it).
+        gpus = {SERVE_GPU_RESOURCE: (serve.gpus, f"{SPEC_PATH}.model.serve.gpus")}
+        problems += _requirements_problems(
+            f"{SPEC_PATH}.model.serve.resources", serve.resources, gpus if serve.gpus else {}
+        )
+    return problems
+
+
+def _requirements_problems(
+    where: str, resources: ResourceRequirements, fixed: Mapping[str, tuple[int, str]] | None = None
+) -> list[str]:
+    """`fixed` names limits set elsewhere in the spec: resource -> (amount, field)."""
+    problems: list[str] = []
+    amounts: dict[str, dict[str, Decimal]] = {"requests": {}, "limits": {}}
+    shown: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
+    invalid: set[str] = set()
+    for kind, given in (("requests", resources.requests), ("limits", resources.limits)):
+        for name, value in (given or {}).items():
+            field = _format_path(where, [kind, name])
+            try:
+                amount = parse_quantity(value)
+            except ValueError:
+                problems.append(f"{field}: {_QUANTITY_MESSAGE}{_got(value)}")
+                invalid.add(name)
+                continue
+            problem = _amount_problem(name, kind, value, amount)
+            if problem:
+                problems.append(f"{field}: {problem}")
+                invalid.add(name)
+            else:
+                amounts[kind][name], shown[kind][name] = amount, str(value)
+    limit_fields = {name: _format_path(where, ["limits", name]) for name in amounts["limits"]}
+    for name, (count, source) in (fixed or {}).items():
+        if name in amounts["limits"] and amounts["limits"][name] != count:
+            problems.append(
+                f"{limit_fields[name]}: {shown['limits'][name]} differs from {source} "
+                f"({count}), which sets it; remove it or change {source}"
+            )
+        amounts["limits"][name] = Decimal(count)
+        shown["limits"][name] = str(count)
+        limit_fields[name] = source
+    for name, request in amounts["requests"].items():
+        if name in invalid:
+            continue
+        field = _format_path(where, ["requests", name])
+        limit_field = limit_fields.get(name, _format_path(where, ["limits", name]))
+        limit = amounts["limits"].get(name)
+        not_overcommitted = is_extended_resource(name) or name.startswith("hugepages-")
+        if limit is None:
+            if not_overcommitted:
+                problems.append(
+                    f"{limit_field}: is required when {name} is requested; set it to "
+                    f"{shown['requests'][name]} (Kubernetes does not overcommit {name})"
+                )
+        elif request > limit:
+            problems.append(
+                f"{field}: {shown['requests'][name]} is more than its limit "
+                f"{shown['limits'][name]}; lower the request or raise {limit_field}"
+            )
+        elif request != limit and not_overcommitted:
+            problems.append(
+                f"{field}: must equal {limit_field} ({shown['limits'][name]}); Kubernetes "
+                f"does not overcommit {name}"
+            )
+    return problems
+
+
+def _amount_problem(name: str, kind: str, value: int | str, amount: Decimal) -> str | None:
+    """What is wrong with one amount of resource `name`, or None."""
+    if amount < 0:
+        return f"must not be negative{_got(value)}"
+    if name in _BYTE_RESOURCES or name.startswith("hugepages-"):
+        if amount > MAX_BYTES:
+            return (f"{value} is more than 1Pi; no container gets that much {name}: give the "
+                    "amount in Mi or Gi, e.g. 4Gi")
+        if name == "memory" and amount < MIN_MEMORY and (amount > 0 or kind == "limits"):
+            if amount == 0:
+                return "must be at least 1Mi; remove it for the default limit"
+            if str(value).isdigit():
+                return f"{value} is {value} bytes, less than 1Mi; did you mean '{value}Mi'?"
+            return f"{value} is less than 1Mi; give memory in Mi or Gi, e.g. 512Mi"
+        return None
+    if amount > MAX_COUNT:
+        return (f"{value} is more than {MAX_COUNT:,} {name}; no container gets that many: give "
+                "the amount one container needs")
+    if is_extended_resource(name) and amount != amount.to_integral_value():
+        return f"must be a whole number of {name}{_got(value)}"
+    return None
+
+
+def _shown(given: Mapping[str, int | str] | None, name: str) -> str:
+    return str((given or {}).get(name))
 
 
 def _relative_path_problems(where: str, path: str) -> list[str]:

@@ -17,6 +17,9 @@ failures, such as a timeout) count as 0 in the statistics, as in `osmosis eval`.
 The termination message is a compact summary for the RolloutRun's status (progress counts,
 per-scorer mean/std/min/max/pass@k, the best and worst three samples, artifact URLs), under
 4 KiB whatever the size of the run.
+
+The workers scrubbed the secrets they hold from their records; the aggregate scrubs the ones it
+holds (`runtime.scrub`) again from every record it reads, results.json and the summary.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -46,6 +49,9 @@ from rollout_operator.cli.pod_common import (
 )
 from rollout_operator.runtime.records import TrajectoryRecord
 from rollout_operator.runtime.run_config import RunConfig
+
+if TYPE_CHECKING:
+    from rollout_operator.runtime.scrub import Scrubber
 
 logger = logging.getLogger(__name__)
 
@@ -201,14 +207,16 @@ async def aggregate_run(
 ) -> dict[str, Any]:
     """Write results.json (and trajectories.parquet); returns the compact summary."""
     from rollout_operator.runtime.run_layout import RESULTS_JSON, SHARDS_DIR, TRAJECTORIES_PARQUET
+    from rollout_operator.runtime.scrub import Scrubber
     from rollout_operator.runtime.shards import ReadStats, read_all_records
     from rollout_operator.runtime.storage import open_store
 
     spec = config.spec
     store = open_store(config.run_prefix, endpoint=spec.output.endpoint, environ=environ)
+    scrubber = Scrubber.for_run(spec, environ)
     scan = _Scan()
     stats = ReadStats()
-    async for record in read_all_records(store, "", stats=stats):
+    async for record in read_all_records(store, "", stats=stats, scrubber=scrubber):
         scan.add(record)
     scan.duplicates = stats.duplicates
     if stats.duplicates:
@@ -229,15 +237,17 @@ async def aggregate_run(
     if write_parquet:
         with tempfile.TemporaryDirectory(prefix="rollout-aggregate-") as scratch:
             path = Path(scratch) / TRAJECTORIES_PARQUET
-            written = await _write_parquet(store, advantages, path)
+            written = await _write_parquet(store, advantages, path, scrubber)
             await store.put_file(TRAJECTORIES_PARQUET, path)
         logger.info("Wrote %s (%d records)", store.url_for(TRAJECTORIES_PARQUET), written)
         artifacts["parquet"] = store.url_for(TRAJECTORIES_PARQUET)
 
     document = results_document(config, names, scan.runs, summary)
-    await store.put(RESULTS_JSON, json.dumps(document, indent=1).encode())
+    text = scrubber.scrub_json(json.dumps(document, indent=1), indent=1)
+    await store.put(RESULTS_JSON, text.encode())
     logger.info("Wrote %s (%d runs)", artifacts["results"], len(scan.runs))
-    return compact_summary(scan, summary, artifacts)
+    scrubbed: dict[str, Any] = scrubber.scrub_data(compact_summary(scan, summary, artifacts))
+    return scrubbed
 
 
 def results_document(
@@ -323,7 +333,7 @@ def _within_limit(message: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _write_parquet(
-    store: Any, advantages: Mapping[ItemKey, float], path: Path
+    store: Any, advantages: Mapping[ItemKey, float], path: Path, scrubber: Scrubber | None = None
 ) -> int:
     """Stream every record, advantage filled in, into a Parquet file written in a thread."""
     from rollout_operator.runtime.records import records_to_parquet
@@ -350,7 +360,7 @@ async def _write_parquet(
 
     try:
         batch: list[TrajectoryRecord] = []
-        async for record in read_all_records(store, ""):
+        async for record in read_all_records(store, "", scrubber=scrubber):
             key = (record.row_index, record.sample_index)
             batch.append(record.model_copy(update={"advantage": advantages.get(key)}))
             if len(batch) >= _PARQUET_BATCH:

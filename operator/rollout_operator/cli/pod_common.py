@@ -4,7 +4,8 @@ Each entrypoint reports its outcome as one JSON object in the container's termin
 which Kubernetes copies into the pod's status for the operator to read (at most 4 KiB). The
 same JSON is printed as the last line on stdout, for local runs and logs. `run_pod_command`
 wraps an entrypoint: logging, the run config, the termination message on success and on
-failure, and the exit code.
+failure, and the exit code. Secrets the pod holds (its environment's known secret variables and
+the run's judge keys) are scrubbed from its log lines and its termination message.
 
 Exit codes: 0 done; 1 failed in a way a retry may fix (the Job retries the pod); 2 the
 configuration is wrong and a retry cannot help; 143 stopped by SIGTERM.
@@ -23,6 +24,12 @@ from typing import Any, NoReturn
 from rollout_operator.cli.process_exit import exit_now
 from rollout_operator.runtime.errors import LocalExecutionError
 from rollout_operator.runtime.run_config import RunConfig, RunConfigError
+from rollout_operator.runtime.scrub import (
+    Scrubber,
+    install_log_scrubbing,
+    process_scrubber,
+    use_process_scrubber,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +101,9 @@ def fit_json(payload: Mapping[str, Any], limit: int = MAX_TERMINATION_MESSAGE_BY
 def write_termination_message(
     payload: Mapping[str, Any], *, environ: Mapping[str, str] = os.environ
 ) -> str:
-    """Write `payload` (made to fit 4 KiB) to the termination-message file and stdout."""
-    text = fit_json(payload)
+    """Write `payload` (scrubbed, made to fit 4 KiB) to the termination-message file and
+    stdout."""
+    text = fit_json(process_scrubber().scrub_data(payload))
     path = termination_message_path(environ)
     try:
         path.write_text(text, encoding="utf-8")
@@ -128,11 +136,16 @@ def job_index(environ: Mapping[str, str] = os.environ, *, count: int | None = No
 
 
 def load_run_config(environ: Mapping[str, str] = os.environ) -> RunConfig:
-    """The `RunConfig` from `ROLLOUT_RUN_CONFIG`; a `PodFailure` (exit 2) if it is unusable."""
+    """The `RunConfig` from `ROLLOUT_RUN_CONFIG`; a `PodFailure` (exit 2) if it is unusable.
+
+    The process's scrubber learns the run's judge keys (`spec.scoring.secrets`) from it.
+    """
     try:
-        return RunConfig.from_env(environ)
+        config = RunConfig.from_env(environ)
     except RunConfigError as exc:
         raise PodFailure(str(exc), exit_code=EXIT_CONFIG) from None
+    use_process_scrubber(Scrubber.for_run(config.spec, environ))
+    return config
 
 
 def run_pod_command(body: Callable[[], Mapping[str, Any]]) -> NoReturn:
@@ -143,6 +156,8 @@ def run_pod_command(body: Callable[[], Mapping[str, Any]]) -> NoReturn:
     Job retries.
     """
     configure_pod_logging()
+    use_process_scrubber(Scrubber.from_environ(os.environ))
+    install_log_scrubbing()
     try:
         result = body()
     except PodFailure as exc:

@@ -98,6 +98,7 @@ async def run_shard(
     With `handle_sigterm` (the main thread of a pod), SIGTERM commits what finished and ends
     the shard with exit code 143; leave it off when several shards share one process.
     """
+    from rollout_operator.runtime.scrub import Scrubber
     from rollout_operator.runtime.shards import (
         DEFAULT_INTERVAL_S,
         DEFAULT_PART_SIZE,
@@ -138,6 +139,7 @@ async def run_shard(
                 or DEFAULT_PART_SIZE,
                 interval_s=commit_interval_s or _env_number(environ, COMMIT_INTERVAL_ENV, float)
                 or DEFAULT_INTERVAL_S,
+                scrubber=Scrubber.for_run(spec, environ),
             ) as writer:
                 await _run_items(config, index, dataset, committed, runner, writer, result)
         except asyncio.CancelledError:

@@ -3,7 +3,9 @@
 The run is validated as the operator would validate it, with the operator's settings taken from
 `ROLLOUT_OPERATOR_*` variables. What only exists once the run is created and synced (its uid,
 the commit, the bundle URL, the scorers found) is filled with placeholders, and the output says
-so in a leading comment.
+so in a leading comment. The file is read within the bounds of `api.manifest_yaml`. Exit codes:
+0 printed; 2 the file, the run or the operator's settings must change first (the message says
+what to change).
 """
 
 from __future__ import annotations
@@ -22,19 +24,29 @@ PLACEHOLDER_COMMIT = "0" * 40
 PLACEHOLDER_DEPS_HASH = "0" * 16
 
 
+class RenderRefused(click.ClickException):
+    """The file, the run in it or the operator's settings must change first: exit 2, as
+    `rolloutctl run` does for a manifest that cannot run."""
+
+    exit_code = 2
+
+
 def _load_runs(stream: IO[str]) -> list[Mapping[str, Any]]:
     """The RolloutRun documents of a YAML stream (other documents are ignored)."""
-    import yaml
-
     from rollout_operator.api.constants import KIND
+    from rollout_operator.api.manifest_yaml import (
+        ManifestYAMLError,
+        load_manifest_documents,
+        read_manifest,
+    )
 
     try:
-        documents = [doc for doc in yaml.safe_load_all(stream) if doc is not None]
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{stream.name}: not valid YAML: {exc}") from None
+        documents = load_manifest_documents(read_manifest(stream))
+    except ManifestYAMLError as exc:
+        raise RenderRefused(f"{stream.name}: {exc}") from None
     runs = [doc for doc in documents if isinstance(doc, Mapping) and doc.get("kind") == KIND]
     if not runs:
-        raise click.ClickException(f"{stream.name}: no document with kind: {KIND}")
+        raise RenderRefused(f"{stream.name}: no document with kind: {KIND}")
     return runs
 
 
@@ -54,17 +66,17 @@ def render_run(
     meta = run.get("metadata") or {}
     run_name = name or meta.get("name")
     if not run_name:
-        raise click.ClickException("the RolloutRun has no metadata.name; pass --name")
+        raise RenderRefused("the RolloutRun has no metadata.name; pass --name")
     run_namespace = namespace or meta.get("namespace") or "default"
     try:
         spec = validate_spec(
             run.get("spec"), cluster=True, allow_file_repos=settings.allow_file_repos
         )
     except SpecError as exc:
-        raise click.ClickException(_problem_list(run_name, exc.problems)) from None
+        raise RenderRefused(_problem_list(run_name, exc.problems)) from None
     problems = policy_problems(spec, settings)
     if problems:
-        raise click.ClickException(_problem_list(run_name, problems))
+        raise RenderRefused(_problem_list(run_name, problems))
     ctx = RunContext(
         name=run_name,
         namespace=run_namespace,
@@ -121,10 +133,10 @@ def render_command(stream: IO[str], namespace: str | None, name: str | None) -> 
     try:
         settings = OperatorSettings()
     except ValidationError as exc:
-        raise click.ClickException(f"operator settings (ROLLOUT_OPERATOR_*): {exc}") from None
+        raise RenderRefused(f"operator settings (ROLLOUT_OPERATOR_*): {exc}") from None
     runs = _load_runs(stream)
     if name is not None and len(runs) > 1:
-        raise click.ClickException("--name applies to a file with one RolloutRun only")
+        raise RenderRefused("--name applies to a file with one RolloutRun only")
     parts = []
     for run in runs:
         header, manifests = render_run(run, namespace=namespace, name=name, settings=settings)

@@ -1,7 +1,8 @@
 """`rolloutctl run -f rolloutrun.yaml`: the same RolloutRun on this machine, no cluster.
 
 Progress goes to stderr (a live panel on a terminal, a line every few seconds otherwise); the
-summary table, or with `--json` one JSON object, goes to stdout. Exit codes: 0 the run
+summary table, or with `--json` one JSON object, goes to stdout; both, and the log lines, are
+scrubbed of the secrets in this process's environment (`runtime.scrub`). Exit codes: 0 the run
 completed; 1 it failed (a retry may help: run the same command again to resume); 2 the
 manifest, the repo or this machine's setup must change first; 130 stopped by Ctrl-C (what was
 committed is kept, and the same command resumes).
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from rollout_operator.local.backend import LocalBackend, RunResult
+    from rollout_operator.runtime.scrub import Scrubber
 
 
 @click.command("run")
@@ -51,25 +54,39 @@ def run_command(filename: Path, name: str | None, workers: int | None, no_sandbo
     from rich.console import Console
 
     from rollout_operator.local.run_file import RunFileError, load_run_file
+    from rollout_operator.runtime.scrub import Scrubber, use_process_scrubber
 
     _configure_logging(verbose)
+    use_process_scrubber(Scrubber.from_environ(os.environ))
     err = Console(stderr=True)
     try:
         run = load_run_file(filename, name=name, shards=workers, output=output)
     except RunFileError as exc:
         _invalid(err, filename, exc.problems, as_json)
         raise SystemExit(2) from None
-    result = _execute(run, err, sandbox=not no_sandbox)
+    scrubber = use_process_scrubber(Scrubber.for_run(run.spec, os.environ))
+    result = _scrubbed(_execute(run, err, sandbox=not no_sandbox), scrubber)
     if as_json:
-        click.echo(json.dumps(result.as_json(), indent=1))
+        click.echo(json.dumps(scrubber.scrub_data(result.as_json()), indent=1))
     else:
         _report(result, err)
     raise SystemExit(result.exit_code)
 
 
+def _scrubbed(result: RunResult, scrubber: Scrubber) -> RunResult:
+    """`result` with secrets scrubbed from what is printed of it."""
+    if scrubber:
+        result.error = scrubber.scrub(result.error) if result.error else result.error
+        result.summary = scrubber.scrub_data(result.summary)
+        result.problems = scrubber.scrub_data(result.problems)
+    return result
+
+
 def _configure_logging(verbose: bool) -> None:
     from rich.console import Console
     from rich.logging import RichHandler
+
+    from rollout_operator.runtime.scrub import install_log_scrubbing
 
     handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False,
                           rich_tracebacks=False)
@@ -77,6 +94,7 @@ def _configure_logging(verbose: bool) -> None:
                         handlers=[handler], force=True)
     for noisy in ("httpx", "LiteLLM", "litellm", "mcp", "fastmcp", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_log_scrubbing()
 
 
 def _invalid(err: Console, filename: Path, problems: list[str], as_json: bool) -> None:
@@ -86,9 +104,15 @@ def _invalid(err: Console, filename: Path, problems: list[str], as_json: bool) -
                                "problems": [{"file": str(filename), "message": p}
                                             for p in problems]}, indent=1))
         return
+    from rich.markup import escape
+
+    if len(problems) == 1:
+        err.print(f"[red]{filename} cannot be run:[/red] {escape(problems[0])}",
+                  highlight=False, soft_wrap=True)
+        return
     err.print(f"[red]{filename} cannot be run:[/red]", highlight=False, markup=True)
     for problem in problems:
-        err.print(f"  - {problem}", highlight=False, markup=False)
+        err.print(f"  - {problem}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _execute(run: object, err: Console, *, sandbox: bool) -> RunResult:

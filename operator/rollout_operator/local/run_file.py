@@ -27,7 +27,8 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class RunFileError(ValueError):
-    """The manifest cannot be run; `problems` holds one message per problem."""
+    """The manifest cannot be run; `problems` holds one message per problem (the caller names
+    the file)."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -59,24 +60,26 @@ def load_run_file(
     cwd: Path | None = None,
 ) -> LocalRun:
     """Read, resolve and validate the manifest at `path` (raises `RunFileError`)."""
-    import yaml
-
     from rollout_operator.api.constants import GROUP, KIND
+    from rollout_operator.api.manifest_yaml import (
+        ManifestYAMLError,
+        load_manifest_documents,
+        read_manifest,
+    )
 
     cwd = (cwd or Path.cwd()).resolve()
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            documents = load_manifest_documents(read_manifest(file))
     except OSError as exc:
-        raise RunFileError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
-    try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        raise RunFileError([f"{path}: not valid YAML: {exc}"]) from None
+        raise RunFileError([f"cannot be read ({exc.strerror or exc})"]) from None
+    except ManifestYAMLError as exc:
+        raise RunFileError([str(exc)]) from None
     runs = [doc for doc in documents if isinstance(doc, Mapping) and doc.get("kind") == KIND]
     if not runs:
-        raise RunFileError([f"{path}: no document with kind: {KIND} (apiVersion: {GROUP}/...)"])
+        raise RunFileError([f"no document with kind: {KIND} (apiVersion: {GROUP}/...)"])
     if len(runs) > 1:
-        raise RunFileError([f"{path}: holds {len(runs)} RolloutRuns; give one per file"])
+        raise RunFileError([f"holds {len(runs)} RolloutRuns; give one per file"])
     document = runs[0]
     api_version = str(document.get("apiVersion") or "")
     if api_version and not api_version.startswith(f"{GROUP}/"):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,13 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from rollout_operator.api.quantity import parse_quantity as exact_quantity
+
 NetworkMode = Literal["none", "host"]
 
 SANDBOX_TMP = "/tmp"
 _HIDDEN_ROOTS = ("/home", "/root", "/run")
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)$")
-_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
-_DECIMAL_SUFFIXES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 
 INSTALL_HINT = (
     "install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf "
@@ -94,18 +92,11 @@ class SandboxPolicy:
 
 
 def parse_quantity(value: int | str) -> int:
-    """A Kubernetes quantity (`512Mi`, `2Gi`, `1G`, `1500000000`) in bytes."""
-    if isinstance(value, int):
-        return value
-    match = _QUANTITY.match(value.strip())
-    if match is None:
-        raise ValueError(f"{value!r} is not a quantity such as 512Mi or 2Gi")
-    number, suffix = float(match.group(1)), match.group(2)
-    if suffix in _BINARY_SUFFIXES:
-        return int(number * _BINARY_SUFFIXES[suffix])
-    if suffix in _DECIMAL_SUFFIXES:
-        return int(number * _DECIMAL_SUFFIXES[suffix])
-    raise ValueError(f"{value!r}: unknown unit {suffix!r} (use Ki, Mi, Gi, k, M or G)")
+    """A Kubernetes quantity (`512Mi`, `2Gi`, `1G`, `1500000000`) in whole bytes."""
+    amount = exact_quantity(value.strip() if isinstance(value, str) else value)
+    if amount < 0:
+        raise ValueError(f"{value!r} is negative; give an amount such as 512Mi or 2Gi")
+    return int(amount)
 
 
 def find_bwrap() -> str | None:

@@ -34,6 +34,7 @@ from rollout_operator.runtime.run_layout import (
     part_key,
     shard_dir,
 )
+from rollout_operator.runtime.scrub import Scrubber, process_scrubber
 from rollout_operator.runtime.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -169,12 +170,17 @@ class ReadStats:
 
 
 async def read_all_records(
-    store: ObjectStore, run_prefix: str, *, stats: ReadStats | None = None
+    store: ObjectStore,
+    run_prefix: str,
+    *,
+    stats: ReadStats | None = None,
+    scrubber: Scrubber | None = None,
 ) -> AsyncIterator[TrajectoryRecord]:
     """Every committed record of the run, shard by shard, one per (row, sample).
 
     When an item was committed twice (two writers raced for a shard), the first committed
-    record is kept: the one in the lowest-numbered part.
+    record is kept: the one in the lowest-numbered part. With `scrubber`, the secrets it knows
+    are scrubbed from each record as it is read (the writers scrubbed theirs already).
     """
     stats = stats if stats is not None else ReadStats()
     seen: set[ItemKey] = set()
@@ -182,6 +188,8 @@ async def read_all_records(
     async for key, data in _read_ahead(store, keys):
         stats.parts += 1
         for number, line in _lines(data):
+            if scrubber:
+                line = _scrub_line(scrubber, line)
             try:
                 record = TrajectoryRecord.model_validate_json(line)
             except ValidationError as exc:
@@ -198,6 +206,16 @@ async def read_all_records(
             yield record
 
 
+def _scrub_line(scrubber: Scrubber, line: bytes) -> bytes:
+    text = line.decode("utf-8", errors="replace")
+    if not scrubber.finds(text):
+        return line
+    try:
+        return scrubber.scrub_json(text, ensure_ascii=False, separators=(",", ":")).encode()
+    except ValueError:  # not JSON: reported as an invalid record, with the secret scrubbed
+        return scrubber.scrub(text).encode()
+
+
 class ShardWriter:
     """Buffers one shard's finished records and commits them in write-once parts.
 
@@ -205,7 +223,8 @@ class ShardWriter:
     A part is committed when `part_size` records are waiting, when the oldest waiting record
     is `interval_s` old, and on exit (also when the block raises, so that finished work is
     kept). `run_prefix` is the run's folder within `store` ("" when the store is opened at the
-    run's URL).
+    run's URL). Every record is scrubbed of the secrets `scrubber` knows (by default the
+    process's scrubber) as it is added: messages, tool outputs, errors and metadata alike.
     """
 
     def __init__(
@@ -216,6 +235,7 @@ class ShardWriter:
         *,
         part_size: int = DEFAULT_PART_SIZE,
         interval_s: float = DEFAULT_INTERVAL_S,
+        scrubber: Scrubber | None = None,
     ) -> None:
         if part_size < 1:
             raise ValueError(f"part_size must be at least 1, got {part_size}")
@@ -227,6 +247,7 @@ class ShardWriter:
         self.index = index
         self.part_size = part_size
         self.interval_s = interval_s
+        self.scrubber = scrubber if scrubber is not None else process_scrubber()
         self.committed = 0
         self.parts: list[str] = []
         self._lines: list[bytes] = []
@@ -251,7 +272,10 @@ class ShardWriter:
     async def add(self, record: TrajectoryRecord) -> None:
         """Buffer a record; commit a part when enough are waiting."""
         self._raise_failure()
-        self._lines.append(record.model_dump_json().encode() + b"\n")
+        line = record.model_dump_json()
+        if self.scrubber:
+            line = self.scrubber.scrub_json(line, ensure_ascii=False, separators=(",", ":"))
+        self._lines.append(line.encode() + b"\n")
         if self._oldest is None:
             self._oldest = time.monotonic()
         if len(self._lines) >= self.part_size:
