@@ -6,8 +6,8 @@ model key and the storage secret, and its judge scorer logs the judge key and ra
 that holds it (plain, quoted and URL-encoded). Nothing the pods write (the committed parts, the
 Parquet file, results.json, the termination messages, the logs) may hold a key.
 
-Where the run config has a `scorer_url`, the scorers run in their own server
-(`rolloutctl serve-scorers`, the user-code side), else in the worker.
+The scorers run in their own server (`rolloutctl serve-scorers`, the user-code side, which
+holds the judge key); the worker holds the judge key too, to scrub it from what comes back.
 """
 
 from __future__ import annotations
@@ -77,10 +77,7 @@ def leaky_tool_url() -> Iterator[str]:
 
 @contextmanager
 def scorer_service() -> Iterator[dict[str, str]]:
-    """What the run config needs for its scorers: a scorer server's URL, when it takes one."""
-    if "scorer_url" not in RunConfig.model_fields:
-        yield {}
-        return
+    """A scorer server for the `leaky` repo; what the run config needs to reach it."""
     port = free_port()
     argv = ["serve-scorers", "--repo", str(LEAKY), "--port", str(port), "--timeout", "30"]
     for ref in SCORERS:
