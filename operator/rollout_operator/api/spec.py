@@ -323,7 +323,18 @@ class ScoringSpec(ApiModel):
     secrets: list[SecretEnv] = Field(
         default_factory=list,
         max_length=32,
-        description="Secrets exposed to scorers as env vars, e.g. a judge model's API key.",
+        description=(
+            "Secrets exposed to scorers (and only to them) as env vars, e.g. a judge model's "
+            "API key."
+        ),
+    )
+    egress: list[EgressRule] = Field(
+        default_factory=list,
+        max_length=32,
+        description=(
+            "Destinations the scorers may reach, e.g. an LLM judge's API; DNS only when "
+            "empty."
+        ),
     )
 
 

@@ -199,6 +199,23 @@ def build_summary(
     return summary
 
 
+async def record_inspection(store: Any, config: RunConfig) -> None:
+    """Add what inspection found (tools, scorers, FastMCP version) to the run's `run.json`,
+    which sync wrote before the repo was inspected."""
+    from rollout_operator.runtime.run_layout import RUN_JSON
+
+    if not await store.exists(RUN_JSON):
+        return
+    document = json.loads(await store.get(RUN_JSON))
+    if not isinstance(document, dict):
+        return
+    document["tools"] = list(config.tools)
+    document["scorers"] = list(config.scorers or config.spec.scoring.functions or [])
+    document.setdefault("versions", {})["fastmcp"] = config.fastmcp_version
+    data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+    await store.put(RUN_JSON, data)
+
+
 async def aggregate_run(
     config: RunConfig,
     *,
@@ -214,6 +231,7 @@ async def aggregate_run(
     spec = config.spec
     store = open_store(config.run_prefix, endpoint=spec.output.endpoint, environ=environ)
     scrubber = Scrubber.for_run(spec, environ)
+    await record_inspection(store, config)
     scan = _Scan()
     stats = ReadStats()
     async for record in read_all_records(store, "", stats=stats, scrubber=scrubber):

@@ -72,6 +72,8 @@ class ShardResult:
     skipped: int = 0
     failed: int = 0
     masked: int = 0
+    scorer_restarts: int = 0
+    """Restarts of the scorer server seen by this attempt (a scorer crashed its process)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +83,7 @@ class ShardResult:
             "skipped": self.skipped,
             "failed": self.failed,
             "masked": self.masked,
+            "scorerRestarts": self.scorer_restarts,
         }
 
 
@@ -153,6 +156,8 @@ async def run_shard(
             if handle_sigterm:
                 loop.remove_signal_handler(signal.SIGTERM)
             progress.cancel()
+            if runner.scoring is not None:
+                result.scorer_restarts = runner.scoring.restarts
             for close in closers:
                 with contextlib.suppress(Exception):
                     await close()
@@ -266,7 +271,6 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
     if not config.tool_url:
         raise PodFailure("The run config has no tool_url (the tool Service's /mcp URL)",
                          exit_code=EXIT_CONFIG)
-    scorers = _load_scorers(config)
     api_key = environ.get(MODEL_API_KEY_ENV) or None
     base_url = config.model_endpoint
     check_api_key(resolve_model(config.model_name, base_url), api_key, base_url, environ)
@@ -282,6 +286,9 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
         raise PodFailure(f"Model check failed: {exc}", exit_code=EXIT_RETRY) from None
     tools, schemas = await _tools(config)
     closers.append(tools.aclose)
+    scoring = await _scoring(config)
+    if scoring is not None:
+        closers.append(scoring.aclose)
     agent = AgentConfig(
         max_turns=spec.agent.max_turns,
         completion_params=config.completion_params(),
@@ -289,25 +296,45 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
         rollout_timeout_s=spec.agent.rollout_timeout_seconds,
     )
     runner = RolloutRunner(
-        chat, tools, schemas, scorers, agent,
+        chat, tools, schemas, (), agent,
         score_timeout_s=spec.scoring.timeout_seconds,
         fastmcp_version=config.fastmcp_version,
+        scoring=scoring,
     )
     return runner, closers
 
 
-def _load_scorers(config: RunConfig) -> list[Any]:
-    from rollout_operator.runtime.bundle import activate_bundle
-    from rollout_operator.runtime.repo_loader import discover_scorers
-    from rollout_operator.runtime.scoring import load_scorers
+async def _scoring(config: RunConfig) -> Any:
+    """The scorer server's client, once the server answers; None when the run has no scorers.
 
-    activate_bundle(config.repo_dir)  # scorers may import the repo's own dependencies
+    The worker never imports the repo: its scorers run on the user-code side, in the scorer
+    server at `config.scorer_url`.
+    """
+    from rollout_operator.runtime.scorer_client import RemoteScorers, ScoringUnavailable
+    from rollout_operator.runtime.scorer_protocol import ProtocolError
+
     refs = list(config.scorers or config.spec.scoring.functions or [])
-    if not refs:
-        refs = [found.ref for found in discover_scorers(config.repo_dir)]
-    scorers = load_scorers(config.repo_dir, refs)
-    logger.info("Scorers: %s", ", ".join(refs) or "none")
-    return scorers
+    if not config.scorer_url:
+        if refs:
+            raise PodFailure(
+                f"The run has scorers ({', '.join(refs)}) but its config has no scorer_url "
+                "(the scorer Service's URL)", exit_code=EXIT_CONFIG)
+        logger.info("Scorers: none")
+        return None
+    scoring = RemoteScorers(config.scorer_url, refs=refs,
+                            timeout_s=config.spec.scoring.timeout_seconds,
+                            max_in_flight=max(2, min(8, config.spec.workers.concurrency // 32)))
+    try:
+        served = await scoring.start(wait_s=TOOLS_WAIT_S)
+    except ScoringUnavailable as exc:
+        await scoring.aclose()
+        raise PodFailure(str(exc), exit_code=EXIT_RETRY) from None
+    except (ProtocolError, ValueError) as exc:
+        await scoring.aclose()
+        raise PodFailure(f"Scorer server at {config.scorer_url}: {exc}",
+                         exit_code=EXIT_CONFIG) from None
+    logger.info("Scorers at %s: %s", config.scorer_url, ", ".join(served) or "none")
+    return scoring
 
 
 async def _tools(config: RunConfig) -> tuple[Any, list[Any]]:

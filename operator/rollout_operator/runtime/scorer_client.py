@@ -6,9 +6,10 @@ is waiting goes out at once, so a quiet worker sends single items with no added 
 busy one sends batches of up to `max_batch` items, as many as piled up during the last answer.
 
 When a batch's connection breaks (the scorer process died: `os._exit`, a segfault, the memory
-limit) its items are scored again one scorer at a time, each request alone, once the supervisor
-has a new process up: a request that kills the process again names the scorer that did it, and
-every other score is unaffected. When no scorer server answers within `unavailable_after_s`,
+limit) its items are sent again one at a time, isolated, once the supervisor has a new process
+up: the server then runs each scorer of the item in a forked process of its own, so the scorer
+that kills a process is named on that item, with how its process ended, and every other score
+is unaffected. When no scorer server answers within `unavailable_after_s`,
 the items fail with `ScoringUnavailable` and their rollouts are masked (a dead sandbox is
 infrastructure, never a score of 0).
 """
@@ -42,8 +43,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_IN_FLIGHT = 4
 UNAVAILABLE_AFTER_S = 120.0
-DIED_MESSAGE = ("the scorer process died while running it (os._exit, a crash or the memory "
-                "limit); it was restarted")
+ISOLATED_ATTEMPTS = 5
 
 
 class ScoringUnavailable(Exception):
@@ -142,6 +142,7 @@ class RemoteScorers:
     async def _send(self, batch: list[_Pending]) -> None:
         try:
             self.batches += 1
+            results: dict[str, ItemScores | Exception]
             try:
                 answer = await self._request([p.payload for p in batch], None)
                 results = {result.id: result for result in answer.results}
@@ -151,6 +152,9 @@ class RemoteScorers:
                 if pending.future.done():
                     continue
                 result = results.get(str(pending.payload["id"]))
+                if isinstance(result, Exception):
+                    pending.future.set_exception(result)
+                    continue
                 if result is None:
                     result = ItemScores(id=str(pending.payload["id"]))
                 pending.future.set_result(self._complete(result))
@@ -180,37 +184,48 @@ class RemoteScorers:
                 del result.scores[ref]
         return result
 
-    async def _isolate(self, batch: list[_Pending]) -> dict[str, ItemScores]:
-        """Score each item of a batch whose process died, one scorer per request."""
+    async def _isolate(self, batch: list[_Pending]) -> dict[str, ItemScores | Exception]:
+        """Score the items of a batch whose process died again, each alone and isolated: the
+        server runs every scorer of the item in a process of its own, so whatever kills a
+        process is that scorer's error on that item. A server that dies during an isolated
+        request was killed by something else (another worker's batch): the request is sent
+        again, and an item that cannot be scored that way is unavailable (masked)."""
         self.isolated += 1
-        log.warning("the scorer process died during a batch of %d; scoring its items one "
-                    "scorer at a time", len(batch))
-        results: dict[str, ItemScores] = {}
+        log.warning("the scorer process died during a batch of %d; scoring its items again, "
+                    "each scorer in a process of its own", len(batch))
+        results: dict[str, ItemScores | Exception] = {}
         for pending in batch:
             item_id = str(pending.payload["id"])
-            combined = ItemScores(id=item_id)
-            for ref in self.refs:
+            outcome: ItemScores | Exception = ScoringUnavailable(
+                f"the scorer server at {self.url} died {ISOLATED_ATTEMPTS} times while this "
+                "item was scored in isolation")
+            for attempt in range(ISOLATED_ATTEMPTS):
+                await self._reset_connections()
                 try:
-                    answer = await self._request([pending.payload], [ref])
+                    answer = await self._request([pending.payload], None, isolate=True)
                 except _Died:
-                    combined.scores[ref] = 0.0
-                    combined.errors[ref] = DIED_MESSAGE
+                    await asyncio.sleep(min(0.2 * 2 ** attempt, 2.0))
                     continue
-                for result in answer.results:
-                    if result.id == item_id:
-                        combined.scores.update(result.scores)
-                        combined.errors.update(result.errors)
-                        combined.scoring_ms += result.scoring_ms
-            results[item_id] = combined
+                outcome = next((r for r in answer.results if r.id == item_id),
+                               ItemScores(id=item_id))
+                break
+            results[item_id] = outcome
         return results
 
-    async def _request(self, items: list[dict[str, Any]],
-                       scorers: list[str] | None) -> ScoreResponse:
+    async def _reset_connections(self) -> None:
+        """Drop kept-alive connections: after a death they lead to the dead process."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def _request(self, items: list[dict[str, Any]], scorers: list[str] | None, *,
+                       isolate: bool = False) -> ScoreResponse:
         """One POST, waiting out a server that is restarting; `_Died` when the connection
         breaks after the request was sent."""
         import aiohttp
 
-        body = _dumps({"version": PROTOCOL_VERSION, "items": items, "scorers": scorers})
+        body = _dumps({"version": PROTOCOL_VERSION, "items": items, "scorers": scorers,
+                       "isolate": isolate})
         deadline = time.monotonic() + self.unavailable_after_s
         delay = 0.05
         while True:

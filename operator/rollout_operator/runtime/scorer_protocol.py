@@ -89,6 +89,10 @@ class ScoreRequest(_Message):
     scorers: list[str] | None = Field(
         default=None, description="Only these refs (None: every loaded scorer)."
     )
+    isolate: bool = Field(
+        default=False,
+        description="Run each scorer call in a forked process of its own (after a crash).",
+    )
 
 
 class ItemScores(BaseModel):

@@ -31,6 +31,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -51,7 +52,7 @@ from rollout_operator.runtime.scorer_protocol import (
     ScorerInfo,
     truncate,
 )
-from rollout_operator.runtime.scoring import Scorer, score_trajectory
+from rollout_operator.runtime.scoring import Scorer, describe_failure, score_one, score_trajectory
 from rollout_operator.runtime.supervisor import GENERATION_ENV
 
 log = logging.getLogger(__name__)
@@ -90,9 +91,13 @@ class ScorerService:
         if request.scorers is not None:
             chosen = [self.by_ref[ref] for ref in request.scorers if ref in self.by_ref]
             unknown = [ref for ref in request.scorers if ref not in self.by_ref]
-        results = await asyncio.gather(
-            *(self._score_item(item, chosen, unknown) for item in request.items)
-        )
+        if request.isolate:
+            results = [await self._score_isolated(item, chosen, unknown)
+                       for item in request.items]
+        else:
+            results = await asyncio.gather(
+                *(self._score_item(item, chosen, unknown) for item in request.items)
+            )
         if self.abandoned >= MAX_ABANDONED_THREADS and not self.restart_requested:
             self.restart_requested = True
             log.warning("%d scorer threads did not return after their timeout; asking for a "
@@ -110,6 +115,24 @@ class ScorerService:
         errors.update({ref: "not loaded by the scorer server" for ref in unknown})
         return {"id": item.id, "scores": outcome.scores, "errors": errors,
                 "scoring_ms": outcome.scoring_ms}
+
+    async def _score_isolated(self, item: ScoreItem, scorers: Sequence[Scorer],
+                              unknown: Sequence[str]) -> dict[str, Any]:
+        """Each scorer in a forked process of its own: one that kills its process (os._exit,
+        a segfault, the memory limit) or hangs is an error of that scorer, and this server
+        lives on."""
+        start = time.perf_counter()
+        scores: dict[str, float] = {}
+        errors: dict[str, str] = {}
+        for scorer in scorers:
+            score, error = await asyncio.to_thread(
+                run_forked, scorer, item.messages, item.ground_truth, item.row, self.timeout_s)
+            scores[scorer.ref] = 0.0 if score is None else score
+            if error is not None:
+                errors[scorer.ref] = truncate(error)
+        errors.update({ref: "not loaded by the scorer server" for ref in unknown})
+        return {"id": item.id, "scores": scores, "errors": errors,
+                "scoring_ms": (time.perf_counter() - start) * 1000}
 
     def _tracked(self, scorer: Scorer) -> Scorer:
         """`scorer`, its sync calls counted as abandoned while they run past the timeout."""
@@ -139,6 +162,76 @@ class ScorerService:
             return 0
         cutoff = time.monotonic() - self.timeout_s
         return sum(1 for started in list(self._inflight.values()) if started < cutoff)
+
+
+def run_forked(scorer: Scorer, messages: list[dict[str, Any]], ground_truth: str | None,
+               row: dict[str, Any], timeout_s: float | None) -> tuple[float | None, str | None]:
+    """Call `scorer` in a forked child process; (score, None) or (None, what went wrong),
+    including how the child ended when it did not answer."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: score, answer through the pipe, leave without cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            try:
+                value = asyncio.run(score_one(scorer, messages, ground_truth, row, None))
+                answer: dict[str, Any] = {"score": value}
+            except BaseException as exc:
+                answer = {"error": describe_failure(exc, timeout_s)}
+            data = json.dumps(answer, allow_nan=False).encode("utf-8")
+            while data:
+                data = data[os.write(write_fd, data):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    try:
+        data, timed_out = _read_all(read_fd, timeout_s)
+    finally:
+        os.close(read_fd)
+    if timed_out:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return None, f"timed out after {timeout_s}s"
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return None, f"its process {_ended(status)} while scoring this item"
+    if "score" in answer:
+        return float(answer["score"]), None
+    return None, str(answer.get("error"))
+
+
+def _read_all(fd: int, timeout_s: float | None) -> tuple[bytes, bool]:
+    """Everything until EOF on `fd`, or (what came, True) once `timeout_s` passes."""
+    import select
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    chunks: list[bytes] = []
+    while True:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([fd], [], [], wait)
+        if not ready:
+            return b"".join(chunks), True
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"was killed by {name}"
+    return f"exited with code {os.WEXITSTATUS(status)} (os._exit)"
 
 
 def _exit_for_restart() -> None:

@@ -139,7 +139,7 @@ async def score_trajectory(
             if isinstance(result, asyncio.CancelledError):
                 raise result
             scores[scorer.ref] = 0.0
-            errors[scorer.ref] = _describe(result, timeout_s)
+            errors[scorer.ref] = describe_failure(result, timeout_s)
         else:
             scores[scorer.ref] = result
     return ScoreOutcome(scores, errors, (time.perf_counter() - start) * 1000)
@@ -162,7 +162,8 @@ async def _guarded(
         return exc
 
 
-def _describe(exc: BaseException, timeout_s: float | None) -> str:
+def describe_failure(exc: BaseException, timeout_s: float | None) -> str:
+    """What a scorer's failure is called on its trajectory."""
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout_s}s"
     if isinstance(exc, SystemExit):
