@@ -20,6 +20,7 @@ from rollout_operator.reconcile.observed import (
     observe,
     pod_problem,
 )
+from rollout_operator.runtime.run_config import RUN_CONFIG_ENV, RunConfig
 from rollout_operator.settings import OperatorSettings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "calculator" / "rolloutrun.yaml"
@@ -104,9 +105,11 @@ def _condition(body: dict[str, Any], type_: str) -> tuple[str, str]:
 
 
 REWARD = "reward_fn.compute_reward:numbers_match_reward"
+FETCH_URL = "https://minio.example.com:9000/rollouts/calculator/bundles/x.tar.gz?X-Amz-Signature=f"
 SYNC_OK = {"ok": True, "commit": "a" * 40, "bundle": "s3://rollouts/calculator/bundles/x.tar.gz",
-           "tools": ["add", "multiply"], "scorers": [REWARD], "fastmcpVersion": "4.2.3",
-           "datasetRows": 20, "problems": []}
+           "bundleFetchURL": FETCH_URL, "datasetRows": 20, "problems": []}
+INSPECT_OK = {"ok": True, "version": 1, "tools": ["add", "multiply"], "scorers": [REWARD],
+              "fastmcpVersion": "4.2.3", "problems": []}
 AGGREGATE_OK = {
     "progress": {"total": 80, "completed": 80, "failed": 0, "masked": 0},
     "summary": {REWARD: {
@@ -116,11 +119,39 @@ AGGREGATE_OK = {
 }
 
 
+def _components(manifests: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted((m["kind"], m["metadata"]["labels"]["rollouts.dev/component"])
+                  for m in manifests)
+
+
+def _run_config(job: dict[str, Any]) -> RunConfig:
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    value = next(e["value"] for e in container["env"] if e["name"] == RUN_CONFIG_ENV)
+    return RunConfig.from_env({RUN_CONFIG_ENV: value})
+
+
+def _synced(body: dict[str, Any], cluster: Cluster, now: datetime = NOW) -> None:
+    """Sync, then inspection, both successful: the run is Synced and starts its servers."""
+    _step(body, cluster, now)
+    cluster.finish_job("sync", {0: SYNC_OK})
+    _step(body, cluster, now)
+    cluster.finish_job("inspect", {0: INSPECT_OK})
+    _step(body, cluster, now)
+    assert _condition(body, ConditionType.SYNCED) == ("True", Reason.SYNCED)
+
+
+def _started(body: dict[str, Any], cluster: Cluster) -> None:
+    _synced(body, cluster)
+    cluster.make_ready("tools")
+    cluster.make_ready("scorers")
+    _step(body, cluster)
+
+
 def test_a_run_from_creation_to_completion_and_cleanup() -> None:
     body, cluster = _body(), Cluster()
 
     first = _step(body, cluster)
-    assert [m["kind"] for m in first.create] == ["Job"]
+    assert _components(first.create) == [("Job", "sync")]
     assert _status(body).phase == Phase.SYNCING
     assert _condition(body, ConditionType.SYNCED) == ("False", Reason.SYNCING)
     assert _status(body).spec_hash and _status(body).start_time == NOW
@@ -129,20 +160,55 @@ def test_a_run_from_creation_to_completion_and_cleanup() -> None:
     assert again.create == [] and again.status is None  # nothing new: level-based, idempotent
 
     cluster.finish_job("sync", {0: SYNC_OK})
+    inspecting = _step(body, cluster)
+    assert _components(inspecting.create) == [("Job", "inspect"), ("NetworkPolicy", "inspect")]
+    assert inspecting.create[0]["kind"] == "NetworkPolicy"  # the policy before its pod
+    assert _condition(body, ConditionType.SYNCED) == ("False", Reason.INSPECTING)
+    assert _status(body).phase == Phase.SYNCING
+    assert _status(body).commit == "a" * 40 and _status(body).tools == []
+    inspect_pod = cluster.component("Job", "inspect")["spec"]["template"]
+    assert inspect_pod["metadata"]["labels"]["rollouts.dev/user-code"] == "true"
+    fetch = inspect_pod["spec"]["initContainers"][0]
+    assert {"name": "ROLLOUT_BUNDLE_FETCH_URL", "value": FETCH_URL} in fetch["env"]
+    assert FETCH_URL not in json.dumps(body["status"])  # the signed URL never goes to status
+    assert _step(body, cluster).create == []
+
+    cluster.finish_job("inspect", {0: INSPECT_OK})
     synced = _step(body, cluster)
     assert _condition(body, ConditionType.SYNCED) == ("True", Reason.SYNCED)
-    assert _status(body).commit == "a" * 40 and _status(body).tools == ["add", "multiply"]
-    assert sorted(m["kind"] for m in synced.create) == ["Deployment", "NetworkPolicy", "Service"]
+    status = _status(body)
+    assert status.commit == "a" * 40 and status.tools == ["add", "multiply"]
+    assert status.scorers == [REWARD] and status.fastmcp_version == "4.2.3"
+    assert _components(synced.create) == [
+        ("Deployment", "scorers"), ("Deployment", "tools"),
+        ("NetworkPolicy", "scorers"), ("NetworkPolicy", "tools"),
+        ("Service", "scorers"), ("Service", "tools")]
+    for server in ("tools", "scorers"):
+        pod = cluster.component("Deployment", server)["spec"]["template"]["spec"]
+        assert {"name": "ROLLOUT_BUNDLE_FETCH_URL", "value": FETCH_URL} in pod[
+            "initContainers"][0]["env"]
     assert _status(body).phase == Phase.STARTING
     assert any(e.reason == Reason.SYNCED for e in synced.events)
+    assert FETCH_URL not in json.dumps(body["status"])
 
     cluster.make_ready("tools")
+    waiting = _step(body, cluster)
+    assert waiting.create == [] and _status(body).phase == Phase.STARTING
+    assert _condition(body, ConditionType.TOOLS_READY) == ("False", Reason.TOOLS_STARTING)
+    ready = find_condition(_status(body).conditions, ConditionType.TOOLS_READY)
+    assert ready is not None and "the scorer servers" in ready.message
+
+    cluster.make_ready("scorers")
     started = _step(body, cluster)
+    assert _condition(body, ConditionType.TOOLS_READY) == ("True", Reason.TOOLS_AVAILABLE)
     assert [m["kind"] for m in started.create] == ["Job"]
     worker_job = started.create[0]
     assert worker_job["spec"]["completionMode"] == "Indexed"
     assert _condition(body, ConditionType.INFERENCE_READY) == ("True", Reason.EXTERNAL_ENDPOINT)
     assert _status(body).phase == Phase.RUNNING
+
+    scorer_service = cluster.component("Service", "scorers")["metadata"]["name"]
+    assert _run_config(worker_job).scorer_url == f"http://{scorer_service}.team.svc:8081"
 
     cluster.finish_job("workers", {0: {"shard": 0, "done": 40}, 1: {"shard": 1, "done": 40}})
     aggregating = _step(body, cluster)
@@ -158,9 +224,15 @@ def test_a_run_from_creation_to_completion_and_cleanup() -> None:
     assert status.phase == Phase.SUCCEEDED and status.score == "1.000"
     assert status.summary is not None and status.completion_time == NOW
 
-    assert sorted(kind for _, kind, _ in completed.delete) == [
-        "Deployment", "NetworkPolicy", "Service"]
+    deleted = sorted((kind, name) for _, kind, name in completed.delete)
+    assert [kind for kind, _ in deleted] == [
+        "Deployment", "Deployment", "NetworkPolicy", "NetworkPolicy", "Service", "Service"]
+    assert all(name.startswith(("calculator-tools-", "calculator-scorers-"))
+               for _, name in deleted), deleted
     assert not completed.delete_run
+    left = {child["metadata"]["labels"]["rollouts.dev/component"]
+            for child in cluster.children.values()}
+    assert left == {"sync", "inspect", "workers", "aggregate"}
     settled = _step(body, cluster)
     assert settled.delete == [] and settled.create == [] and not settled.delete_run
     ttl = _step(body, cluster, NOW + timedelta(seconds=86400))
@@ -230,9 +302,9 @@ CRASH_LOOP = {"name": "tool-server", "state": {"waiting": {"reason": "CrashLoopB
 
 def test_a_tool_server_that_never_comes_up_is_explained_then_fails_the_run() -> None:
     body, cluster = _body(), Cluster()
-    _step(body, cluster)
-    cluster.finish_job("sync", {0: SYNC_OK})
-    _step(body, cluster)
+    _synced(body, cluster)
+    cluster.make_ready("scorers")
+    scorers = cluster.component("Deployment", "scorers")
     tools = cluster.component("Deployment", "tools")
     tools["metadata"]["creationTimestamp"] = NOW.isoformat().replace("+00:00", "Z")
     cluster.pods.append({
@@ -255,17 +327,46 @@ def test_a_tool_server_that_never_comes_up_is_explained_then_fails_the_run() -> 
     assert failed is not None and "did not become ready within 900 s" in failed.message
     assert "CrashLoopBackOff" in failed.message
     assert _status(body).phase == Phase.FAILED
-    assert ("Deployment", tools["metadata"]["name"]) in {(k, n) for _, k, n in late.delete}
+    deleted = {(k, n) for _, k, n in late.delete}
+    assert ("Deployment", tools["metadata"]["name"]) in deleted
+    assert ("Deployment", scorers["metadata"]["name"]) in deleted
     assert any(e.type == "Warning" and e.reason == Reason.TOOLS_FAILED for e in late.events)
+
+
+SCORER_CRASH = {"name": "scorer-server", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1,
+                                             "message": "ImportError: cannot import 'judge'"}}}
+
+
+def test_scorer_servers_that_never_come_up_fail_the_run_like_tool_servers() -> None:
+    body, cluster = _body(), Cluster()
+    _synced(body, cluster)
+    cluster.make_ready("tools")
+    scorers = cluster.component("Deployment", "scorers")
+    scorers["metadata"]["creationTimestamp"] = NOW.isoformat().replace("+00:00", "Z")
+    cluster.pods.append({
+        "metadata": {"name": "scorers-abc", "labels": dict(
+            scorers["spec"]["template"]["metadata"]["labels"])},
+        "status": {"phase": "Running", "containerStatuses": [SCORER_CRASH]},
+    })
+    waiting = _step(body, cluster, NOW + timedelta(seconds=60))
+    assert waiting.create == [] and _status(body).phase == Phase.STARTING
+    ready = find_condition(_status(body).conditions, ConditionType.TOOLS_READY)
+    assert ready is not None and ready.reason == Reason.TOOLS_STARTING
+    assert ready.message == (
+        "Waiting for the scorer servers to become ready: pod scorers-abc, container "
+        "scorer-server: CrashLoopBackOff (last exit code 1): ImportError: cannot import 'judge'")
+
+    _step(body, cluster, NOW + timedelta(seconds=SETTINGS.tools_start_deadline_seconds))
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.TOOLS_FAILED
+    assert failed.message.startswith("The scorer servers did not become ready within 900 s")
+    assert _status(body).phase == Phase.FAILED
 
 
 def test_a_tool_outage_after_rollouts_started_is_waited_out() -> None:
     body, cluster = _body(), Cluster()
-    _step(body, cluster)
-    cluster.finish_job("sync", {0: SYNC_OK})
-    _step(body, cluster)
-    cluster.make_ready("tools")
-    _step(body, cluster)
+    _started(body, cluster)
     assert _status(body).phase == Phase.RUNNING
     tools = cluster.component("Deployment", "tools")
     tools["metadata"]["creationTimestamp"] = NOW.isoformat().replace("+00:00", "Z")
@@ -299,18 +400,19 @@ def test_pod_problems_in_one_line(pod_status: dict[str, Any], expected: str) -> 
 
 
 @pytest.mark.parametrize(("component", "value"), [
-    ("sync", "config.syncDeadlineSeconds"), ("workers", "config.workerDeadlineSeconds"),
+    ("sync", "config.syncDeadlineSeconds"), ("inspect", "config.syncDeadlineSeconds"),
+    ("workers", "config.workerDeadlineSeconds"),
     ("aggregate", "config.aggregateDeadlineSeconds"),
 ])
 def test_a_job_past_its_deadline_says_which_value_gives_more_time(component: str,
                                                                     value: str) -> None:
     body, cluster = _body(), Cluster()
     _step(body, cluster)
-    if component != "sync":
+    if component == "inspect":
         cluster.finish_job("sync", {0: SYNC_OK})
         _step(body, cluster)
-        cluster.make_ready("tools")
-        _step(body, cluster)
+    elif component != "sync":
+        _started(body, cluster)
     if component == "aggregate":
         cluster.finish_job("workers", {0: {"shard": 0, "done": 40}, 1: {"shard": 1, "done": 40}})
         _step(body, cluster)
@@ -335,12 +437,62 @@ def test_sync_problems_name_the_file() -> None:
     assert "mcp/main.py" in failed.message
 
 
-def test_suspend_holds_the_workers_and_a_failed_shard_fails_the_run() -> None:
-    body, cluster = _body(suspend=True), Cluster()
+def test_inspection_problems_name_the_file_and_fail_the_run() -> None:
+    body, cluster = _body(), Cluster()
     _step(body, cluster)
     cluster.finish_job("sync", {0: SYNC_OK})
     _step(body, cluster)
+    report = {**INSPECT_OK, "ok": False, "tools": [], "problems": [
+        {"file": "reward_fn/compute_reward.py",
+         "message": "ModuleNotFoundError: No module named 'numpyy'"}]}
+    cluster.finish_job("inspect", {0: report}, ok=False)
+    failed_step = _step(body, cluster)
+    assert _condition(body, ConditionType.SYNCED) == ("False", Reason.SYNC_FAILED)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.SYNC_FAILED
+    assert "reward_fn/compute_reward.py: ModuleNotFoundError" in failed.message
+    assert _status(body).phase == Phase.FAILED and _status(body).tools == []
+    assert failed_step.create == []
+    assert not any(kind == "Deployment" for kind, _ in cluster.children)
+
+
+def test_a_sync_report_without_a_signed_url_cannot_be_inspected() -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: {k: v for k, v in SYNC_OK.items() if k != "bundleFetchURL"}})
+    decision = _step(body, cluster)
+    assert decision.create == []
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.SYNC_FAILED
+    assert "Cannot inspect the repository" in failed.message
+    assert "no signed bundle URL" in failed.message
+
+
+def test_a_run_without_scorers_starts_without_scorer_servers() -> None:
+    body, cluster = _body(), Cluster()
+    del body["spec"]["scoring"]["functions"]  # every scorer found: here, none
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: SYNC_OK})
+    inspecting = _step(body, cluster)
+    inspect = inspecting.create[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert inspect["command"] == ["rolloutctl", "inspect", "--repo", "/workspace/repo"]
+    cluster.finish_job("inspect", {0: {**INSPECT_OK, "scorers": []}})
+    synced = _step(body, cluster)
+    assert _condition(body, ConditionType.SYNCED) == ("True", Reason.SYNCED)
+    assert _components(synced.create) == [
+        ("Deployment", "tools"), ("NetworkPolicy", "tools"), ("Service", "tools")]
     cluster.make_ready("tools")
+    started = _step(body, cluster)
+    assert _condition(body, ConditionType.TOOLS_READY) == ("True", Reason.TOOLS_AVAILABLE)
+    assert _components(started.create) == [("Job", "workers")]
+    assert _run_config(started.create[0]).scorer_url is None
+
+
+def test_suspend_holds_the_workers_and_a_failed_shard_fails_the_run() -> None:
+    body, cluster = _body(suspend=True), Cluster()
+    _synced(body, cluster)
+    cluster.make_ready("tools")
+    cluster.make_ready("scorers")
     held = _step(body, cluster)
     assert held.create == [] and _status(body).phase == Phase.SUSPENDED
     body["spec"]["suspend"] = False

@@ -74,6 +74,9 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 
 
+FETCH_URL = "https://runs.s3.example/bundles/b.tar.gz?X-Amz-Signature=0123"
+
+
 def make_context(
     spec: dict[str, Any],
     *,
@@ -91,6 +94,7 @@ def make_context(
         settings=settings or OperatorSettings(),
         commit=COMMIT,
         bundle_url=BUNDLE,
+        bundle_fetch_url=FETCH_URL,
         scorers=["reward_fn.compute_reward:numbers_match_reward"],
         fastmcp_version="4.2.3",
     )

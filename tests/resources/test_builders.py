@@ -16,27 +16,36 @@ from rollout_operator.resources import (
     build_children,
     build_inference_deployment,
     build_inference_service,
+    build_inspect_job,
+    build_inspect_network_policy,
+    build_scorers_deployment,
+    build_scorers_network_policy,
+    build_scorers_service,
     build_sync_job,
     build_tools_deployment,
     build_tools_network_policy,
     build_tools_service,
     build_worker_job,
     inference_children,
+    inspect_children,
     long_running_children,
+    scorer_children,
     tool_children,
 )
 from rollout_operator.resources.context import (
     COMPONENT_LABEL,
     RUN_LABEL,
     RUN_UID_LABEL,
+    SCORER_PORT,
     TOOL_PORT,
+    USER_CODE_LABEL,
     RunContext,
 )
 from rollout_operator.resources.names import MAX_NAME_LENGTH, is_dns_label
 from rollout_operator.resources.security import pod_spec_of, workload_security_violations
 from rollout_operator.runtime.run_config import RunConfig
 from rollout_operator.settings import OperatorSettings
-from tests.resources.cases import BUNDLE, COMMIT, SPECS, UID, make_context
+from tests.resources.cases import BUNDLE, COMMIT, FETCH_URL, SPECS, UID, make_context
 
 CASES = sorted(SPECS)
 
@@ -169,6 +178,32 @@ def test_selectors_pick_the_pods_they_mean(ctx: RunContext) -> None:
     assert not matches(service["spec"]["selector"], build_tools_deployment(other_run)["spec"][
         "template"]["metadata"]["labels"])
 
+    scorers = by_kind(manifests, "Deployment", "scorers")
+    scorer_pod_labels = scorers["spec"]["template"]["metadata"]["labels"]
+    assert matches(scorers["spec"]["selector"]["matchLabels"], scorer_pod_labels)
+    scorer_service = by_kind(manifests, "Service", "scorers")
+    assert matches(scorer_service["spec"]["selector"], scorer_pod_labels)
+    assert not matches(scorer_service["spec"]["selector"], tool_pod_labels)
+    assert not matches(service["spec"]["selector"], scorer_pod_labels)
+    assert scorer_service["spec"]["ports"] == [
+        {"name": "scoring", "port": SCORER_PORT, "targetPort": "scoring", "protocol": "TCP"}]
+    scorer_policy = by_kind(manifests, "NetworkPolicy", "scorers")
+    assert matches(scorer_policy["spec"]["podSelector"]["matchLabels"], scorer_pod_labels)
+    assert not matches(scorer_policy["spec"]["podSelector"]["matchLabels"], tool_pod_labels)
+    (scorer_ingress,) = scorer_policy["spec"]["ingress"]
+    assert scorer_ingress["ports"] == [{"protocol": "TCP", "port": SCORER_PORT}]
+    scorer_from = scorer_ingress["from"][0]["podSelector"]["matchLabels"]
+    assert matches(scorer_from, worker_labels)
+    assert not matches(scorer_from, tool_pod_labels) and not matches(scorer_from, other_workers)
+
+    inspect_job = by_kind(manifests, "Job", "inspect")
+    inspect_pod_labels = inspect_job["spec"]["template"]["metadata"]["labels"]
+    inspect_policy = by_kind(manifests, "NetworkPolicy", "inspect")
+    assert matches(inspect_policy["spec"]["podSelector"]["matchLabels"], inspect_pod_labels)
+    assert not matches(inspect_policy["spec"]["podSelector"]["matchLabels"], tool_pod_labels)
+    assert inspect_policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert inspect_policy["spec"]["ingress"] == []
+
 
 def test_pods_learn_where_the_other_children_are(ctx: RunContext) -> None:
     manifests = all_manifests(ctx)
@@ -177,6 +212,9 @@ def test_pods_learn_where_the_other_children_are(ctx: RunContext) -> None:
     config = run_config_of(worker)
     expected_tool_url = f"http://{service['metadata']['name']}.{ctx.namespace}.svc:{TOOL_PORT}/mcp"
     assert config.tool_url == expected_tool_url
+    scorer_service = by_kind(manifests, "Service", "scorers")
+    assert config.scorer_url == (
+        f"http://{scorer_service['metadata']['name']}.{ctx.namespace}.svc:{SCORER_PORT}")
     assert (config.name, config.namespace, config.uid) == (ctx.name, ctx.namespace, UID)
     assert config.commit == COMMIT and config.bundle_url == BUNDLE
     assert config.run_prefix == f"s3://rollouts/runs/{ctx.namespace}/{ctx.name}-5b0e3c1a"
@@ -198,24 +236,55 @@ def test_pods_learn_where_the_other_children_are(ctx: RunContext) -> None:
 def test_commands_and_the_unpacked_bundle(ctx: RunContext) -> None:
     sync = build_sync_job(ctx)["spec"]["template"]["spec"]
     assert sync["containers"][0]["command"] == ["rolloutctl", "sync", "--workdir", "/workspace"]
+    assert "initContainers" not in sync
     aggregate = build_aggregate_job(ctx)["spec"]["template"]["spec"]
     assert aggregate["containers"][0]["command"] == ["rolloutctl", "aggregate"]
-    for manifest, command in (
-        (build_tools_deployment(ctx), ["rolloutctl", "serve-tools", "--repo", "/workspace/repo",
-                                       "--port", "8080"]),
-        (build_worker_job(ctx), ["rolloutctl", "work"]),
+    # Workers read the dataset from the bundle: they unpack it with the storage credentials.
+    # User-code pods hold none: they fetch it through the signed URL, given in env (a URL's
+    # signature stays out of the command line, which `ps` and pod listings show).
+    fetch = ["rolloutctl", "unpack-bundle", "--url-env", "ROLLOUT_BUNDLE_FETCH_URL",
+             "--dest", "/workspace/repo"]
+    for manifest, unpack_command, command in (
+        (build_worker_job(ctx),
+         ["rolloutctl", "unpack-bundle", "--url", BUNDLE, "--dest", "/workspace/repo"],
+         ["rolloutctl", "work"]),
+        (build_tools_deployment(ctx), fetch,
+         ["rolloutctl", "serve-tools", "--repo", "/workspace/repo", "--port", "8080"]),
+        (build_scorers_deployment(ctx), fetch,
+         ["rolloutctl", "serve-scorers", "--repo", "/workspace/repo", "--port", "8081"]),
+        (build_inspect_job(ctx), fetch, ["rolloutctl", "inspect", "--repo", "/workspace/repo"]),
     ):
         pod = manifest["spec"]["template"]["spec"]
         (unpack,) = pod["initContainers"]
-        assert unpack["command"] == [
-            "rolloutctl", "unpack-bundle", "--url", BUNDLE, "--dest", "/workspace/repo"
-        ]
+        assert unpack["command"] == unpack_command
+        if unpack_command == fetch:
+            assert unpack["name"] == "fetch-bundle"
+            assert env_of(unpack)["ROLLOUT_BUNDLE_FETCH_URL"] == {
+                "name": "ROLLOUT_BUNDLE_FETCH_URL", "value": FETCH_URL}
+        else:
+            assert unpack["name"] == "unpack-bundle"
+            assert "ROLLOUT_BUNDLE_FETCH_URL" not in env_of(unpack)
         assert {"name": "workspace", "mountPath": "/workspace"} in unpack["volumeMounts"]
         main = pod["containers"][0]
         assert main["command"] == command
         assert {"name": "workspace", "mountPath": "/workspace", "readOnly": True} in main[
             "volumeMounts"]
         assert main["image"] == unpack["image"] == ctx.sandbox_image
+        assert "ROLLOUT_BUNDLE_FETCH_URL" not in env_of(main)
+
+
+def test_inspection_checks_the_scorers_the_spec_names() -> None:
+    refs = ["reward_fn.compute_reward:numbers_match_reward", "rubrics.judge:helpful"]
+    ctx = make_context({**SPECS["minimal"], "scoring": {"functions": refs}})
+    job = build_inspect_job(ctx)
+    (inspect,) = job["spec"]["template"]["spec"]["containers"]
+    assert inspect["command"] == [
+        "rolloutctl", "inspect", "--repo", "/workspace/repo",
+        "--scorer", refs[0], "--scorer", refs[1],
+    ]
+    assert job["spec"]["activeDeadlineSeconds"] == ctx.settings.sync_deadline_seconds
+    rule = job["spec"]["podFailurePolicy"]["rules"][1]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["containerName"] == "inspect"
 
 
 def test_tool_server_probes_and_port() -> None:
@@ -224,6 +293,33 @@ def test_tool_server_probes_and_port() -> None:
     assert server["ports"] == [{"name": "mcp", "containerPort": TOOL_PORT, "protocol": "TCP"}]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert server[probe]["httpGet"] == {"path": "/health", "port": "mcp"}
+
+
+def test_scorer_server_probes_port_and_replicas() -> None:
+    ctx = make_context(SPECS["isolated"])
+    deployment = build_scorers_deployment(ctx)
+    assert deployment["spec"]["replicas"] == 3
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert server["ports"] == [
+        {"name": "scoring", "containerPort": SCORER_PORT, "protocol": "TCP"}]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server[probe]["httpGet"] == {"path": "/health", "port": "scoring"}
+    assert server["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+
+
+def test_only_pods_that_run_repo_code_carry_the_user_code_label(ctx: RunContext) -> None:
+    labelled = set()
+    for manifest in all_manifests(ctx):
+        component = manifest["metadata"]["labels"][COMPONENT_LABEL]
+        pod = pod_spec_of(manifest)
+        if pod is None:
+            continue
+        pod_labels = manifest["spec"]["template"]["metadata"]["labels"]
+        if pod_labels.get(USER_CODE_LABEL) == "true":
+            labelled.add(component)
+        else:
+            assert USER_CODE_LABEL not in pod_labels, component
+    assert labelled == {"inspect", "tools", "scorers"}
 
 
 def test_worker_job_is_indexed_per_shard() -> None:
@@ -321,6 +417,49 @@ def test_tool_network_policy_allows_dns_and_listed_destinations_only() -> None:
     assert "annotations" not in minimal["metadata"]
 
 
+def egress_destinations(policy: dict[str, Any]) -> set[tuple[str, tuple[int, ...]]]:
+    """The ipBlock destinations of a policy's egress rules after the first (DNS) one."""
+    dns, *others = policy["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    return {
+        (rule["to"][0]["ipBlock"]["cidr"], tuple(p["port"] for p in rule.get("ports", [])))
+        for rule in others
+    }
+
+
+def test_scorer_network_policy_allows_dns_storage_and_the_judges_only() -> None:
+    settings = OperatorSettings(default_egress=["100.64.0.0/10"], storage_egress=["10.9.9.9/32"])
+    spec = {
+        **SPECS["isolated"],
+        "scoring": {"egress": [{"cidr": "203.0.113.0/24", "ports": [443]},
+                               {"host": "api.judge.example", "ports": [443]}]},
+    }
+    policy = build_scorers_network_policy(make_context(spec, settings=settings))
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    # The tool pods' egress (spec.sandbox.egress, the operator's default) is not the scorers'.
+    assert egress_destinations(policy) == {("10.9.9.9/32", ()), ("203.0.113.0/24", (443,))}
+    assert policy["metadata"]["annotations"] == {
+        "rollouts.dev/egress-hosts-not-enforced": "api.judge.example"
+    }
+    tools = build_tools_network_policy(make_context(spec, settings=settings))
+    assert ("203.0.113.0/24", (443,)) not in egress_destinations(tools)
+    assert "api.judge.example" not in json.dumps(tools)
+    minimal = build_scorers_network_policy(make_context(SPECS["minimal"]))
+    assert len(minimal["spec"]["egress"]) == 1
+    assert "annotations" not in minimal["metadata"]
+
+
+def test_inspection_network_policy_lets_nothing_in_and_only_storage_out() -> None:
+    settings = OperatorSettings(default_egress=["100.64.0.0/10"], storage_egress=["10.9.9.9/32"])
+    spec = {**SPECS["isolated"], "scoring": {"egress": [{"cidr": "203.0.113.0/24"}]}}
+    policy = build_inspect_network_policy(make_context(spec, settings=settings))
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["ingress"] == []
+    assert egress_destinations(policy) == {("10.9.9.9/32", ())}
+    assert "annotations" not in policy["metadata"]
+
+
 def test_vllm_server_spreads_over_its_gpus() -> None:
     ctx = make_context(SPECS["serve-vllm"])
     deployment = build_inference_deployment(ctx)
@@ -376,13 +515,16 @@ def test_sandbox_image_override_reaches_every_sandbox_pod() -> None:
     ("phase", "expected"),
     [
         (Phase.PENDING, []),
-        (Phase.SYNCING, [("Job", "sync")]),
+        (Phase.SYNCING, [("Job", "sync"), ("NetworkPolicy", "inspect"), ("Job", "inspect")]),
         (Phase.STARTING, [("NetworkPolicy", "tools"), ("Service", "tools"),
-                          ("Deployment", "tools"), ("Service", "inference"),
-                          ("Deployment", "inference")]),
+                          ("Deployment", "tools"), ("NetworkPolicy", "scorers"),
+                          ("Service", "scorers"), ("Deployment", "scorers"),
+                          ("Service", "inference"), ("Deployment", "inference")]),
         (Phase.RUNNING, [("NetworkPolicy", "tools"), ("Service", "tools"),
-                         ("Deployment", "tools"), ("Service", "inference"),
-                         ("Deployment", "inference"), ("Job", "workers")]),
+                         ("Deployment", "tools"), ("NetworkPolicy", "scorers"),
+                         ("Service", "scorers"), ("Deployment", "scorers"),
+                         ("Service", "inference"), ("Deployment", "inference"),
+                         ("Job", "workers")]),
         (Phase.AGGREGATING, [("Job", "aggregate")]),
         (Phase.SUCCEEDED, []),
         (Phase.FAILED, []),
@@ -398,22 +540,55 @@ def test_children_per_phase(phase: str, expected: list[tuple[str, str]]) -> None
 
 
 def test_children_of_an_external_model_run() -> None:
-    kinds = [m["kind"] for m in build_children(make_context(SPECS["minimal"]))]
-    assert kinds == ["Job", "NetworkPolicy", "Service", "Deployment", "Job", "Job"]
+    got = [(m["kind"], m["metadata"]["labels"][COMPONENT_LABEL])
+           for m in build_children(make_context(SPECS["minimal"]))]
+    assert got == [
+        ("Job", "sync"), ("NetworkPolicy", "inspect"), ("Job", "inspect"),
+        ("NetworkPolicy", "tools"), ("Service", "tools"), ("Deployment", "tools"),
+        ("NetworkPolicy", "scorers"), ("Service", "scorers"), ("Deployment", "scorers"),
+        ("Job", "workers"), ("Job", "aggregate"),
+    ]
     with pytest.raises(ValueError, match="unknown phase"):
         build_children(make_context(SPECS["minimal"]), "Exploding")
 
 
+def test_a_run_without_scorers_has_no_scorer_servers() -> None:
+    ctx = dataclasses.replace(make_context(SPECS["serve-vllm"]), scoring=False)
+    assert scorer_children(ctx) == []
+    for phase in (None, Phase.STARTING, Phase.RUNNING):
+        components = {m["metadata"]["labels"][COMPONENT_LABEL]
+                      for m in build_children(ctx, phase)}
+        assert "scorers" not in components and "tools" in components
+    worker = build_worker_job(ctx)["spec"]["template"]["spec"]["containers"][0]
+    assert run_config_of(worker).scorer_url is None
+
+
 def test_builders_that_need_sync_results_say_so() -> None:
-    ctx = dataclasses.replace(make_context(SPECS["minimal"]), bundle_url=None)
+    ctx = dataclasses.replace(make_context(SPECS["minimal"]), bundle_url=None,
+                              bundle_fetch_url=None)
     assert build_sync_job(ctx)["kind"] == "Job"
-    for builder in (build_tools_deployment, build_worker_job):
-        with pytest.raises(ValueError, match="after sync"):
+    with pytest.raises(ValueError, match="after sync"):
+        build_worker_job(ctx)
+    user_code = (build_tools_deployment, build_scorers_deployment, build_inspect_job)
+    for builder in user_code:
+        with pytest.raises(ValueError, match="no signed bundle URL"):
             builder(ctx)
     for builder in (build_inference_deployment, build_inference_service):
         with pytest.raises(ValueError, match="external model"):
             builder(ctx)
     assert build_tools_service(ctx)["kind"] == "Service"
+    assert build_scorers_service(ctx)["kind"] == "Service"
+    # A bundle in object storage without its signed URL: user-code pods, which hold no storage
+    # credential, could not fetch it, so they are not built.
+    unsigned = dataclasses.replace(ctx, bundle_url=BUNDLE)
+    assert build_worker_job(unsigned)["kind"] == "Job"
+    for builder in user_code:
+        with pytest.raises(ValueError, match="no signed bundle URL"):
+            builder(unsigned)
+    # A bundle on a local disk needs no credential: its own URL serves.
+    local = dataclasses.replace(ctx, bundle_url="file:///data/runs/bundles/b.tar.gz")
+    tools = build_tools_deployment(local)["spec"]["template"]["spec"]["initContainers"][0]
+    assert env_of(tools)["ROLLOUT_BUNDLE_FETCH_URL"]["value"] == local.bundle_url
 
 
 def test_builders_are_deterministic() -> None:
@@ -425,12 +600,16 @@ def test_builders_are_deterministic() -> None:
 def test_child_groups_for_the_reconciler() -> None:
     served = make_context(SPECS["serve-vllm"])
     assert [m["kind"] for m in tool_children(served)] == ["NetworkPolicy", "Service", "Deployment"]
+    assert [m["kind"] for m in scorer_children(served)] == [
+        "NetworkPolicy", "Service", "Deployment"]
     assert [m["kind"] for m in inference_children(served)] == ["Service", "Deployment"]
+    assert [m["kind"] for m in inspect_children(served)] == ["NetworkPolicy", "Job"]
     assert inference_children(make_context(SPECS["minimal"])) == []
     built = {
         (m["kind"], m["metadata"]["name"], m["apiVersion"])
-        for m in [*tool_children(served), *inference_children(served)]
+        for m in [*tool_children(served), *scorer_children(served), *inference_children(served)]
     }
+    # Servers go when the run finishes; the one-off Jobs (sync, inspection) stay with the run.
     assert set(long_running_children(served.name, served.uid)) == built
 
 
@@ -443,6 +622,8 @@ def test_context_from_the_status_sync_wrote() -> None:
     )
     assert (ctx.commit, ctx.bundle_url, ctx.fastmcp_version) == (COMMIT, BUNDLE, "4.2.3")
     assert ctx.scorers == []
+    assert ctx.scoring  # inspection found a scorer
+    assert ctx.bundle_fetch_url is None  # never in status: read from the sync Job's report
     assert build_worker_job(ctx)["spec"]["template"]["spec"]["initContainers"][0]["command"][3] \
         == BUNDLE
     before_sync = RunContext.from_status(
@@ -450,3 +631,22 @@ def test_context_from_the_status_sync_wrote() -> None:
         spec=ctx.spec, settings=OperatorSettings(), status=None,
     )
     assert before_sync.bundle_url is None and before_sync.commit is None
+    assert not before_sync.scoring
+
+
+def test_context_knows_whether_the_run_has_scorers() -> None:
+    minimal = make_context(SPECS["minimal"]).spec
+    named = make_context({**SPECS["minimal"], "scoring": {"functions": ["reward_fn.a:b"]}}).spec
+    none_found = RolloutRunStatus(commit=COMMIT, bundle=BUNDLE, tools=["add"], scorers=[])
+
+    def context(spec: Any, status: RolloutRunStatus) -> RunContext:
+        return RunContext.from_status(
+            name="calc", namespace="ns", uid=UID, generation=1, spec=spec,
+            settings=OperatorSettings(), status=status, bundle_fetch_url=FETCH_URL,
+        )
+
+    bare = context(minimal, none_found)
+    assert not bare.scoring and scorer_children(bare) == []
+    assert bare.bundle_fetch_url == FETCH_URL and bare.tools == ["add"]
+    assert context(named, none_found).scoring
+    assert len(scorer_children(context(named, none_found))) == 3

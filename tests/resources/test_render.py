@@ -49,15 +49,21 @@ def test_render_the_calculator_example() -> None:
     assert result.exit_code == 0, result.output
     assert result.output.startswith("# Objects the operator creates for RolloutRun default/calc")
     assert "Placeholders" in result.output.splitlines()[1]
+    assert "signed   https://signed-url-of-the-bundle.invalid/" in result.output
     docs = documents(result.output)
-    assert [d["kind"] for d in docs] == [
-        "Job", "NetworkPolicy", "Service", "Deployment", "Job", "Job"
+    assert [(d["kind"], d["metadata"]["labels"]["rollouts.dev/component"]) for d in docs] == [
+        ("Job", "sync"), ("NetworkPolicy", "inspect"), ("Job", "inspect"),
+        ("NetworkPolicy", "tools"), ("Service", "tools"), ("Deployment", "tools"),
+        ("NetworkPolicy", "scorers"), ("Service", "scorers"), ("Deployment", "scorers"),
+        ("Job", "workers"), ("Job", "aggregate"),
     ]
     for doc in docs:
         assert doc["metadata"]["namespace"] == "default"
         assert len(doc["metadata"]["name"]) <= MAX_NAME_LENGTH
         assert workload_security_violations(doc) == []
-    workers = docs[4]
+    inspect = docs[2]["spec"]["template"]["spec"]["containers"][0]
+    assert inspect["command"][-2:] == ["--scorer", "reward_fn.compute_reward:numbers_match_reward"]
+    workers = docs[9]
     assert workers["spec"]["completions"] == 2
     assert workers["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
         "cpu": "2", "memory": "2Gi"
@@ -155,4 +161,4 @@ def test_rolloutctl_entry_point_renders() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert len(documents(completed.stdout)) == 6
+    assert len(documents(completed.stdout)) == 11

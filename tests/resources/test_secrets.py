@@ -11,7 +11,7 @@ import pytest
 from rollout_operator.resources import build_children
 from rollout_operator.resources.context import COMPONENT_LABEL
 from rollout_operator.resources.security import pod_spec_of
-from tests.resources.cases import SPECS, make_context
+from tests.resources.cases import FETCH_URL, SPECS, make_context
 
 SENTINEL = "s3cr3t-VALUE-never-in-a-manifest"
 SECRET_ENV_NAMES = (
@@ -95,8 +95,13 @@ def test_each_pod_gets_only_the_secrets_it_needs() -> None:
             seen[component] = secret_refs(container)
     assert seen == {
         "sync": GIT | STORAGE,
-        "tools/init": STORAGE,
+        "inspect/init": set(),
+        "inspect": set(),
+        "tools/init": set(),
         "tools": set(),
+        "scorers/init": set(),
+        "scorers": JUDGES,
+        # Workers keep the judge keys only to scrub them from what they write.
         "workers/init": STORAGE,
         "workers": MODEL | JUDGES | STORAGE,
         "aggregate": STORAGE,
@@ -114,6 +119,33 @@ def test_judge_keys_keep_their_env_names_and_model_key_is_required() -> None:
     }
     # Storage keys are each optional: a Secret holds AWS or GCS keys, not both.
     assert env["AWS_SESSION_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+@pytest.mark.parametrize("case", sorted(SPECS))
+def test_the_signed_bundle_url_reaches_user_code_pods_only_through_env(case: str) -> None:
+    """The signed URL reads the bundle without credentials: only the fetch-bundle init
+    containers of user-code pods get it, as an env value (not in a command line, not in the
+    run config every pod carries)."""
+    manifests = build_children(make_context(SPECS[case]))
+    holders = []
+    for path, node in walk(manifests):
+        if isinstance(node, str) and FETCH_URL in node:
+            holders.append(path)
+    fetchers = []
+    for index, manifest in enumerate(manifests):
+        pod = pod_spec_of(manifest)
+        if pod is None:
+            continue
+        component = manifest["metadata"]["labels"][COMPONENT_LABEL]
+        for init_index, container in enumerate(pod.get("initContainers", [])):
+            if container["name"] == "fetch-bundle":
+                fetchers.append(component)
+                (env_index,) = [i for i, item in enumerate(container["env"])
+                                if item["name"] == "ROLLOUT_BUNDLE_FETCH_URL"]
+                assert (f"[{index}].spec.template.spec.initContainers[{init_index}]"
+                        f".env[{env_index}].value") in holders
+    assert sorted(fetchers) == ["inspect", "scorers", "tools"]
+    assert len(holders) == 3, holders
 
 
 def test_runs_without_credentials_reference_no_secret() -> None:
