@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.k8s.server import EmulatedCluster
-from tests.operator.harness import Harness, tool_server
+from tests.operator.harness import Harness, services
 from tests.support.s3 import S3Server
 from tests.support.scripted_model import ScriptedModelServer
 
@@ -17,8 +17,8 @@ from tests.support.scripted_model import ScriptedModelServer
 @pytest.fixture
 def harness(k8s_cluster: EmulatedCluster, scripted_model: ScriptedModelServer,
             tmp_path: Path) -> Iterator[Harness]:
-    with S3Server() as s3, tool_server() as tool_url:
-        h = Harness(k8s_cluster, s3, scripted_model.base_url, tool_url, tmp_path)
+    with S3Server() as s3, services() as services_url:
+        h = Harness(k8s_cluster, s3, scripted_model.base_url, services_url, tmp_path)
         h.operator.start()
         try:
             yield h

@@ -124,7 +124,7 @@ class Harness:
     """One cluster with the CRD, a namespace, Secrets, S3, and helpers to drive runs."""
 
     def __init__(self, cluster: EmulatedCluster, s3: S3Server, model_url: str,
-                 tool_url: str, workdir: Path) -> None:
+                 services_url: str, workdir: Path) -> None:
         self.cluster, self.s3, self.model_url, self.workdir = cluster, s3, model_url, workdir
         self.bucket = s3.bucket("runs")
         cluster.kubectl("apply", "--validate=false", "-f", str(CRD))
@@ -141,7 +141,7 @@ class Harness:
             "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT)]),
             "ROLLOUT_OPERATOR_ALLOW_FILE_REPOS": "true",
             "ROLLOUT_OPERATOR_RECONCILE_INTERVAL_SECONDS": "0.5",
-            "ROLLOUT_OPERATOR_SERVICE_URL_TEMPLATE": tool_url.removesuffix("/mcp"),
+            "ROLLOUT_OPERATOR_SERVICE_URL_TEMPLATE": services_url,
             "ROLLOUT_OPERATOR_RUNTIME_IMAGE": "registry.test/rollout-runtime:test",
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }
@@ -201,6 +201,49 @@ class Harness:
 def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "namespace": NAMESPACE}, "stringData": data}
+
+
+@contextmanager
+def scorer_server() -> Iterator[str]:
+    """The calculator's scorers served the way the scorer Service's pods serve them."""
+    import socket
+    import time
+
+    listener = socket.create_server((HOST, 0))
+    port = listener.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rollout_operator.cli.main", "serve-scorers", "--repo",
+         str(EXAMPLE), "--listen-fd", str(listener.fileno())],
+        pass_fds=[listener.fileno()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
+    )
+    listener.close()
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, "serve-scorers exited"
+                assert time.monotonic() < deadline, "serve-scorers did not answer"
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@contextmanager
+def services() -> Iterator[str]:
+    """The calculator's tool and scorer servers behind one address, the way a run's pods
+    reach its Services (see `ServiceRouter`)."""
+    from tests.support.service_router import ServiceRouter
+
+    with tool_server() as tools, scorer_server() as scorers, \
+            ServiceRouter(tools, scorers) as router:
+        yield router.url
 
 
 @contextmanager

@@ -90,7 +90,7 @@ def test_apply_to_complete(harness: Harness, tmp_path: Path) -> None:
     uid = run["metadata"]["uid"]
     # the run finished: its servers are torn down, its Jobs remain until the run goes
     kinds = Counter(kind for kind, _ in harness.children(uid))
-    assert kinds["deployments"] == 0 and kinds["jobs"] == 3
+    assert kinds["deployments"] == 0 and kinds["jobs"] == 4  # sync, inspect, workers, aggregate
 
     # Re-applying the same manifest (GitOps) changes nothing.
     harness.apply(run_manifest("calc", repo, harness.model_url, harness.bucket,
@@ -135,8 +135,8 @@ def test_operator_killed_and_worker_killed_mid_run(harness: Harness, tmp_path: P
     run = harness.wait_phase("resume", ("Succeeded", "Failed"))
     assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"], indent=1)
     _assert_complete_and_exact(harness, run, rows=10, samples=2)
-    names = [name for _, name in harness.children(run["metadata"]["uid"])]
-    assert len(names) == len(set(names))
+    children = harness.children(run["metadata"]["uid"])  # (kind, name): no child made twice
+    assert len(children) == len(set(children))
 
 
 def test_half_the_model_calls_fail(harness: Harness, tmp_path: Path) -> None:

@@ -468,6 +468,41 @@ def test_a_sync_report_without_a_signed_url_cannot_be_inspected() -> None:
     assert "no signed bundle URL" in failed.message
 
 
+@pytest.mark.parametrize("report", [
+    {**INSPECT_OK, "version": 2},  # another version of the operator wrote it
+    {"raw": "Traceback (most recent call last): ..."},  # the container's log, not JSON
+])
+def test_a_finished_inspection_without_a_readable_report_fails_the_run(
+        report: dict[str, Any]) -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: SYNC_OK})
+    _step(body, cluster)
+    job = cluster.component("Job", "inspect")
+    cluster.finish_job("inspect", {0: {}})
+    pod = cluster.pods[-1]
+    text = report["raw"] if "raw" in report else json.dumps(report)
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = text
+    _step(body, cluster)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.SYNC_FAILED, _status(body)
+    assert f"inspection Job {job['metadata']['name']} finished without a report" in \
+        failed.message
+    assert ("version 2" in failed.message) if "version" in report else "not JSON" in \
+        failed.message
+
+
+def test_servers_that_exist_need_no_signed_url_once_the_sync_pod_is_gone() -> None:
+    body, cluster = _body(), Cluster()
+    _started(body, cluster)
+    assert _condition(body, ConditionType.TOOLS_READY) == ("True", Reason.TOOLS_AVAILABLE)
+    sync_pod = cluster.component("Job", "sync")["metadata"]["name"]
+    cluster.pods = [p for p in cluster.pods if not p["metadata"]["name"].startswith(sync_pod)]
+    decision = _step(body, cluster)
+    assert _condition(body, ConditionType.TOOLS_READY) == ("True", Reason.TOOLS_AVAILABLE)
+    assert decision.create == [] or _components(decision.create) == [("Job", "workers")]
+
+
 def test_a_run_without_scorers_starts_without_scorer_servers() -> None:
     body, cluster = _body(), Cluster()
     del body["spec"]["scoring"]["functions"]  # every scorer found: here, none

@@ -1,6 +1,7 @@
-"""`rolloutctl sync`, `unpack-bundle` and `serve-tools` as real processes: a local git remote
-holding the calculator example, bundles in a file:// folder and in moto's S3, and the unpacked
-bundle served over HTTP to FastMCP's own client."""
+"""`rolloutctl sync`, `unpack-bundle`, `inspect` and `serve-tools` as real processes: a local git
+remote holding the calculator example, bundles in a file:// folder and in moto's S3, fetched by
+their signed URLs without credentials, inspected, and served over HTTP to FastMCP's own
+client."""
 
 from __future__ import annotations
 
@@ -85,6 +86,24 @@ def sync(config: RunConfig, tmp_path: Path, env: dict[str, str] | None = None
     return done, json.loads(text)
 
 
+def inspect(fetch_url: str, tmp_path: Path, *scorers: str) -> tuple[
+        subprocess.CompletedProcess[str], dict[str, Any]]:
+    """What the inspection Job's pod does: fetch the bundle by its URL with no credential in
+    the environment, then `rolloutctl inspect` it."""
+    dest = tmp_path / f"inspected-{time.monotonic_ns()}"
+    fetched = run_cli(["unpack-bundle", "--url-env", "BUNDLE_URL", "--dest", str(dest)],
+                      cwd=tmp_path, env={"BUNDLE_URL": fetch_url,
+                                         "ROLLOUT_TERMINATION_MESSAGE_PATH": os.devnull})
+    assert fetched.returncode == 0, fetched.stderr
+    assert "X-Amz-Signature" not in fetched.stdout + fetched.stderr  # the URL's credential
+    message = tmp_path / f"inspect-{time.monotonic_ns()}.json"
+    args = ["inspect", "--repo", str(dest)]
+    for ref in scorers:
+        args += ["--scorer", ref]
+    done = run_cli(args, cwd=tmp_path, env={"ROLLOUT_TERMINATION_MESSAGE_PATH": str(message)})
+    return done, json.loads(message.read_text())
+
+
 CALCULATOR_SCORERS = [
     "reward_fn.compute_reward:numbers_match_reward",
     "reward_rubric.reward_rubric_openai:calculator_rubric_openai",
@@ -100,13 +119,18 @@ def test_sync_to_a_folder_then_reuse(origin: tuple[Path, str], tmp_path: Path) -
     assert report["ok"] is True
     assert report["commit"] == commit
     assert report["reused"] is False
-    assert report["tools"] == ["add", "multiply"]
-    assert sorted(report["scorers"]) == CALCULATOR_SCORERS
+    assert "tools" not in report and "scorers" not in report  # sync never imports the repo
     assert report["problems"] == []
     rows = len((EXAMPLE / "test_data.jsonl").read_text().splitlines())
     assert report["datasetRows"] == rows
     assert report["workItems"] == rows * 3
-    assert report["fastmcpVersion"]
+    assert report["bundleFetchURL"] == report["bundle"]  # a file:// bundle needs no signing
+    done, inspected = inspect(report["bundleFetchURL"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert inspected["ok"] is True and inspected["version"] == 1
+    assert inspected["tools"] == ["add", "multiply"]
+    assert sorted(inspected["scorers"]) == CALCULATOR_SCORERS
+    assert inspected["fastmcpVersion"]
 
     key = bundle_key(commit, deps_hash(repo / "calc"))
     bundle = tmp_path / "out" / key
@@ -115,7 +139,6 @@ def test_sync_to_a_folder_then_reuse(origin: tuple[Path, str], tmp_path: Path) -
     run_json = json.loads((tmp_path / "out" / "default" / "calc-0123abcd" / "run.json")
                           .read_text())
     assert run_json["commit"] == commit
-    assert run_json["tools"] == ["add", "multiply"]
     assert run_json["spec"]["repo"]["path"] == "calc"
     assert run_json["versions"]["python"]
 
@@ -124,7 +147,6 @@ def test_sync_to_a_folder_then_reuse(origin: tuple[Path, str], tmp_path: Path) -
     assert again_done.returncode == 0, again_done.stderr
     assert again["reused"] is True
     assert again["bundle"] == report["bundle"]
-    assert again["tools"] == ["add", "multiply"]
     assert (bundle.stat().st_mtime_ns, bundle.read_bytes()) == before
     assert "building the bundle" not in again_done.stderr
 
@@ -138,7 +160,12 @@ def test_sync_to_s3_then_reuse(
     done, report = sync(config, tmp_path, env=s3_server.env)
     assert done.returncode == 0, done.stderr
     assert report["ok"] is True and report["reused"] is False
-    assert report["tools"] == ["magic"]  # mcp/main.py imported tinypkg from the bundle's _deps
+    signed = report["bundleFetchURL"]
+    assert signed.startswith(s3_server.endpoint) and "X-Amz-Signature=" in signed
+    assert signed not in done.stdout + done.stderr  # in the termination message only
+    done, inspected = inspect(signed, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert inspected["tools"] == ["magic"]  # mcp/main.py imported tinypkg from the bundle's _deps
     key = "rollouts/" + bundle_key(commit, deps_hash(repo / "withdeps"))
     assert s3_server.keys(out) == sorted([key, "rollouts/default/deps-0123abcd/run.json"])
     bucket = out.removeprefix("s3://").split("/", 1)[0]
@@ -184,9 +211,19 @@ def test_unknown_scorer_and_missing_dataset(origin: tuple[Path, str], tmp_path: 
     done, report = sync(config, tmp_path)
     assert done.returncode == 2
     problems = {p["file"]: p["message"] for p in report["problems"]}
-    assert "no_such_function" in problems["reward_fn/compute_reward.py"]
     assert "spec.dataset.path" in problems["missing.jsonl"]
-    assert report["scorers"] == config.spec.scoring.functions
+    assert "reward_fn/compute_reward.py" not in problems  # scorers are inspection's to check
+
+    good = make_config(repo.as_uri(), (tmp_path / "out").as_uri())
+    done, report = sync(good, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert config.spec.scoring.functions is not None
+    done, inspected = inspect(report["bundleFetchURL"], tmp_path, *config.spec.scoring.functions)
+    assert done.returncode == 2
+    assert inspected["ok"] is False
+    problems = {p["file"]: p["message"] for p in inspected["problems"]}
+    assert "no_such_function" in problems["reward_fn/compute_reward.py"]
+    assert inspected["scorers"] == config.spec.scoring.functions
 
 
 def test_token_stays_out_of_the_report(tmp_path: Path) -> None:

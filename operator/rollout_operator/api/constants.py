@@ -77,6 +77,7 @@ class Reason:
     SPEC_CHANGED: Final = "SpecChanged"
     # Synced
     SYNCING: Final = "Syncing"
+    INSPECTING: Final = "Inspecting"
     SYNC_FAILED: Final = "SyncFailed"
     SYNCED: Final = "Synced"
     # ToolsReady

@@ -45,6 +45,7 @@ EXIT_CONFIG = 2
 EXIT_TERMINATED = 143
 
 _MIN_STRING = 16
+NOT_LOGGED = frozenset({"bundleFetchURL"})
 
 
 class PodFailure(Exception):
@@ -102,14 +103,15 @@ def write_termination_message(
     payload: Mapping[str, Any], *, environ: Mapping[str, str] = os.environ
 ) -> str:
     """Write `payload` (scrubbed, made to fit 4 KiB) to the termination-message file and
-    stdout."""
+    stdout; fields in `NOT_LOGGED` (signed URLs) go to the file only, never to the log."""
     text = fit_json(process_scrubber().scrub_data(payload))
     path = termination_message_path(environ)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         logger.warning("Could not write the termination message to %s: %s", path, exc)
-    print(text, flush=True)
+    hidden = {k: ("(not logged)" if k in NOT_LOGGED and v else v) for k, v in payload.items()}
+    print(fit_json(process_scrubber().scrub_data(hidden)), flush=True)
     return text
 
 

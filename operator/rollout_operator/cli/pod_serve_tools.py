@@ -61,7 +61,7 @@ def unpack_bundle_url(url: str, dest: Path, *, endpoint: str | None = None) -> P
         archive = Path(scratch) / "bundle.tar.gz"
         asyncio.run(download_url(url, archive, endpoint=endpoint))
         unpacked = unpack_bundle(archive, dest)
-    _marker(dest).write_text(url + "\n", encoding="utf-8")
+    _marker(dest).write_text(url.split("?", 1)[0] + "\n", encoding="utf-8")
     return unpacked
 
 
@@ -78,19 +78,29 @@ def _run_config_value(name: str) -> Any:
 
 
 @click.command("unpack-bundle", hidden=True)
-@click.option("--url", required=True, help="URL of the bundle (s3://, gs:// or file://).")
+@click.option("--url", default=None,
+              help="URL of the bundle (s3://, gs://, file://, or a signed https:// URL).")
+@click.option("--url-env", default=None,
+              help="Read the URL from this environment variable (a signed URL stays out of "
+                   "the command line and the logs).")
 @click.option("--dest", required=True, type=click.Path(file_okay=False),
               help="Folder to unpack into (absent, empty, or filled by an earlier unpack).")
 @click.option("--endpoint", default=None,
               help="S3 endpoint override (default: the run's spec.output.endpoint).")
-def unpack_bundle_command(url: str, dest: str, endpoint: str | None) -> None:
-    """Download a repo bundle and unpack it (the tool pod's init container)."""
+def unpack_bundle_command(url: str | None, url_env: str | None, dest: str,
+                          endpoint: str | None) -> None:
+    """Download a repo bundle and unpack it (the init container of pods that use the repo)."""
 
     def body() -> dict[str, Any]:
+        chosen_url = url or (os.environ.get(url_env) if url_env else None)
+        if not chosen_url:
+            raise PodFailure("give --url, or --url-env naming a variable that holds the URL",
+                             exit_code=EXIT_CONFIG)
         chosen = endpoint if endpoint is not None else _run_config_value("endpoint")
-        unpacked = unpack_bundle_url(url, Path(dest), endpoint=chosen)
+        unpacked = unpack_bundle_url(chosen_url, Path(dest), endpoint=chosen)
         files = sum(1 for path in unpacked.rglob("*") if path.is_file())
-        return {"ok": True, "bundle": url, "dest": str(unpacked), "files": files}
+        shown = chosen_url.split("?", 1)[0]
+        return {"ok": True, "bundle": shown, "dest": str(unpacked), "files": files}
 
     run_pod_command(body)
 

@@ -7,8 +7,12 @@ importing anything: that `mcp/main.py` is there and the dataset window. What the
 holds (its tools, its scorers) is found by `rolloutctl inspect` on the user-code side. Sync
 writes `run.json` under the run's prefix and reports, in the termination message:
 
-    {"ok", "commit", "bundle", "reused", "depsHash", "datasetRows", "workItems",
-     "problems": [{"file", "message"}]}
+    {"ok", "commit", "bundle", "bundleFetchURL", "reused", "depsHash", "datasetRows",
+     "workItems", "problems": [{"file", "message"}]}
+
+`bundleFetchURL` is a signed URL that reads the bundle (and nothing else) for a week, without
+credentials: user-code pods (inspection, tools, scorers) fetch the bundle with it, since they
+hold no storage credential. The operator passes it to them and never into status.
 
 A repo or spec problem (no `mcp/main.py`, a bad dataset, an unknown revision, refused
 credentials) exits 2, which the Job does not retry; a network or storage hiccup exits 1, which
@@ -48,6 +52,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MCP_MAIN = "mcp/main.py"
+BUNDLE_URL_TTL_S = 7 * 24 * 3600
+"""How long the bundle's signed URL works (S3's longest): user-code pods started later (a
+tool pod rescheduled a week into a run) cannot fetch it."""
 
 
 @dataclass(slots=True)
@@ -56,6 +63,9 @@ class SyncReport:
 
     commit: str | None = None
     bundle: str | None = None
+    bundle_fetch_url: str | None = None
+    """A signed URL that reads the bundle without credentials: for user-code pods. Never
+    copied into status."""
     reused: bool = False
     deps_hash: str | None = None
     dataset_rows: int | None = None
@@ -79,6 +89,7 @@ class SyncReport:
             "ok": self.ok,
             "commit": self.commit,
             "bundle": self.bundle,
+            "bundleFetchURL": self.bundle_fetch_url,
             "reused": self.reused,
             "depsHash": self.deps_hash,
             "datasetRows": self.dataset_rows,
@@ -170,6 +181,7 @@ def run_sync(
             log.info("uploaded the bundle to %s", store.url_for(key))
         if report.ok:
             report.bundle = store.url_for(key)
+            report.bundle_fetch_url = asyncio.run(store.signed_get_url(key, BUNDLE_URL_TTL_S))
         write_run_json(config, report, environ=environ)
     except StorageConfigError as exc:
         raise PodFailure(str(exc), exit_code=EXIT_CONFIG, result=report.partial()) from None

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 PLACEHOLDER_COMMIT = "0" * 40
 PLACEHOLDER_DEPS_HASH = "0" * 16
+PLACEHOLDER_FETCH_URL = "https://signed-url-of-the-bundle.invalid/from-the-sync-report"
 
 
 class RenderRefused(click.ClickException):
@@ -88,7 +89,8 @@ def render_run(
         scorers=list(spec.scoring.functions or []),
     )
     ctx = dataclasses.replace(
-        ctx, bundle_url=bundle_url(ctx.output_url, PLACEHOLDER_COMMIT, PLACEHOLDER_DEPS_HASH)
+        ctx, bundle_url=bundle_url(ctx.output_url, PLACEHOLDER_COMMIT, PLACEHOLDER_DEPS_HASH),
+        bundle_fetch_url=PLACEHOLDER_FETCH_URL,
     )
     header = (
         f"# Objects the operator creates for RolloutRun {run_namespace}/{run_name}, "
@@ -97,6 +99,7 @@ def render_run(
         f"#   uid      {ctx.uid} (it also sets name suffixes and the run prefix)\n"
         f"#   commit   {ctx.commit}\n"
         f"#   bundle   {ctx.bundle_url}\n"
+        f"#   signed   {PLACEHOLDER_FETCH_URL} (user-code pods fetch the bundle with it)\n"
         "#   scorers  spec.scoring.functions (sync finds every scorer when it is empty)\n"
     )
     return header, build_children(ctx)

@@ -8,10 +8,13 @@ runs) or returns with what it is waiting for.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from pydantic import ValidationError
 
 from rollout_operator.api.constants import ConditionStatus, ConditionType, Reason
 from rollout_operator.api.spec import RolloutRunSpec
@@ -25,7 +28,12 @@ from rollout_operator.api.status import (
 from rollout_operator.api.validation import SpecError, parse_spec, spec_hash, spec_problems
 from rollout_operator.reconcile.observed import DeploymentState, JobState, Observed
 from rollout_operator.reconcile.phase import derive_phase
-from rollout_operator.reconcile.results import apply_aggregate, apply_sync, shard_progress
+from rollout_operator.reconcile.results import (
+    apply_aggregate,
+    apply_inspection,
+    apply_sync,
+    shard_progress,
+)
 from rollout_operator.reconcile.secrets import missing_secrets
 from rollout_operator.resources import (
     RunContext,
@@ -33,10 +41,13 @@ from rollout_operator.resources import (
     build_sync_job,
     build_worker_job,
     inference_children,
+    inspect_children,
     long_running_children,
+    scorer_children,
     tool_children,
 )
 from rollout_operator.resources.policy import policy_problems
+from rollout_operator.runtime.inspection import InspectionReport
 from rollout_operator.settings import OperatorSettings
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
@@ -167,9 +178,9 @@ def decide(
         _after_finish(step, spec, observed, now)
         return step.finish(spec)
 
-    if not _sync(step, _context(run, spec, status, settings), observed):
+    if not _sync(step, _context(run, spec, status, settings, observed), observed):
         return step.finish(spec)
-    ctx = _context(run, spec, status, settings)  # now with the commit and bundle
+    ctx = _context(run, spec, status, settings, observed)  # now with commit, bundle, scorers
     tools_ready = _tools(step, ctx, observed)
     inference_ready = _inference(step, spec, ctx, observed)
     if not (tools_ready and inference_ready):
@@ -185,10 +196,14 @@ def decide(
 
 
 def _context(run: RunObject, spec: RolloutRunSpec, status: RolloutRunStatus,
-             settings: OperatorSettings) -> RunContext:
+             settings: OperatorSettings, observed: Observed) -> RunContext:
+    sync = observed.jobs.get("sync")
+    message = sync.messages.get(0) if sync else None
+    fetch_url = message.get("bundleFetchURL") if message else None
     return RunContext.from_status(name=run.name, namespace=run.namespace, uid=run.uid,
                                   generation=run.generation, spec=spec, settings=settings,
-                                  status=status)
+                                  status=status,
+                                  bundle_fetch_url=str(fetch_url) if fetch_url else None)
 
 
 def _clear_spec_failure(step: _Step) -> None:
@@ -228,10 +243,10 @@ def _sync(step: _Step, ctx: RunContext, observed: Observed) -> bool:
     message = job.messages.get(0)
     if job.complete and message and message.get("ok"):
         apply_sync(step.status, message)
-        step.condition(ConditionType.SYNCED, TRUE, Reason.SYNCED,
-                       f"Repository at commit {str(message.get('commit'))[:12]}: "
-                       f"{len(step.status.tools)} tools, {len(step.status.scorers)} scorers.")
-        return True
+        fetch_url = message.get("bundleFetchURL")
+        ctx = dataclasses.replace(ctx, commit=step.status.commit, bundle_url=step.status.bundle,
+                                  bundle_fetch_url=str(fetch_url) if fetch_url else None)
+        return _inspect(step, ctx, observed)
     if _past_deadline(step, job, "The sync Job", "config.syncDeadlineSeconds"):
         step.condition(ConditionType.SYNCED, FALSE, Reason.DEADLINE_EXCEEDED,
                        "The sync Job ran out of time.")
@@ -241,6 +256,57 @@ def _sync(step: _Step, ctx: RunContext, observed: Observed) -> bool:
         step.condition(ConditionType.SYNCED, FALSE, Reason.SYNC_FAILED, text)
         step.fail(Reason.SYNC_FAILED, text)
     return False
+
+
+def _inspect(step: _Step, ctx: RunContext, observed: Observed) -> bool:
+    """The inspection Job imports the bundle on the user-code side; its report finishes the
+    Synced step (tools, scorers) or fails the run with the repo's problems."""
+    job = observed.jobs.get("inspect")
+    if job is None:
+        try:
+            children = inspect_children(ctx)
+        except ValueError as exc:  # the sync report has no signed bundle URL
+            step.fail(Reason.SYNC_FAILED, f"Cannot inspect the repository: {exc}")
+            return False
+        step.ensure(observed, children)
+        step.condition(ConditionType.SYNCED, FALSE, Reason.INSPECTING,
+                       "Inspecting the repository's tools and scorers, without credentials.")
+        return False
+    message = job.messages.get(0)
+    report, unreadable = _inspection(message)
+    if job.complete and report is not None and report.ok:
+        apply_inspection(step.status, report)
+        step.condition(ConditionType.SYNCED, TRUE, Reason.SYNCED,
+                       f"Repository at commit {str(step.status.commit)[:12]}: "
+                       f"{len(step.status.tools)} tools, {len(step.status.scorers)} scorers.")
+        return True
+    if _past_deadline(step, job, "The inspection Job", "config.syncDeadlineSeconds"):
+        step.condition(ConditionType.SYNCED, FALSE, Reason.DEADLINE_EXCEEDED,
+                       "The inspection Job ran out of time.")
+        return False
+    if job.complete and report is None:
+        text = f"The inspection Job {job.name} finished without a report the operator can " \
+               f"read: {unreadable or 'no termination message'}"
+        step.condition(ConditionType.SYNCED, FALSE, Reason.SYNC_FAILED, text)
+        step.fail(Reason.SYNC_FAILED, text)
+        return False
+    if job.failed_terminal or (message is not None and message.get("ok") is False):
+        text = _sync_problems(message, job)
+        step.condition(ConditionType.SYNCED, FALSE, Reason.SYNC_FAILED, text)
+        step.fail(Reason.SYNC_FAILED, text)
+    return False
+
+
+def _inspection(message: Mapping[str, Any] | None) -> tuple[InspectionReport | None, str]:
+    """The inspection report in a termination message, or why there is none."""
+    if not message:
+        return None, ""
+    if "raw" in message:
+        return None, f"not JSON: {str(message['raw'])[-300:]}"
+    try:
+        return InspectionReport.model_validate(message), ""
+    except ValidationError as exc:
+        return None, "; ".join(str(error["msg"]) for error in exc.errors())[:300]
 
 
 def _past_deadline(step: _Step, job: JobState, what: str, value: str, hint: str = "") -> bool:
@@ -270,16 +336,36 @@ def _sync_problems(message: Mapping[str, Any] | None, job: JobState) -> str:
 
 
 def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
-    step.ensure(observed, tool_children(ctx))
-    deployment = observed.deployments.get("tools")
-    if deployment is not None and deployment.ready:
-        step.condition(ConditionType.TOOLS_READY, TRUE, Reason.TOOLS_AVAILABLE,
-                       f"{deployment.available} tool server(s) ready.")
-        return True
-    _not_ready(step, observed, deployment, ConditionType.TOOLS_READY, "the tool servers",
-               Reason.TOOLS_STARTING, Reason.TOOLS_FAILED,
-               ctx.settings.tools_start_deadline_seconds)
-    return False
+    """The user-code servers: tools, and scorers when the run has any (ToolsReady covers
+    both)."""
+    components = ["tools", "scorers"] if ctx.scoring else ["tools"]
+    present = all(observed.has(kind, ctx.child_name(component)) for component in components
+                  for kind in ("NetworkPolicy", "Service", "Deployment"))
+    if not present:
+        # Built only when something is missing: the signed bundle URL they need comes from
+        # the sync Job's pod, which may be gone by now.
+        try:
+            step.ensure(observed, [*tool_children(ctx), *scorer_children(ctx)])
+        except ValueError as exc:
+            step.condition(ConditionType.TOOLS_READY, FALSE, Reason.TOOLS_STARTING,
+                           f"Cannot build the tool and scorer pods: {exc}")
+            return False
+    servers = [("tools", "the tool servers")]
+    if ctx.scoring:
+        servers.append(("scorers", "the scorer servers"))
+    for component, what in servers:
+        deployment = observed.deployments.get(component)
+        if deployment is None or not deployment.ready:
+            _not_ready(step, observed, deployment, ConditionType.TOOLS_READY, what,
+                       Reason.TOOLS_STARTING, Reason.TOOLS_FAILED,
+                       ctx.settings.tools_start_deadline_seconds)
+            return False
+    tools = observed.deployments["tools"]
+    scorers = observed.deployments.get("scorers")
+    step.condition(ConditionType.TOOLS_READY, TRUE, Reason.TOOLS_AVAILABLE,
+                   f"{tools.available} tool server(s)" +
+                   (f" and {scorers.available} scorer server(s)" if scorers else "") + " ready.")
+    return True
 
 
 def _not_ready(step: _Step, observed: Observed, deployment: DeploymentState | None,

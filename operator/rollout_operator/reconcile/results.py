@@ -13,18 +13,24 @@ from rollout_operator.api.status import (
     TrajectorySample,
 )
 from rollout_operator.reconcile.observed import JobState
+from rollout_operator.runtime.inspection import InspectionReport
 
 
 def apply_sync(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
-    """The sync Job's report: commit, bundle, tools, scorers, dataset size."""
+    """The sync Job's report: commit, bundle, dataset size (its signed bundle URL is not
+    status: it is read from the Job's pod when a user-code pod is built)."""
     status.commit = message.get("commit")
     status.bundle = message.get("bundle")
-    status.fastmcp_version = message.get("fastmcpVersion")
-    status.tools = list(message.get("tools") or [])
-    status.scorers = list(message.get("scorers") or [])
     rows = message.get("workItems", message.get("datasetRows"))
     if isinstance(rows, int):
         status.progress = Progress.from_counts(total=rows, completed=0)
+
+
+def apply_inspection(status: RolloutRunStatus, report: InspectionReport) -> None:
+    """The inspection Job's report: the bundle's tools, scorers and FastMCP version."""
+    status.fastmcp_version = report.fastmcp_version
+    status.tools = list(report.tools)
+    status.scorers = list(report.scorers)
 
 
 def shard_progress(previous: Progress | None, job: JobState) -> Progress:

@@ -11,12 +11,21 @@ from typing import Any
 
 from rollout_operator.api.constants import Phase
 from rollout_operator.resources.aggregate import build_aggregate_job
-from rollout_operator.resources.context import INFERENCE, TOOLS, RunContext
+from rollout_operator.resources.context import INFERENCE, SCORERS, TOOLS, RunContext
 from rollout_operator.resources.inference import (
     build_inference_deployment,
     build_inference_service,
 )
+from rollout_operator.resources.inspect_job import (
+    build_inspect_job,
+    build_inspect_network_policy,
+)
 from rollout_operator.resources.names import child_name
+from rollout_operator.resources.scorers import (
+    build_scorers_deployment,
+    build_scorers_network_policy,
+    build_scorers_service,
+)
 from rollout_operator.resources.security import pod_security_violations
 from rollout_operator.resources.sync_job import build_sync_job
 from rollout_operator.resources.tools import (
@@ -33,12 +42,21 @@ TOOL_BUILDERS: tuple[Builder, ...] = (
     build_tools_service,
     build_tools_deployment,
 )
+SCORER_BUILDERS: tuple[Builder, ...] = (
+    build_scorers_network_policy,
+    build_scorers_service,
+    build_scorers_deployment,
+)
+INSPECT_BUILDERS: tuple[Builder, ...] = (build_inspect_network_policy, build_inspect_job)
 INFERENCE_BUILDERS: tuple[Builder, ...] = (build_inference_service, build_inference_deployment)
 
 
 def serving_builders(ctx: RunContext) -> list[Builder]:
-    """Tool servers, and the inference server when the run manages one."""
+    """Tool servers, scorer servers when the run has scorers, and the inference server when
+    the run manages one."""
     builders = list(TOOL_BUILDERS)
+    if ctx.scoring:
+        builders += SCORER_BUILDERS
     if ctx.spec.model.serve is not None:
         builders += INFERENCE_BUILDERS
     return builders
@@ -51,9 +69,10 @@ def builders_for_phase(ctx: RunContext, phase: str | None = None) -> list[Builde
     suspended by their Job, not rebuilt).
     """
     if phase is None:
-        return [build_sync_job, *serving_builders(ctx), build_worker_job, build_aggregate_job]
+        return [build_sync_job, *INSPECT_BUILDERS, *serving_builders(ctx), build_worker_job,
+                build_aggregate_job]
     if phase == Phase.SYNCING:
-        return [build_sync_job]
+        return [build_sync_job, *INSPECT_BUILDERS]
     if phase == Phase.STARTING:
         return serving_builders(ctx)
     if phase == Phase.RUNNING:
@@ -70,6 +89,18 @@ def tool_children(ctx: RunContext) -> list[dict[str, Any]]:
     return [build(ctx) for build in TOOL_BUILDERS]
 
 
+def scorer_children(ctx: RunContext) -> list[dict[str, Any]]:
+    """The scorer servers' NetworkPolicy, Service and Deployment; none without scorers."""
+    if not ctx.scoring:
+        return []
+    return [build(ctx) for build in SCORER_BUILDERS]
+
+
+def inspect_children(ctx: RunContext) -> list[dict[str, Any]]:
+    """The inspection Job and its NetworkPolicy (policy first)."""
+    return [build(ctx) for build in INSPECT_BUILDERS]
+
+
 def inference_children(ctx: RunContext) -> list[dict[str, Any]]:
     """The managed inference Service and Deployment; none for an external model."""
     if ctx.spec.model.serve is None:
@@ -79,16 +110,22 @@ def inference_children(ctx: RunContext) -> list[dict[str, Any]]:
 
 def long_running_children(run_name: str, uid: str) -> list[tuple[str, str, str]]:
     """(kind, name, apiVersion) of the children that serve while a run is going and must be
-    removed when it finishes: tool and inference Deployments, Services and the NetworkPolicy.
+    removed when it finishes: tool, scorer and inference Deployments, their Services and the
+    user-code servers' NetworkPolicies.
 
-    Inference children are listed whether or not the run has them; check before deleting.
+    Scorer and inference children are listed whether or not the run has them; check before
+    deleting.
     """
     tools = child_name(run_name, uid, TOOLS)
+    scorers = child_name(run_name, uid, SCORERS)
     inference = child_name(run_name, uid, INFERENCE)
     return [
         ("Deployment", tools, "apps/v1"),
         ("Service", tools, "v1"),
         ("NetworkPolicy", tools, "networking.k8s.io/v1"),
+        ("Deployment", scorers, "apps/v1"),
+        ("Service", scorers, "v1"),
+        ("NetworkPolicy", scorers, "networking.k8s.io/v1"),
         ("Deployment", inference, "apps/v1"),
         ("Service", inference, "v1"),
     ]
@@ -105,6 +142,11 @@ __all__ = [
     "build_children",
     "build_inference_deployment",
     "build_inference_service",
+    "build_inspect_job",
+    "build_inspect_network_policy",
+    "build_scorers_deployment",
+    "build_scorers_network_policy",
+    "build_scorers_service",
     "build_sync_job",
     "build_tools_deployment",
     "build_tools_network_policy",
@@ -113,7 +155,9 @@ __all__ = [
     "builders_for_phase",
     "child_name",
     "inference_children",
+    "inspect_children",
     "long_running_children",
     "pod_security_violations",
+    "scorer_children",
     "tool_children",
 ]

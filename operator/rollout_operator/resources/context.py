@@ -16,6 +16,7 @@ from rollout_operator.api.status import RolloutRunStatus
 from rollout_operator.resources.names import child_name, label_value
 from rollout_operator.runtime.run_config import RunConfig
 from rollout_operator.runtime.run_layout import run_prefix
+from rollout_operator.runtime.scorer_protocol import DEFAULT_SCORER_PORT
 from rollout_operator.settings import OperatorSettings
 
 APP_NAME = "rollout-operator"
@@ -23,15 +24,23 @@ RUN_LABEL = f"{LABEL_PREFIX}run"
 RUN_UID_LABEL = f"{LABEL_PREFIX}run-uid"
 COMPONENT_LABEL = f"{LABEL_PREFIX}component"
 
+USER_CODE_LABEL = f"{LABEL_PREFIX}user-code"
+"""On every pod that runs the repo's code, so NetworkPolicies and admission policies can
+select them."""
+
 SYNC = "sync"
+INSPECT = "inspect"
 TOOLS = "tools"
+SCORERS = "scorers"
 INFERENCE = "inference"
 WORKERS = "workers"
 AGGREGATE = "aggregate"
-COMPONENTS = (SYNC, TOOLS, INFERENCE, WORKERS, AGGREGATE)
+COMPONENTS = (SYNC, INSPECT, TOOLS, SCORERS, INFERENCE, WORKERS, AGGREGATE)
+USER_CODE_COMPONENTS = (INSPECT, TOOLS, SCORERS)
 
 TOOL_PORT = 8080
 TOOL_PATH = "/mcp"
+SCORER_PORT = DEFAULT_SCORER_PORT
 
 
 class MissingOutputError(ValueError):
@@ -56,6 +65,13 @@ class RunContext:
     run_prefix: str = ""
     scorers: list[str] = field(default_factory=list)
     fastmcp_version: str | None = None
+    bundle_fetch_url: str | None = None
+    """The signed URL user-code pods fetch the bundle with (from the sync Job's report; never
+    in status)."""
+    scoring: bool = True
+    """Whether the run has scorers (inspection found or the spec names some): a scorer
+    Deployment serves them."""
+    tools: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.run_prefix:
@@ -102,12 +118,15 @@ class RunContext:
         spec: RolloutRunSpec,
         settings: OperatorSettings,
         status: RolloutRunStatus | None,
+        bundle_fetch_url: str | None = None,
     ) -> RunContext:
-        """A context with what sync recorded in the run's status (commit, bundle, FastMCP).
+        """A context with what sync and inspection recorded in the run's status (commit,
+        bundle, FastMCP, whether there are scorers) and the bundle's signed URL.
 
         Scorers are not taken from status, whose lists are capped for size: pods given none
         run spec.scoring.functions, or every scorer the bundle has.
         """
+        scoring = bool(spec.scoring.functions) or bool(status and status.scorers)
         return cls(
             name=name,
             namespace=namespace,
@@ -118,6 +137,9 @@ class RunContext:
             commit=status.commit if status else None,
             bundle_url=status.bundle if status else None,
             fastmcp_version=status.fastmcp_version if status else None,
+            bundle_fetch_url=bundle_fetch_url,
+            scoring=scoring,
+            tools=list(status.tools) if status else [],
         )
 
     def child_name(self, component: str) -> str:
@@ -139,7 +161,7 @@ class RunContext:
         return {RUN_UID_LABEL: self.uid, COMPONENT_LABEL: component}
 
     def labels(self, component: str) -> dict[str, str]:
-        return {
+        labels = {
             "app.kubernetes.io/name": APP_NAME,
             "app.kubernetes.io/managed-by": APP_NAME,
             "app.kubernetes.io/instance": label_value(self.name),
@@ -147,6 +169,9 @@ class RunContext:
             RUN_LABEL: label_value(self.name),
             **self.selector_labels(component),
         }
+        if component in USER_CODE_COMPONENTS:
+            labels[USER_CODE_LABEL] = "true"
+        return labels
 
     @property
     def sandbox_image(self) -> str:
@@ -169,6 +194,11 @@ class RunContext:
         return self.service_url(TOOLS, TOOL_PORT) + TOOL_PATH
 
     @property
+    def scorer_url(self) -> str | None:
+        """The scorer Service as worker pods reach it; None when the run has no scorers."""
+        return self.service_url(SCORERS, SCORER_PORT) if self.scoring else None
+
+    @property
     def model_base_url(self) -> str | None:
         """The managed inference Service's OpenAI-compatible base URL; None for external models."""
         serve = self.spec.model.serve
@@ -183,6 +213,17 @@ class RunContext:
                 "are built after sync has uploaded the bundle"
             )
         return self.bundle_url
+
+    def require_bundle_fetch_url(self) -> str:
+        """The URL user-code pods fetch the bundle from without credentials."""
+        if self.bundle_fetch_url:
+            return self.bundle_fetch_url
+        if self.bundle_url and self.bundle_url.startswith("file://"):
+            return self.bundle_url
+        raise ValueError(
+            f"run {self.namespace}/{self.name} has no signed bundle URL: user-code pods are "
+            "built from the sync Job's report"
+        )
 
     def effective_spec(self) -> RolloutRunSpec:
         """The spec with the operator's storage defaults filled in, as the pods must use it."""
@@ -201,10 +242,12 @@ class RunContext:
             run_prefix=self.run_prefix,
             bundle_url=self.bundle_url,
             tool_url=self.tool_url,
+            scorer_url=self.scorer_url,
             model_base_url=self.model_base_url,
             commit=self.commit,
             fastmcp_version=self.fastmcp_version,
             scorers=list(self.scorers),
+            tools=list(self.tools),
         )
 
 

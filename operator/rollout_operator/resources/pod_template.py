@@ -223,6 +223,23 @@ def unpack_bundle_container(ctx: RunContext) -> dict[str, Any]:
     )
 
 
+BUNDLE_FETCH_URL_ENV = "ROLLOUT_BUNDLE_FETCH_URL"
+
+
+def fetch_bundle_container(ctx: RunContext) -> dict[str, Any]:
+    """Init container of a user-code pod: fetches the bundle through its signed URL (read-only
+    access to that one object) into /workspace/repo. The pod holds no storage credential."""
+    return sandbox_container(
+        ctx,
+        name="fetch-bundle",
+        command=["rolloutctl", "unpack-bundle", "--url-env", BUNDLE_FETCH_URL_ENV,
+                 "--dest", REPO_DIR],
+        env=[env_value(BUNDLE_FETCH_URL_ENV, ctx.require_bundle_fetch_url())],
+        resources=sandbox_resources(ctx, None),
+        workspace_read_only=False,
+    )
+
+
 def pod_spec(
     ctx: RunContext,
     *,

@@ -1,7 +1,8 @@
-"""The sync Job: clone the repo at its revision, validate it, and upload the bundle.
+"""The sync Job: clone the repo at its revision, check it without running it, and upload the
+bundle.
 
-Its termination message (JSON: commit, bundle URL, tools, scorers, problems) is what the
-operator reads to mark the run Synced or Failed.
+Its termination message (JSON: commit, bundle URL, the bundle's signed URL, dataset size,
+problems) is what the operator reads before it starts the inspection Job, or to fail the run.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The tool servers: a Deployment serving the repo's `mcp/main.py`, its Service, and a
 NetworkPolicy that lets only this run's workers in and almost nothing out.
 
-The init container unpacks the bundle with the storage credentials; the server container runs
-user code on a read-only copy, without any credential.
+User code: the pods hold no credential at all. The init container fetches the bundle through
+its signed URL; the server container runs the repo's tools on a read-only copy.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 from rollout_operator.resources.context import TOOL_PORT, TOOLS, WORKERS, RunContext
 from rollout_operator.resources.pod_template import (
     REPO_DIR,
+    fetch_bundle_container,
     object_meta,
     pod_spec,
     pod_template,
     sandbox_container,
     sandbox_resources,
     scratch_volumes,
-    unpack_bundle_container,
 )
 
 TOOL_CONTAINER = "tool-server"
@@ -58,7 +58,7 @@ def build_tools_deployment(ctx: RunContext) -> dict[str, Any]:
     spec = pod_spec(
         ctx,
         containers=[tool_server_container(ctx)],
-        init_containers=[unpack_bundle_container(ctx)],
+        init_containers=[fetch_bundle_container(ctx)],
         volumes=scratch_volumes(ctx, workspace=True),
         restart_policy="Always",
     )
@@ -89,7 +89,7 @@ def build_tools_service(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def _dns_egress() -> dict[str, Any]:
+def dns_egress() -> dict[str, Any]:
     return {
         "to": [
             {
@@ -106,7 +106,7 @@ def _dns_egress() -> dict[str, Any]:
     }
 
 
-def _cidr_egress(cidr: str, ports: list[int]) -> dict[str, Any]:
+def cidr_egress(cidr: str, ports: list[int]) -> dict[str, Any]:
     rule: dict[str, Any] = {"to": [{"ipBlock": {"cidr": cidr}}]}
     if ports:
         rule["ports"] = [{"protocol": "TCP", "port": port} for port in ports]
@@ -118,11 +118,11 @@ def tools_egress_rules(ctx: RunContext) -> list[dict[str, Any]]:
 
     A NetworkPolicy cannot name hosts, so `host` rules are left out here (see the annotation).
     """
-    rules = [_dns_egress()]
-    rules += [_cidr_egress(cidr, []) for cidr in ctx.settings.default_egress]
-    rules += [_cidr_egress(cidr, []) for cidr in ctx.settings.storage_egress]
+    rules = [dns_egress()]
+    rules += [cidr_egress(cidr, []) for cidr in ctx.settings.default_egress]
+    rules += [cidr_egress(cidr, []) for cidr in ctx.settings.storage_egress]
     rules += [
-        _cidr_egress(rule.cidr, list(rule.ports))
+        cidr_egress(rule.cidr, list(rule.ports))
         for rule in ctx.spec.sandbox.egress
         if rule.cidr is not None
     ]

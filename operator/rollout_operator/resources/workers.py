@@ -1,8 +1,10 @@
 """The worker Indexed Job: one index per shard, each running many agent loops at once.
 
 A failed index is retried alone (`backoffLimitPerIndex`) and resumes after the rollouts it has
-already committed. Workers run the repo's scorers, so they unpack the bundle like tool pods, and
-they get the model key, judge keys and storage credentials.
+already committed. Workers are trusted: they never import the repo (its scorers run in the
+scorer servers, reached at the run config's `scorer_url`), but they unpack the bundle with the
+storage credentials to read the dataset in it. They get the model key, the storage credentials
+and the judge keys (only to scrub them from what they write).
 """
 
 from __future__ import annotations

@@ -117,6 +117,21 @@ class ObjectStore:
         except Exception as exc:
             raise self._error("read", key, exc) from None
 
+    async def signed_get_url(self, key: str, expires_s: int) -> str:
+        """A URL that lets anyone holding it read `key` (and nothing else) for `expires_s`
+        seconds, without credentials: how user-code pods get their bundle. A `file://`
+        store answers the object's own URL, which needs no credential either."""
+        key = _check_key(key)
+        if self.scheme == "file":
+            return self.url_for(key)
+        from datetime import timedelta
+
+        try:
+            return str(await obstore.sign_async(self._store, "GET", key,
+                                                timedelta(seconds=expires_s)))
+        except Exception as exc:
+            raise self._error("sign a URL for", key, exc) from None
+
     async def get_text(self, key: str) -> str:
         return (await self.get(key)).decode("utf-8")
 
@@ -280,9 +295,35 @@ async def download_url(
     endpoint: str | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> Path:
-    """Download the object at `url` into the local file `path`."""
+    """Download the object at `url` into the local file `path`; an `http(s)://` URL (a signed
+    one) is fetched as it is, with no credential."""
+    if url.lower().startswith(("http://", "https://")):
+        return await _download_http(url, Path(path))
     folder, key = split_object_url(url)
     return await open_store(folder, endpoint=endpoint, environ=environ).download(key, path)
+
+
+async def _download_http(url: str, path: Path) -> Path:
+    import aiohttp
+
+    shown = url.split("?", 1)[0]  # a signed URL's query is its credential: never shown
+    partial = path.with_name(path.name + ".partial")
+    try:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.get(url) as response:
+            if response.status != 200:
+                raise StorageError(f"Cannot download {shown}: HTTP {response.status}"
+                                   + (" (the signed URL may have expired)"
+                                      if response.status in (400, 403) else ""))
+            with partial.open("wb") as out:
+                async for chunk in response.content.iter_chunked(1 << 20):
+                    out.write(chunk)
+        partial.replace(path)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        partial.unlink(missing_ok=True)
+        raise StorageError(f"Cannot download {shown}: {_first_line(exc)}") from None
+    return path
 
 
 def _local_store(path: Path) -> ObjectStore:
