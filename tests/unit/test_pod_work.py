@@ -38,6 +38,7 @@ from rollout_operator.runtime.run_layout import run_prefix
 from rollout_operator.runtime.shards import ShardWriter
 from rollout_operator.runtime.storage import open_store
 from tests.support.cli import EXAMPLE, REPO_ROOT, cli_env, rolloutctl_argv
+from tests.operator.harness import scorer_server
 from tests.support.s3 import S3Server, s3_server  # noqa: F401 - the fixture
 from tests.support.scripted_model import start_process
 
@@ -77,6 +78,18 @@ def tool_url() -> Iterator[str]:
         process.wait(10)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def scorer_url() -> Iterator[str]:
+    """The calculator's scorers in their own server, as the scorer Service serves them."""
+    global SCORER_URL
+    with scorer_server() as url:
+        SCORER_URL = url
+        yield url
+
+
+SCORER_URL = ""
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -103,7 +116,7 @@ def make_config(
     return RunConfig(
         spec=spec, namespace="team-a", name=name, uid=UID,
         run_prefix=run_prefix(output, "team-a", name, UID),
-        repo_dir=str(EXAMPLE), tool_url=tool_url, commit="0" * 40,
+        repo_dir=str(EXAMPLE), tool_url=tool_url, scorer_url=SCORER_URL, commit="0" * 40,
     )
 
 
@@ -170,7 +183,7 @@ def test_shards_commit_every_item_scored_and_aggregate_matches(
     done = run_pod("work", {**env, "JOB_COMPLETION_INDEX": "1"})
     assert done.returncode == 0, done.stderr
     assert message_of(message) == {"shard": 1, "total": 20, "done": 20, "skipped": 0,
-                                   "failed": 0, "masked": 0}
+                                   "failed": 0, "masked": 0, "scorerRestarts": 0}
     records = records_in(s3_server, config)
     assert sorted((r["row_index"], r["sample_index"]) for r in records) == [
         (row, sample) for row in range(1, 20, 2) for sample in range(2)

@@ -286,7 +286,13 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
         raise PodFailure(f"Model check failed: {exc}", exit_code=EXIT_RETRY) from None
     tools, schemas = await _tools(config)
     closers.append(tools.aclose)
-    scoring = await _scoring(config)
+    try:
+        scoring = await _scoring(config)
+    except BaseException:
+        for close in closers:
+            with contextlib.suppress(Exception):
+                await close()
+        raise
     if scoring is not None:
         closers.append(scoring.aclose)
     agent = AgentConfig(
