@@ -13,6 +13,8 @@ per request through the model name, `scripted[:flag[:flag...]]`:
 - `fail-every-N`: every N-th request (server-wide count for that model) gets HTTP 500.
 - `status-CODE`: every request gets that HTTP status (401, 404, 429, ...).
 - `sleep-MS`: waits MS milliseconds before answering (a hang, with a large MS).
+- `hang-on-TEXT`: a request whose last user message contains TEXT is not answered for an hour
+  (an endpoint that accepted the connection and hangs), the others as usual.
 - `logprobs`: adds `token_ids` / `logprobs` lists to each choice.
 - `openai-logprobs`: when the request asks `logprobs: true`, adds OpenAI-style
   `logprobs: {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]}` to the choice.
@@ -58,7 +60,7 @@ _PRODUCT = re.compile(r"(-?\d+(?:\.\d+)?)\s*[*x×]\s*(-?\d+(?:\.\d+)?)")
 def _flags(model: str) -> dict[str, str]:
     flags: dict[str, str] = {}
     for part in model.split("/")[-1].split(":")[1:]:
-        for prefix in ("fail-every-", "status-", "sleep-"):
+        for prefix in ("fail-every-", "status-", "sleep-", "hang-on-"):
             if part.startswith(prefix):
                 flags[prefix[:-1]] = part[len(prefix):]
                 break
@@ -73,6 +75,9 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
             return str(message.get("content") or "")
     return ""
 
+
+HANG_S = 3600.0
+"""How long a `hang-on-TEXT` request waits before it is answered."""
 
 DROPPED_PREFIX = b'{"id": "chatcmpl-dropped", "choices": ['
 """What a `drop` request gets before its connection closes (the headers promise 4096 bytes)."""
@@ -153,6 +158,8 @@ class ScriptedModel:
         flags = _flags(model)
         self.counts[model] += 1
         delay = self.latency_s + float(flags.get("sleep", "0") or 0) / 1000.0
+        if flags.get("hang-on") and flags["hang-on"] in _last_user_text(body.get("messages") or []):
+            delay += HANG_S
         if "status" in flags:
             code = int(flags["status"])
             error = {"message": f"scripted status {code}", "type": "scripted", "code": code}

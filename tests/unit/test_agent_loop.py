@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from fastmcp import FastMCP
 
 from rollout_operator.runtime.agent_loop import AgentConfig, parse_tool_call, run_agent_loop
-from rollout_operator.runtime.interfaces import ChatModel, ToolProvider
+from rollout_operator.runtime.interfaces import ChatModel, ChatResult, ToolProvider
 from rollout_operator.runtime.models import make_chat_model
 from rollout_operator.runtime.repo_loader import load_mcp_server
 from rollout_operator.runtime.tools import make_tool_provider
@@ -129,6 +130,7 @@ async def test_persistent_5xx_is_an_inference_failure(
 
 
 async def test_deadline_bounds_a_hanging_model(model_factory: Any, tools: ToolProvider) -> None:
+    """A model that never answers is the endpoint's failure (masked), not the policy's."""
     config = AgentConfig(rollout_timeout_s=0.3)
     async with tools.session() as session:
         result = await run_agent_loop(
@@ -136,8 +138,80 @@ async def test_deadline_bounds_a_hanging_model(model_factory: Any, tools: ToolPr
             await tools.list_tools(), session, config,
         )
     assert result.finish_reason == "timeout"
-    assert result.error is not None and result.error.category == "timeout"
+    assert result.error is not None and result.error.category == "inference"
+    assert "did not answer within the rollout deadline of 0.3s" in result.error.message
     assert result.total_ms < 2000
+
+
+async def test_model_hanging_on_a_later_turn_is_still_the_model(tools: ToolProvider) -> None:
+    """The first turn is answered at once, the call after the tool result never is."""
+    config = AgentConfig(rollout_timeout_s=0.5)
+    calls = 0
+
+    class HangsAfterFirst:
+        model = "hangs-after-first"
+
+        async def chat(self, messages: Any, tools: Any = None, **params: Any) -> ChatResult:
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                await asyncio.sleep(5)
+            call = {"id": "c1", "type": "function",
+                    "function": {"name": "add", "arguments": '{"first_val": 1, "second_val": 2}'}}
+            return ChatResult({"role": "assistant", "tool_calls": [call]}, "tool_calls")
+
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 1 + 2?")], HangsAfterFirst(), await tools.list_tools(),
+            session, config,
+        )
+    assert calls == 2 and result.num_tool_calls == 1
+    assert result.error is not None and result.error.category == "inference"
+
+
+@pytest.fixture
+async def slow_tools() -> AsyncIterator[ToolProvider]:
+    server = FastMCP("slow")
+
+    @server.tool
+    async def multiply(first_val: float, second_val: float) -> float:
+        """Multiply, slowly."""
+        await asyncio.sleep(0.4)
+        return first_val * second_val
+
+    provider = make_tool_provider(server)
+    yield provider
+    await provider.aclose()
+
+
+async def test_slow_tools_time_the_rollout_out(
+    model_factory: Any, slow_tools: ToolProvider
+) -> None:
+    """The model answers at once; the tool calls eat the deadline: the policy's rollout timed
+    out, whether the deadline passes in a tool call or in the model call after it."""
+    for deadline in (0.3, 0.5, 0.7, 0.9):
+        config = AgentConfig(rollout_timeout_s=deadline, max_turns=10)
+        async with slow_tools.session() as session:
+            result = await run_agent_loop(
+                [SYSTEM, _user("What is 3 * 3?")], model_factory("scripted:always-tool"),
+                await slow_tools.list_tools(), session, config,
+            )
+        assert result.finish_reason == "timeout", deadline
+        assert result.error is not None and result.error.category == "timeout", deadline
+        assert result.error.message == f"Rollout exceeded its deadline of {deadline}s"
+
+
+async def test_many_turns_time_the_rollout_out(model_factory: Any, tools: ToolProvider) -> None:
+    """Every model call answers in 0.3 s, but a rollout of 10 turns does not fit in 1 s: the
+    call in flight at the deadline started late, so the loop is to blame, not the model."""
+    config = AgentConfig(rollout_timeout_s=1.0, max_turns=10)
+    async with tools.session() as session:
+        result = await run_agent_loop(
+            [SYSTEM, _user("What is 3 * 3?")], model_factory("scripted:always-tool:sleep-300"),
+            await tools.list_tools(), session, config,
+        )
+    assert result.num_llm_calls >= 3
+    assert result.error is not None and result.error.category == "timeout"
 
 
 async def test_logprobs_are_kept_per_turn(model_factory: Any, tools: ToolProvider) -> None:

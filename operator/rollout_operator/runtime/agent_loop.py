@@ -5,6 +5,11 @@ calls of a reply run in order; a tool failure becomes an `"Error: ..."` tool mes
 goes on; reaching `max_turns` still completes the rollout. On top of that the loop enforces a
 per-rollout deadline, retries transient model errors with backoff inside that deadline, and
 classifies every failure so that infrastructure trouble can be masked instead of scored.
+
+A deadline that passes is blamed on what the rollout was waiting for. When it passes during a
+model call that started with at least half of the deadline still ahead, the model endpoint
+hung or crawled: that is infrastructure (`inference`), not the policy's doing. Otherwise the
+loop ran long (slow tool calls, many turns) and the rollout timed out (`timeout`).
 """
 
 from __future__ import annotations
@@ -110,6 +115,7 @@ def parse_tool_call(call: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
 
 class _Deadline:
     def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
         self.end = None if seconds is None else time.monotonic() + seconds
 
     def remaining(self) -> float | None:
@@ -167,14 +173,18 @@ async def run_agent_loop(
     deadline = _Deadline(config.rollout_timeout_s)
     result = LoopResult(messages=list(messages), finish_reason="max_turns")
     history = result.messages
+    # While a model call is in flight: when it started and how much deadline was left then.
+    model_call: tuple[float, float | None] | None = None
     try:
         for turn in range(1, config.max_turns + 1):
             t0 = time.perf_counter()
+            model_call = (t0, deadline.remaining())
             try:
                 reply = await _chat_with_retries(llm, history, tools, config, deadline)
             finally:
                 result.llm_ms += (time.perf_counter() - t0) * 1000
                 result.num_llm_calls += 1
+            model_call = None
             result.prompt_tokens += reply.usage.prompt_tokens
             result.completion_tokens += reply.usage.completion_tokens
             if reply.token_ids is not None or reply.logprobs is not None:
@@ -190,8 +200,7 @@ async def run_agent_loop(
                 await _run_tool_call(call, session, config, deadline, result, observer)
     except TimeoutError:
         result.finish_reason = "timeout"
-        result.error = LoopError("timeout", f"Rollout exceeded its deadline of "
-                                             f"{config.rollout_timeout_s}s")
+        result.error = _deadline_error(deadline, model_call)
     except SystemicProviderError:
         raise
     except ProviderError as exc:
@@ -199,6 +208,22 @@ async def run_agent_loop(
         result.error = LoopError("inference", str(exc))
     result.total_ms = (time.perf_counter() - start) * 1000
     return result
+
+
+def _deadline_error(deadline: _Deadline, model_call: tuple[float, float | None] | None
+                    ) -> LoopError:
+    """Who is to blame for a deadline that passed (see the module docstring)."""
+    total = deadline.seconds
+    if model_call is not None and total is not None:
+        started, left = model_call
+        if left is not None and left >= total / 2:
+            waited = time.perf_counter() - started
+            return LoopError(
+                "inference",
+                f"The model did not answer within the rollout deadline of {total:g}s "
+                f"(the last model call waited {waited:.1f}s without a reply)",
+            )
+    return LoopError("timeout", f"Rollout exceeded its deadline of {total}s")
 
 
 async def _run_tool_call(
