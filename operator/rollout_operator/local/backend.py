@@ -298,10 +298,12 @@ class LocalBackend:
             args += ["--scorer", ref]
         policy = None
         if self.options.sandbox:
+            # The worker's address-space limit, as sync had when it imported the repo: a
+            # tool server too big for its own limit still fails where its log says so.
             policy = SandboxPolicy(
                 network="none", readable=(*runtime_paths(), repo_dir), writable=(out,),
-                limits=Limits(_limit(config.spec.sandbox.resources, DEFAULT_TOOL_MEMORY),
-                              DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES))
+                limits=Limits(parse_quantity(DEFAULT_WORKER_MEMORY), DEFAULT_CPU_SECONDS,
+                              DEFAULT_OPEN_FILES))
         child = await start_child("inspection", rolloutctl_argv(*args), env=env,
                                   log_path=logs / "inspect.log", sandbox=policy, cwd=out)
         self._children.append(child.kill)
