@@ -81,7 +81,7 @@ def test_hostile_scorers_are_contained(scripted_model: ScriptedModelServer,
     (canary / "notes.txt").write_text("outside every run\n")
     rows = []
     for index, (extra, _) in enumerate(ROWS):
-        a, b = index + 2, 7
+        a, b = index + 10, 7  # the tool kills its server on 5: not here
         rows.append({"system_prompt": "Use the tools.", "user_prompt": f"What is {a} * {b}?",
                      "ground_truth": str(a * b), "output_root": str(out),
                      "canary_dir": str(canary), "model_url": scripted_model.base_url,
@@ -138,3 +138,39 @@ def test_hostile_scorers_are_contained(scripted_model: ScriptedModelServer,
     assert {k: v for k, v in after.items() if k in before} == before
     new = set(after) - set(before)
     assert all(name.startswith("out/bundles/") for name in new), sorted(new)
+
+
+def test_a_tool_that_kills_its_server_masks_only_what_it_lost(
+        scripted_model: ScriptedModelServer, tmp_path: Path) -> None:
+    """`os._exit` in a tool: the tool server is restarted, the rollouts whose calls it was
+    answering are masked as sandbox failures (never scored), and the rest complete."""
+    repo = tmp_path / "repo"
+    shutil.copytree(HOSTILE, repo)
+    factors = [2, 5, 3, 4, 6, 7, 8, 9]
+    (repo / "data.jsonl").write_text("".join(
+        json.dumps({"system_prompt": "Use the tools.", "user_prompt": f"What is {a} * 7?",
+                    "ground_truth": str(a * 7)}) + "\n" for a in factors))
+    out = tmp_path / "out"
+    document = manifest("toolcrash", str(repo), scripted_model.base_url, out.as_uri(),
+                        rows=len(factors), samples=SAMPLES, shards=1)
+    document["spec"]["dataset"] = {"path": "data.jsonl", "samplesPerPrompt": SAMPLES}
+    document["spec"]["scoring"] = {"functions": [HONEST]}
+    document["spec"]["workers"] = {"shards": 1, "concurrency": 2}
+    done = run_local(write_manifest(tmp_path / "run.yaml", document), "--json", cwd=tmp_path,
+                     timeout=300)
+    result = result_json(done)
+    assert done.returncode == 0, done.stderr
+    assert result["restarts"]["tools"] >= 1, result
+    found = records(file_path(result["runPrefix"]))
+    assert len(found) == len(factors) * SAMPLES
+    completed = 0
+    for record in found:
+        if factors[record["row_index"]] == 5:
+            assert record["status"] == "masked", record
+        if record["status"] == "masked":
+            assert record["error"]["category"] == "sandbox" and record["scores"] == {}
+        else:
+            assert record["status"] == "completed" and record["scores"] == {HONEST: 1.0}
+            completed += 1
+    # Only the calls the dead server was answering are lost: the restarted server serves on.
+    assert completed >= (len(factors) - 2) * SAMPLES, [r["status"] for r in found]

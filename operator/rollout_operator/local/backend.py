@@ -99,6 +99,8 @@ class RunResult:
     problems: list[dict[str, Any]] = field(default_factory=list)
     logs: str | None = None
     duration_s: float = 0.0
+    restarts: dict[str, int] = field(default_factory=lambda: {"tools": 0, "scorers": 0})
+    """Times a user-code server died and was started again (a tool or scorer killed it)."""
 
     @property
     def ok(self) -> bool:
@@ -124,6 +126,7 @@ class RunResult:
             "error": self.error,
             "problems": self.problems,
             "logs": self.logs,
+            "restarts": dict(self.restarts),
             "durationSeconds": round(self.duration_s, 3),
         }
 
@@ -274,7 +277,7 @@ class LocalBackend:
         self.view.set_phase("sync", f"bundle {reuse}: {report.get('bundle')}; tools "
                             f"{', '.join(inspection.tools)}; scorers "
                             f"{', '.join(inspection.scorers) or 'none'}; "
-                            f"{self.state.total} rollouts")
+                            f"{self.state.total} rollouts" + _invalid_rows(report))
         return config.model_copy(update={
             "repo_dir": str(repo_dir), "bundle_url": report["bundle"],
             "commit": report.get("commit"), "fastmcp_version": inspection.fastmcp_version,
@@ -440,8 +443,16 @@ class LocalBackend:
         finally:
             if scorers is not None:
                 await scorers.child.stop(grace_s=5)
+                self.result.restarts["scorers"] = _count_lines(
+                    scorers.child.log_path, "; starting it again")
             if tools is not None:
                 await tools.child.stop(grace_s=5)
+                self.result.restarts["tools"] = _count_lines(tools.child.log_path,
+                                                             "; restarting (restart")
+            for server, count in self.result.restarts.items():
+                if count:
+                    self.view.note(f"the {server[:-1]} server died and was restarted "
+                                   f"{count} time(s) (see its log for what killed it)")
             if model_server is not None:
                 await model_server.child.stop(grace_s=30)
 
@@ -633,6 +644,15 @@ class LocalBackend:
         self.view.set_phase("done", f"results in {summary['artifacts']['results']}")
 
 
+def _count_lines(path: Path, marker: str) -> int:
+    """Lines of a log holding `marker` (a supervisor's restart lines)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as log_file:
+            return sum(1 for line in log_file if marker in line)
+    except OSError:
+        return 0
+
+
 def _limit(resources: Any, default: str) -> int:
     limits = getattr(resources, "limits", None) or {}
     value = limits.get("memory", default)
@@ -640,6 +660,15 @@ def _limit(resources: Any, default: str) -> int:
         return parse_quantity(value)
     except ValueError:
         return parse_quantity(default)
+
+
+def _invalid_rows(report: dict[str, Any]) -> str:
+    """What the sync report says of dataset rows that cannot be used (run anyway)."""
+    invalid = report.get("invalidRows")
+    if not isinstance(invalid, int) or invalid <= 0:
+        return ""
+    return (f"; {invalid} dataset row(s) cannot be used: their rollouts are recorded as "
+            "invalid (spec.dataset.strict refuses such a dataset)")
 
 
 def _file_path(url: str | None) -> Path | None:

@@ -4,14 +4,17 @@
 which may live in a sandbox with a network namespace of its own. Connections accepted on that
 socket are relayed to the tool server, which listens on the sandbox's own loopback and cannot
 reach anything else. The supervisor also does what a Deployment does for a tool pod: when the
-server dies after it served (a crash, or the CPU-time limit), it starts it again, a few times;
-a server that exits before it ever served (an import error) ends the supervisor at once.
+server dies after it served (a tool called `os._exit`, a crash, the CPU-time limit), it starts
+it again at once, then with a growing pause (up to `MAX_BACKOFF_S`) while it keeps dying
+young; a server that exits before it ever served (an import error) ends the supervisor at
+once. Connections that arrive while a server restarts wait for it (up to `HOLD_S`) instead of
+being refused, so only the calls the dead server was answering are lost.
 
     python -m rollout_operator.local.tool_relay --listen-fd FD -- CMD...
 
 CMD must accept `--port 0 --ready-file FILE` (as `rolloutctl serve-tools` does); the supervisor
-adds them and reads the server's port from FILE. Until a server is ready, accepted connections
-are closed at once, so a client's health check simply fails and is tried again.
+adds them and reads the server's port from FILE. Each restart is logged on stderr as
+`tool server exited with code N; restarting (restart K)`.
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-RESTARTS = 5
+RESTARTS = 1000
 START_TIMEOUT_S = 120.0
+HOLD_S = 60.0
+MAX_BACKOFF_S = 5.0
+HEALTHY_AFTER_S = 30.0
+"""A server that ran this long before it died starts again at once."""
 _CHUNK = 65536
 
 
@@ -42,6 +49,8 @@ class ToolRelay:
         self.command = list(command)
         self.restarts = restarts
         self.port: int | None = None
+        self.ready = asyncio.Event()
+        self.restart_count = 0
         self.stopping = asyncio.Event()
         self.process: asyncio.subprocess.Process | None = None
 
@@ -77,17 +86,23 @@ class ToolRelay:
                 finally:
                     stop.cancel()
                 self.port = None
+                self.ready.clear()
                 if self.stopping.is_set():
                     return 0
                 code = await waiter
-                print(f"tool server exited with code {code}", file=sys.stderr, flush=True)
                 if not served:
+                    print(f"tool server exited with code {code}", file=sys.stderr, flush=True)
                     return code or 1  # it never started: a retry would fail the same way
-                # A server that ran for a while and died is restarted with a fresh budget.
-                failures = 1 if time.monotonic() - started > 60 else failures + 1
+                failures = 0 if time.monotonic() - started > HEALTHY_AFTER_S else failures + 1
                 if failures > self.restarts:
+                    print(f"tool server exited with code {code}; {failures} restarts in a "
+                          "row, giving up", file=sys.stderr, flush=True)
                     return code or 1
-                await asyncio.sleep(min(2.0 ** (failures - 1), 10.0))
+                self.restart_count += 1
+                print(f"tool server exited with code {code}; restarting (restart "
+                      f"{self.restart_count})", file=sys.stderr, flush=True)
+                if failures:
+                    await asyncio.sleep(min(0.1 * 2.0 ** (failures - 1), MAX_BACKOFF_S))
         return 0
 
     async def _await_ready(self, ready: Path, waiter: asyncio.Future[int]) -> None:
@@ -96,6 +111,7 @@ class ToolRelay:
             url = _read_ready(ready)
             if url:
                 self.port = urlsplit(url).port
+                self.ready.set()
                 return
             await asyncio.sleep(0.05)
 
@@ -113,6 +129,12 @@ class ToolRelay:
             await process.wait()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.port is None:
+            try:  # a server (re)starting: the connection waits for it
+                await asyncio.wait_for(self.ready.wait(), HOLD_S)
+            except TimeoutError:
+                writer.close()
+                return
         port = self.port
         if port is None:
             writer.close()

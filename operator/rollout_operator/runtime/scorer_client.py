@@ -190,6 +190,8 @@ class RemoteScorers:
         process is that scorer's error on that item. A server that dies during an isolated
         request was killed by something else (another worker's batch): the request is sent
         again, and an item that cannot be scored that way is unavailable (masked)."""
+        import aiohttp
+
         self.isolated += 1
         log.warning("the scorer process died during a batch of %d; scoring its items again, "
                     "each scorer in a process of its own", len(batch))
@@ -200,12 +202,18 @@ class RemoteScorers:
                 f"the scorer server at {self.url} died {ISOLATED_ATTEMPTS} times while this "
                 "item was scored in isolation")
             for attempt in range(ISOLATED_ATTEMPTS):
-                await self._reset_connections()
+                # A connection of its own: the shared pool may hold the dead process's.
+                fresh = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(force_close=True),
+                    timeout=aiohttp.ClientTimeout(total=None))
                 try:
-                    answer = await self._request([pending.payload], None, isolate=True)
+                    answer = await self._request([pending.payload], None, isolate=True,
+                                                 session=fresh)
                 except _Died:
                     await asyncio.sleep(min(0.2 * 2 ** attempt, 2.0))
                     continue
+                finally:
+                    await fresh.close()
                 outcome = next((r for r in answer.results if r.id == item_id),
                                ItemScores(id=item_id))
                 break
@@ -219,7 +227,7 @@ class RemoteScorers:
             await session.close()
 
     async def _request(self, items: list[dict[str, Any]], scorers: list[str] | None, *,
-                       isolate: bool = False) -> ScoreResponse:
+                       isolate: bool = False, session: Any = None) -> ScoreResponse:
         """One POST, waiting out a server that is restarting; `_Died` when the connection
         breaks after the request was sent."""
         import aiohttp
@@ -232,7 +240,7 @@ class RemoteScorers:
             sent = False
             try:
                 async with asyncio.timeout(self.request_timeout_s):
-                    async with self._http().post(
+                    async with (session or self._http()).post(
                         self.url + SCORE_PATH, data=body,
                         headers={"Content-Type": "application/json"},
                     ) as response:

@@ -8,7 +8,9 @@ process.
 
 Faults of one scorer stay with the trajectory it was scoring: an exception, `sys.exit`, a
 timeout or a non-number is an error of that scorer on that item. What cannot be contained in
-the process ends it, and the supervisor starts a new one:
+the process ends it, and the supervisor starts a new one, which runs every scorer call in a
+forked process of its own from then on (a repo whose scorers kill processes pays a fork per
+call instead of more server deaths):
 
 - `os._exit`, a segfault, the memory limit: the process is gone (the client retries the
   batch's items one scorer at a time to find and name the one that kills it);
@@ -52,7 +54,13 @@ from rollout_operator.runtime.scorer_protocol import (
     ScorerInfo,
     truncate,
 )
-from rollout_operator.runtime.scoring import Scorer, describe_failure, score_one, score_trajectory
+from rollout_operator.runtime.scoring import (
+    Scorer,
+    as_score,
+    call_kwargs,
+    describe_failure,
+    score_trajectory,
+)
 from rollout_operator.runtime.supervisor import GENERATION_ENV
 
 log = logging.getLogger(__name__)
@@ -91,13 +99,13 @@ class ScorerService:
         if request.scorers is not None:
             chosen = [self.by_ref[ref] for ref in request.scorers if ref in self.by_ref]
             unknown = [ref for ref in request.scorers if ref not in self.by_ref]
-        if request.isolate:
-            results = [await self._score_isolated(item, chosen, unknown)
-                       for item in request.items]
-        else:
-            results = await asyncio.gather(
-                *(self._score_item(item, chosen, unknown) for item in request.items)
-            )
+        # After a crash (generation > 0) every call runs in a process of its own: a scorer
+        # that kills processes then costs forks, never another server death.
+        score_item = self._score_isolated if request.isolate or self.generation else \
+            self._score_item
+        results = await asyncio.gather(
+            *(score_item(item, chosen, unknown) for item in request.items)
+        )
         if self.abandoned >= MAX_ABANDONED_THREADS and not self.restart_requested:
             self.restart_requested = True
             log.warning("%d scorer threads did not return after their timeout; asking for a "
@@ -124,9 +132,11 @@ class ScorerService:
         start = time.perf_counter()
         scores: dict[str, float] = {}
         errors: dict[str, str] = {}
-        for scorer in scorers:
-            score, error = await asyncio.to_thread(
-                run_forked, scorer, item.messages, item.ground_truth, item.row, self.timeout_s)
+        outcomes = await asyncio.gather(*(
+            asyncio.to_thread(run_forked, scorer, item.messages, item.ground_truth, item.row,
+                              self.timeout_s)
+            for scorer in scorers))
+        for scorer, (score, error) in zip(scorers, outcomes, strict=True):
             scores[scorer.ref] = 0.0 if score is None else score
             if error is not None:
                 errors[scorer.ref] = truncate(error)
@@ -174,9 +184,12 @@ def run_forked(scorer: Scorer, messages: list[dict[str, Any]], ground_truth: str
         code = 0
         try:
             os.close(read_fd)
-            try:
-                value = asyncio.run(score_one(scorer, messages, ground_truth, row, None))
-                answer: dict[str, Any] = {"score": value}
+            try:  # no event loop and no thread unless the scorer is async: fork-safe
+                kwargs = call_kwargs(scorer, messages, ground_truth, row)
+                result = scorer.fn(**kwargs)
+                if scorer.is_async:
+                    result = asyncio.run(result)
+                answer: dict[str, Any] = {"score": as_score(result)}
             except BaseException as exc:
                 answer = {"error": describe_failure(exc, timeout_s)}
             data = json.dumps(answer, allow_nan=False).encode("utf-8")
@@ -188,14 +201,10 @@ def run_forked(scorer: Scorer, messages: list[dict[str, Any]], ground_truth: str
             os._exit(code)
     os.close(write_fd)
     try:
-        data, timed_out = _read_all(read_fd, timeout_s)
+        data, status = _collect(read_fd, pid, timeout_s)
     finally:
         os.close(read_fd)
-    if timed_out:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    if timed_out:
+    if status is None:
         return None, f"timed out after {timeout_s}s"
     try:
         answer = json.loads(data)
@@ -206,21 +215,38 @@ def run_forked(scorer: Scorer, messages: list[dict[str, Any]], ground_truth: str
     return None, str(answer.get("error"))
 
 
-def _read_all(fd: int, timeout_s: float | None) -> tuple[bytes, bool]:
-    """Everything until EOF on `fd`, or (what came, True) once `timeout_s` passes."""
+def _collect(fd: int, pid: int, timeout_s: float | None) -> tuple[bytes, int | None]:
+    """What child `pid` wrote to `fd` and its wait status, or (data, None) once `timeout_s`
+    passes (the child is then killed). The child's end of the pipe may also be held by other
+    children forked meanwhile, so the end of the answer is the child's exit, not EOF."""
     import select
 
+    os.set_blocking(fd, False)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
     while True:
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([fd], [], [], wait)
-        if not ready:
-            return b"".join(chunks), True
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks), False
-        chunks.append(chunk)
+        select.select([fd], [], [], 0.05)
+        drain()
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            drain()
+            return b"".join(chunks), status
+        if deadline is not None and time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return b"".join(chunks), None
 
 
 def _ended(status: int) -> str:

@@ -76,7 +76,7 @@ def final_answer(messages: Sequence[Message]) -> str:
     return ""
 
 
-def _call_kwargs(
+def call_kwargs(
     scorer: Scorer, messages: Sequence[Message], ground_truth: str | None, row: dict[str, Any]
 ) -> dict[str, Any]:
     if scorer.mode == "simple":
@@ -88,7 +88,8 @@ def _call_kwargs(
     return {"messages": list(messages), "ground_truth": ground_truth, "metadata": dict(row)}
 
 
-def _as_score(value: Any) -> float:
+def as_score(value: Any) -> float:
+    """A scorer's return value as a finite float (raises what a junk value deserves)."""
     if not isinstance(value, int | float):
         raise TypeError(f"must return a number, got {type(value).__name__}")
     score = float(value)
@@ -105,14 +106,14 @@ async def score_one(
     timeout_s: float | None = None,
 ) -> float:
     """Run one scorer; raises whatever the scorer raised (callers record it)."""
-    kwargs = _call_kwargs(scorer, messages, ground_truth, row)
+    kwargs = call_kwargs(scorer, messages, ground_truth, row)
     # A timeout scope, not `wait_for`, which on Python 3.11 adds a task (and loop turns) per call.
     async with asyncio.timeout(timeout_s):
         if scorer.is_async:
             value = await scorer.fn(**kwargs)
         else:
             value = await asyncio.to_thread(scorer.fn, **kwargs)
-    return _as_score(value)
+    return as_score(value)
 
 
 async def score_trajectory(
