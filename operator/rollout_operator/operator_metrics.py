@@ -32,7 +32,7 @@ from rollout_operator.api.constants import ConditionStatus, ConditionType, Phase
 from rollout_operator.api.status import Progress, RolloutRunStatus
 
 PREFIX = "rollout_operator"
-OUTCOMES = ("completed", "failed", "masked")
+OUTCOMES = ("completed", "failed", "masked", "invalid")
 CONDITION_STATUSES = (ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN)
 # Reconciles are a few API calls each; the slow end is a busy API server.
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -56,7 +56,7 @@ def outcome_counts(progress: Progress | None) -> dict[str, int]:
     if progress is None:
         return dict.fromkeys(OUTCOMES, 0)
     return {"completed": progress.completed, "failed": progress.failed,
-            "masked": progress.masked}
+            "masked": progress.masked, "invalid": progress.invalid}
 
 
 class _RunGauges(Collector):

@@ -193,6 +193,7 @@ def test_status_patch_uses_camel_case_and_rfc3339() -> None:
         "completed": 3,
         "failed": 1,
         "masked": 0,
+        "invalid": 0,
         "percent": "50%",
     }
     assert patch["conditions"][0]["lastTransitionTime"] == "2026-11-01T12:00:00Z"

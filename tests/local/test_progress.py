@@ -35,9 +35,12 @@ async def test_tracker_reads_each_part_once_and_counts_each_item_once(tmp_path: 
     # a second attempt of shard 0 committed an item again: counted once, as aggregate does
     await store.put("shards/0/part-000002.jsonl",
                     _record(0, 1, "completed", 1.0) + _record(2, 0, "completed", 1.0))
+    await store.put("shards/1/part-000002.jsonl", _record(3, 0, "invalid"))
     await tracker.poll()
     await tracker.poll()
-    assert (state.done, state.completed, state.failed, state.masked) == (5, 3, 1, 1)
+    assert (state.done, state.completed, state.failed, state.masked, state.invalid) == (
+        6, 3, 1, 1, 1)
+    assert state.as_dict()["invalid"] == 1
     assert state.means() == {REF: 2 / 3}
     assert state.as_dict()["scoreMeans"] == {REF: 2 / 3}
 
@@ -68,7 +71,7 @@ def test_plain_lines_and_summary_table() -> None:
     assert "4/4 done, 1 failed, 0 masked" in text and "numbers_match_reward 0.667" in text
     assert "calc (default/calc-1234abcd): Succeeded" in text
     assert "0.500" in text and "@1 0.50" in text
-    assert "records 4: 3 completed, 1 failed, 0 masked" in text
+    assert "records 4: 3 completed, 1 failed, 0 masked, 0 invalid" in text
     assert "file:///out/results.json" in text
 
 

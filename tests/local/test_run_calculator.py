@@ -65,7 +65,8 @@ def test_calculator_runs_to_results(scripted_model: ScriptedModelServer, tmp_pat
     assert len(results["runs"]) == 12
     assert results["summary"]["eval_fns"][REWARD]["mean"] == 1.0
     assert result["summary"][REWARD]["mean"] == 1.0
-    assert result["progress"] == {"total": 12, "completed": 12, "failed": 0, "masked": 0}
+    assert result["progress"] == {"total": 12, "completed": 12, "failed": 0, "masked": 0,
+                                  "invalid": 0}
     assert (run_dir / "trajectories.parquet").is_file()
     run_json = json.loads((run_dir / "run.json").read_text())
     assert run_json["commit"] == result["commit"] and run_json["tools"] == ["add", "multiply"]

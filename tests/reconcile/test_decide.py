@@ -140,6 +140,19 @@ def _synced(body: dict[str, Any], cluster: Cluster, now: datetime = NOW) -> None
     assert _condition(body, ConditionType.SYNCED) == ("True", Reason.SYNCED)
 
 
+def test_synced_says_how_many_dataset_rows_cannot_be_used() -> None:
+    body, cluster = _body(), Cluster()
+    _step(body, cluster)
+    cluster.finish_job("sync", {0: {**SYNC_OK, "invalidRows": 3}})
+    _step(body, cluster)
+    cluster.finish_job("inspect", {0: INSPECT_OK})
+    _step(body, cluster)
+    found = find_condition(_status(body).conditions, ConditionType.SYNCED)
+    assert found is not None and found.status == "True"
+    assert found.message.endswith(
+        "3 dataset row(s) cannot be used: their rollouts are recorded as invalid.")
+
+
 def _started(body: dict[str, Any], cluster: Cluster) -> None:
     _synced(body, cluster)
     cluster.make_ready("tools")

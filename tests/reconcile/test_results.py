@@ -25,3 +25,23 @@ def test_finished_shards_never_read_past_100_percent() -> None:
     progress = shard_progress(Progress.from_counts(total=10, completed=0), job)
     assert (progress.completed, progress.failed, progress.masked) == (0, 5, 5)
     assert progress.percent == "100%"
+
+
+def test_invalid_rollouts_are_counted_apart() -> None:
+    job = _job({"done": 10, "failed": 1, "invalid": 4}, {"done": 10, "masked": 2, "invalid": 2})
+    progress = shard_progress(Progress.from_counts(total=20, completed=0), job)
+    assert (progress.completed, progress.failed, progress.masked, progress.invalid) == (
+        11, 1, 2, 6)
+    assert progress.percent == "100%"
+
+
+def test_the_aggregate_counts_invalid_rollouts() -> None:
+    from rollout_operator.api.status import RolloutRunStatus
+    from rollout_operator.reconcile.results import apply_aggregate
+
+    status = RolloutRunStatus(progress=Progress.from_counts(total=12, completed=0))
+    apply_aggregate(status, {"progress": {"total": 12, "completed": 8, "failed": 1,
+                                          "masked": 1, "invalid": 2}})
+    assert status.progress is not None
+    assert (status.progress.completed, status.progress.invalid, status.progress.percent) == (
+        8, 2, "100%")

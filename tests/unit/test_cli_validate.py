@@ -166,13 +166,13 @@ def test_bad_dataset_row_reports_the_first_error_per_file(tmp_path: Path) -> Non
     result = run_validate(str(write_repo(tmp_path, files)))
     assert result.exit_code == 1
     assert "test_data.jsonl" in result.stdout
-    assert "Row 1: Missing required columns: ['user_prompt']" in result.stdout
+    assert "test_data.jsonl: line 2: Missing required columns: ['user_prompt']" in result.stdout
     _, report = report_of(str(tmp_path))
     assert report["problems"] == [
         {
             "area": "dataset",
             "file": "test_data.jsonl",
-            "message": "Row 1: Missing required columns: ['user_prompt'] (2 bad rows in all)",
+            "message": "line 2: Missing required columns: ['user_prompt'] (2 bad rows in all)",
         }
     ]
     datasets = {d["file"]: d for d in report["datasets"]}
@@ -214,7 +214,7 @@ def test_every_problem_is_listed_together(tmp_path: Path) -> None:
     files = {p["file"]: p["message"] for p in report["problems"]}
     assert set(files) == {"mcp/main.py", "reward_rubric/judge.py", "data.jsonl"}
     assert "no_such_module_for_validate" in files["reward_rubric/judge.py"]
-    assert files["data.jsonl"].startswith("Invalid JSON at line 2")
+    assert files["data.jsonl"].startswith("line 2: not valid JSON: ")
 
 
 def test_missing_repo_folder_fails(tmp_path: Path) -> None:

@@ -277,11 +277,11 @@ def test_csv_row_with_too_many_values(tmp_path: Path) -> None:
     assert next(rows).ground_truth == "4"
     with pytest.raises(DatasetParseError, match=r"^CSV row 3 has more columns than the header"):
         next(rows)
-    (good, bad) = iter_rows_lenient(path)
+    (good, bad) = iter_rows_lenient(path, source="data.csv")
     assert isinstance(good, DatasetRow)
     assert isinstance(bad, BadRow)
-    assert bad.row_index == 1
-    assert bad.message.startswith("CSV row 3 has more columns than the header")
+    assert bad.row_index == 1 and bad.line == 3
+    assert bad.message.startswith("data.csv line 3: has more columns than the header")
 
 
 def test_csv_short_row_reads_missing_values_as_null(tmp_path: Path) -> None:
@@ -360,11 +360,15 @@ def test_lenient_reader_turns_bad_rows_into_bad_row_items(
     rows[1]["user_prompt"] = " "
     rows[3]["ground_truth"] = ""
     path = write_rows(rows)
-    items = list(iter_rows_lenient(path, offset=1))
-    assert items[0] == BadRow(1, "Row 1: 'user_prompt' cannot be empty")
+    items = list(iter_rows_lenient(path, offset=1, source="data"))
+    # JSONL: one row a line; CSV: the header is line 1; Parquet has no lines: the row index.
+    lines = {".jsonl": (2, 4), ".csv": (3, 5), ".parquet": (None, None)}[path.suffix]
+    assert items[0] == BadRow(1, "'user_prompt' cannot be empty", lines[0], "data")
     assert isinstance(items[1], DatasetRow)
     assert items[1].row_index == 2
-    assert items[2] == BadRow(3, "Row 3: 'ground_truth' cannot be empty")
+    assert items[2] == BadRow(3, "'ground_truth' cannot be empty", lines[1], "data")
+    where = "row 1" if path.suffix == ".parquet" else f"line {lines[0]}"
+    assert items[0].message == f"data {where}: 'user_prompt' cannot be empty"
     with pytest.raises(DatasetValidationError, match=r"^Row 1: 'user_prompt' cannot be empty$"):
         validate_dataset(path)
 
@@ -459,3 +463,61 @@ def test_csv_fields_longer_than_the_csv_module_default(tmp_path: Path) -> None:
         assert [row.user_prompt for row in iter_rows(path)] == [long_prompt, ROWS[1]["user_prompt"]]
     finally:
         csv.field_size_limit(max(saved, csv.field_size_limit()))
+
+
+def test_lenient_jsonl_names_the_line_of_every_kind_of_bad_row(tmp_path: Path) -> None:
+    """A bad JSON line, a wrongly typed row, a missing column and a line that is not UTF-8 are
+    bad rows naming their line of the file (blank lines counted); the rows around them read."""
+    path = tmp_path / "data.jsonl"
+    lines = [
+        json.dumps(ROWS[0]).encode(),                                     # line 1, row 0
+        b"",                                                              # line 2: blank
+        b'{"system_prompt": "s", oops}',                                  # line 3, row 1
+        json.dumps(dict(ROWS[1], ground_truth=42)).encode(),              # line 4, row 2
+        json.dumps({"system_prompt": "s", "user_prompt": "u"}).encode(),  # line 5, row 3
+        b'{"system_prompt": "caf\xe9", "user_prompt": "u", "ground_truth": "1"}',  # line 6
+        json.dumps(ROWS[2]).encode(),                                     # line 7, row 5
+    ]
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n")
+    items = list(iter_rows_lenient(path, source="repo/data.jsonl"))
+    assert [r.row_index for r in items] == [0, 1, 2, 3, 4, 5]
+    assert count_rows(path) == 6
+    good = [r for r in items if isinstance(r, DatasetRow)]
+    assert [r.row_index for r in good] == [0, 5]
+    assert [(r.line, r.message) for r in items if isinstance(r, BadRow)] == [
+        (3, "repo/data.jsonl line 3: not valid JSON: Expecting property name enclosed in "
+            "double quotes (column 24)"),
+        (4, "repo/data.jsonl line 4: 'ground_truth' must be a string, got int"),
+        (5, "repo/data.jsonl line 5: Missing required columns: ['ground_truth']"),
+        (6, "repo/data.jsonl line 6: not valid UTF-8 (byte 23 of the line); save the file "
+            "as UTF-8"),
+    ]
+    # The window counts rows, bad ones included; the strict reader stops at the first bad one.
+    assert [r.row_index for r in iter_rows_lenient(path, offset=4, limit=1)] == [4]
+    with pytest.raises(DatasetParseError, match=r"^Invalid JSON at line 3: "):
+        validate_dataset(path)
+    with pytest.raises(DatasetParseError, match=r"not valid UTF-8: .* \(line 6, byte offset \d+\)"):
+        validate_dataset(path, offset=4)
+    assert validate_dataset(path, offset=5) == 1
+
+
+def test_lenient_csv_row_that_is_not_utf8_is_one_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(
+        b"system_prompt,user_prompt,ground_truth\n"
+        b'sys,"What is\n2 + 2?",4\n'                  # lines 2-3, row 0
+        b"sys,caf\xe9 au lait?,1\n"                     # line 4, row 1
+        b"sys,What is 3 + 3?,6\n"                        # line 5, row 2
+    )
+    items = list(iter_rows_lenient(path, source="data.csv"))
+    assert [type(r).__name__ for r in items] == ["DatasetRow", "BadRow", "DatasetRow"]
+    bad = items[1]
+    assert isinstance(bad, BadRow)
+    assert bad.message == "data.csv line 4: not valid UTF-8; save the file as UTF-8"
+    assert count_rows(path) == 3
+    with pytest.raises(DatasetParseError, match=r"not valid UTF-8: .* \(CSV row 3, line 4\)"):
+        validate_dataset(path)
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"system_prompt,user_prompt,ground_truth,caf\xe9\nsys,u,1,x\n")
+    with pytest.raises(DatasetParseError, match=r"not valid UTF-8: .* \(the header, line 1\)"):
+        list(iter_rows_lenient(header))

@@ -25,7 +25,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def status(phase: str | None = None, conditions: dict[str, str] | None = None,
-           progress: tuple[int, int, int] | None = None, total: int = 20) -> RolloutRunStatus:
+           progress: tuple[int, ...] | None = None, total: int = 20) -> RolloutRunStatus:
     return RolloutRunStatus(
         phase=phase,  # type: ignore[arg-type]
         conditions=[Condition(type=t, status=s, reason="Because",  # type: ignore[arg-type]
@@ -103,6 +103,13 @@ def test_rollouts_count_the_rise_of_each_outcome_and_never_fall(metrics: Operato
     # Deleting a run keeps what it counted: the counter is cumulative.
     metrics.forget_run("b")
     assert rollouts(metrics) == {"completed": 13, "failed": 1, "masked": 3}
+
+
+def test_invalid_rollouts_are_an_outcome_of_their_own(metrics: OperatorMetrics) -> None:
+    metrics.observe_run("a", status("Pending"))
+    metrics.observe_run("a", status("Running", progress=(4, 1, 0, 2)))
+    assert value(metrics, "rollout_operator_rollouts_total", outcome="invalid") == 2
+    assert rollouts(metrics) == {"completed": 4, "failed": 1, "masked": 0}
 
 
 def test_a_run_first_seen_mid_way_counts_only_what_it_does_afterwards(

@@ -226,6 +226,45 @@ def test_unknown_scorer_and_missing_dataset(origin: tuple[Path, str], tmp_path: 
     assert inspected["scorers"] == config.spec.scoring.functions
 
 
+BAD_ROWS_DATA = b"\n".join([
+    b'{"system_prompt": "s", "user_prompt": "What is 2 * 3?", "ground_truth": "6"}',
+    b'{"system_prompt": "s", "user_prompt": oops}',
+    b'{"system_prompt": "s", "user_prompt": "What is 2 * 4?", "ground_truth": 8}',
+    b'{"system_prompt": "s", "user_prompt": "caf\xe9", "ground_truth": "1"}',
+    b'{"system_prompt": "s", "user_prompt": "What is 2 * 5?", "ground_truth": "10"}',
+]) + b"\n"
+
+
+def test_bad_rows_are_counted_or_with_strict_refused(tmp_path: Path) -> None:
+    root = tmp_path / "origin"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "test_data.jsonl").write_bytes(BAD_ROWS_DATA)
+    git(root, "init", "--quiet", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "--quiet", "-m", "bad rows")
+    out = (tmp_path / "out").as_uri()
+
+    lenient = make_config(root.as_uri(), out, path=".")
+    done, report = sync(lenient, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert report["ok"] is True and report["problems"] == []
+    assert (report["datasetRows"], report["workItems"], report["invalidRows"]) == (5, 15, 3)
+
+    strict = make_config(root.as_uri(), out, path=".", name="strict",
+                         dataset={"samplesPerPrompt": 3, "strict": True})
+    done, report = sync(strict, tmp_path)
+    assert done.returncode == 2
+    assert report["ok"] is False
+    assert [(p["file"], p["message"].split(":")[0]) for p in report["problems"]] == [
+        ("test_data.jsonl", "line 2"), ("test_data.jsonl", "line 3"),
+        ("test_data.jsonl", "line 4"),
+        ("test_data.jsonl", "3 row(s) of the window cannot be used and spec.dataset.strict is "
+                            "true"),
+    ]
+    assert "'ground_truth' must be a string, got int" in report["problems"][1]["message"]
+    assert "not valid UTF-8" in report["problems"][2]["message"]
+
+
 def test_token_stays_out_of_the_report(tmp_path: Path) -> None:
     token = "tok-SECRET-0987654321"
     missing = (tmp_path / "nowhere").as_uri()

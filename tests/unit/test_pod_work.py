@@ -37,8 +37,8 @@ from rollout_operator.runtime.run_config import RUN_CONFIG_ENV, RunConfig, RunCo
 from rollout_operator.runtime.run_layout import run_prefix
 from rollout_operator.runtime.shards import ShardWriter
 from rollout_operator.runtime.storage import open_store
-from tests.support.cli import EXAMPLE, REPO_ROOT, cli_env, rolloutctl_argv
 from tests.operator.harness import scorer_server
+from tests.support.cli import EXAMPLE, REPO_ROOT, cli_env, rolloutctl_argv
 from tests.support.s3 import S3Server, s3_server  # noqa: F401 - the fixture
 from tests.support.scripted_model import start_process
 
@@ -183,7 +183,8 @@ def test_shards_commit_every_item_scored_and_aggregate_matches(
     done = run_pod("work", {**env, "JOB_COMPLETION_INDEX": "1"})
     assert done.returncode == 0, done.stderr
     assert message_of(message) == {"shard": 1, "total": 20, "done": 20, "skipped": 0,
-                                   "failed": 0, "masked": 0, "scorerRestarts": 0}
+                                   "failed": 0, "masked": 0, "invalid": 0,
+                                   "scorerRestarts": 0}
     records = records_in(s3_server, config)
     assert sorted((r["row_index"], r["sample_index"]) for r in records) == [
         (row, sample) for row in range(1, 20, 2) for sample in range(2)
@@ -199,7 +200,8 @@ def test_shards_commit_every_item_scored_and_aggregate_matches(
     aggregated = run_pod("aggregate", env)
     assert aggregated.returncode == 0, aggregated.stderr
     summary = message_of(message)
-    assert summary["progress"] == {"total": 40, "completed": 40, "failed": 0, "masked": 0}
+    assert summary["progress"] == {"total": 40, "completed": 40, "failed": 0, "masked": 0,
+                                   "invalid": 0}
     assert summary["summary"][REWARD]["mean"] == 1.0
     assert summary["summary"][REWARD]["pass_at_k"] == {"1": 1.0, "2": 1.0}
     assert len(summary["samples"]) == 6
@@ -252,6 +254,80 @@ def test_a_worker_killed_mid_shard_resumes_without_gaps_or_duplicates(
     assert sorted(items) == [(row, 0) for row in range(60)]
     rewards = {r["row_index"]: r["reward"] for r in records_in(s3_server, config)}
     assert rewards == {row: 0.0 if row % 5 == 0 else 1.0 for row in range(60)}
+
+
+@pytest.mark.slow
+def test_bad_dataset_rows_become_invalid_records_and_the_shard_goes_on(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    not_utf8 = b"\xe4"  # "ä" in latin-1
+
+    def row(a: int, b: int, **changes: Any) -> bytes:
+        fields = {"system_prompt": SYSTEM, "user_prompt": f"What is {a} * {b}?",
+                  "ground_truth": str(a * b), **changes}
+        return json.dumps(fields).encode()
+
+    lines = [
+        row(2, 3),                                          # line 1, row 0
+        b'{"system_prompt": "s", "user_prompt": "What is 4 * 5?", oops}',  # line 2, row 1
+        row(3, 3, ground_truth=9),                          # line 3, row 2: an int
+        b"",                                                # line 4: blank, not a row
+        row(4, 4, system_prompt=None),                      # line 5, row 3: null
+        b'{"system_prompt": "s", "user_prompt": "What is 5 * 5?"}',  # line 6, row 4: missing
+        row(6, 6).replace(b"a", not_utf8, 1),              # line 7, row 5: not UTF-8
+        row(7, 8),                                          # line 8, row 6
+    ]
+    bucket = s3_server.bucket()
+    name = bucket.removeprefix("s3://").split("/", 1)[0]
+    s3_server.client().put_object(Bucket=name, Key="datasets/bad.jsonl",
+                                  Body=b"\n".join(lines) + b"\n")
+    dataset = f"s3://{name}/datasets/bad.jsonl"
+    config = make_config(bucket, model_url, tool_url, samples=2, dataset={"url": dataset})
+    message = tmp_path / "termination-log"
+    env = pod_env(config, s3_server, message)
+    done = run_pod("work", env)
+    assert done.returncode == 0, done.stderr
+    result = message_of(message)
+    assert (result["total"], result["done"], result["invalid"], result["failed"],
+            result["masked"]) == (14, 14, 10, 0, 0)
+
+    records = records_in(s3_server, config)
+    assert sorted((r["row_index"], r["sample_index"]) for r in records) == [
+        (row, sample) for row in range(7) for sample in range(2)]
+    expected = {
+        1: "line 2: not valid JSON: Expecting property name enclosed in double quotes",
+        2: "line 3: 'ground_truth' must be a string, got int",
+        3: "line 5: 'system_prompt' cannot be null",
+        4: "line 6: Missing required columns: ['ground_truth']",
+        5: f"line 7: not valid UTF-8 (byte {lines[6].index(not_utf8) + 1} of the line)",
+    }
+    for record in records:
+        if record["row_index"] in expected:
+            assert record["status"] == "invalid", record
+            assert record["error"]["category"] == "dataset"
+            assert record["error"]["message"].startswith(
+                f"{dataset} {expected[record['row_index']]}"), record["error"]
+            assert record["scores"] == {} and record["reward"] is None
+            assert record["messages"] == [] and record["usage"]["num_llm_calls"] == 0
+        else:
+            assert record["status"] == "completed" and record["reward"] == 1.0, record
+
+    aggregated = run_pod("aggregate", env)
+    assert aggregated.returncode == 0, aggregated.stderr
+    summary = message_of(message)
+    assert summary["progress"] == {"total": 14, "completed": 4, "failed": 0, "masked": 0,
+                                   "invalid": 10}
+    # Invalid rows are never scored: the mean is over the rows that ran, not dragged to 0.
+    assert summary["summary"][REWARD]["mean"] == 1.0
+    assert summary["summary"][REWARD]["pass_at_k"] == {"1": 1.0, "2": 1.0}
+    store = open_store(config.run_prefix, environ=s3_server.env)
+    results = json.loads(_run(store.get("results.json")))
+    assert len(results["runs"]) == 14
+    assert results["summary"]["total_runs"] == 4
+    parquet = tmp_path / "trajectories.parquet"
+    parquet.write_bytes(_run(store.get("trajectories.parquet")))
+    statuses = sorted(r.status for r in read_parquet_records(parquet))
+    assert statuses == ["completed"] * 4 + ["invalid"] * 10
 
 
 @pytest.mark.slow
@@ -380,7 +456,8 @@ async def test_aggregate_fills_advantages_and_leaves_masked_out(tmp_path: Path) 
         await late.add(record(1, 0, 0.0))
 
     summary = await aggregate_run(config, environ={})
-    assert summary["progress"] == {"total": 9, "completed": 8, "failed": 0, "masked": 1}
+    assert summary["progress"] == {"total": 9, "completed": 8, "failed": 0, "masked": 1,
+                                   "invalid": 0}
     assert summary["duplicates"] == 1
     stats = summary["summary"][REWARD]
     assert stats["mean"] == pytest.approx(3 / 8)
@@ -412,7 +489,7 @@ def test_summary_without_masked_runs_is_the_eval_summary() -> None:
     from rollout_operator.runtime.metrics import build_eval_summary
 
     runs = [{"row_index": r, "run_index": s, "success": True, "scores": {"f": float(r == s)},
-             "tokens": 3, "duration_ms": 1.0, "model_tag": None, "masked": False}
+             "tokens": 3, "duration_ms": 1.0, "model_tag": None, "left_out": False}
             for r in range(3) for s in range(2)]
     assert build_summary(runs, ["f"], n_runs=2, pass_threshold=1.0) == build_eval_summary(
         runs, ["f"], n_runs=2, pass_threshold=1.0

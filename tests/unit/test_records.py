@@ -86,18 +86,18 @@ def masked(row_index: int = 1) -> TrajectoryRecord:
     )
 
 
-def dataset_failure(row_index: int = 2) -> TrajectoryRecord:
+def invalid_row(row_index: int = 2) -> TrajectoryRecord:
     return TrajectoryRecord(
         rollout_id=f"test-{row_index}",
         row_index=row_index,
-        status="failed",
-        finish_reason="error",
-        error=RecordError(category="dataset", message="Row 2: 'ground_truth' cannot be empty"),
+        status="invalid",
+        error=RecordError(category="dataset",
+                          message="data.jsonl line 3: 'ground_truth' cannot be empty"),
     )
 
 
 def sample_records() -> list[TrajectoryRecord]:
-    return [completed(0), masked(1), dataset_failure(2), completed(3, 1)]
+    return [completed(0), masked(1), invalid_row(2), completed(3, 1)]
 
 
 def test_jsonl_round_trip(tmp_path: Path) -> None:
@@ -168,7 +168,7 @@ def test_a_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
     path.write_text(completed(0).model_dump_json() + "\n" + masked(1).model_dump_json(), "utf-8")
     assert [r.row_index for r in read_records(path)] == [0, 1]
     with JsonlRecordWriter(path) as writer:
-        writer.write(dataset_failure(2))
+        writer.write(invalid_row(2))
     assert [r.row_index for r in read_records(path)] == [0, 1, 2]
 
 
@@ -237,6 +237,7 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
         {"status": "failed", "error": {"category": "network", "message": "x"}},
         {"finish_reason": "aborted"},
         {"status": "masked"},  # a masked record must say why
+        {"status": "invalid"},  # so must an invalid one
         {"row_index": -1},
         {"reward": float("nan")},
         {"scores": {SCORE: float("inf")}},
@@ -279,6 +280,9 @@ def test_eval_views() -> None:
         "tool server unreachable",
         "baseline",
     )
+    invalid = invalid_row().to_eval_run()
+    assert (invalid["success"], invalid["scores"], invalid["error"]) == (
+        False, {}, "data.jsonl line 3: 'ground_truth' cannot be empty")
     sample = record.to_eval_sample()
     assert sample == {
         "row_index": 3,

@@ -169,6 +169,15 @@ class DatasetSpec(ApiModel):
         le=1024,
         description="Rollouts per row (the n of pass@k); each is scored separately.",
     )
+    strict: bool = Field(
+        default=False,
+        description=(
+            "Refuse the run at sync when any row of the window cannot be used (not JSON, "
+            "wrong types, a missing column, bytes that are not UTF-8), naming the file and "
+            "line of each. When false, such rows are counted at sync and each of their "
+            "samples is recorded as invalid (never run or scored), and the run goes on."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

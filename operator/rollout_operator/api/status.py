@@ -169,19 +169,28 @@ class Progress(StatusModel):
         ge=0,
         description="Rollouts lost to infrastructure trouble; recorded, never scored 0.",
     )
+    invalid: int = Field(
+        default=0,
+        ge=0,
+        description="Rollouts of dataset rows that cannot be used (bad JSON, wrong types, a "
+        "missing column, bytes that are not UTF-8); recorded with the file and line, never run "
+        "or scored.",
+    )
     percent: str | None = Field(
         default=None, max_length=8, description="Share of rollouts done, for display, e.g. 42%."
     )
 
     @classmethod
-    def from_counts(cls, total: int, completed: int, failed: int = 0, masked: int = 0) -> Progress:
+    def from_counts(cls, total: int, completed: int, failed: int = 0, masked: int = 0,
+                    invalid: int = 0) -> Progress:
         """Progress with `percent` filled in; 100% only when every rollout is done."""
         return cls(
             total=total,
             completed=completed,
             failed=failed,
             masked=masked,
-            percent=percent_text(completed + failed + masked, total),
+            invalid=invalid,
+            percent=percent_text(completed + failed + masked + invalid, total),
         )
 
 

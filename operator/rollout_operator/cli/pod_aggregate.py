@@ -10,9 +10,10 @@ committed the same item, the first committed wins) and writes, under the run's p
   the Parquet file is a derived copy that a rerun of `aggregate` writes again.
 
 Advantages are GRPO-style, per prompt over its samples (`metrics.group_advantages`). Masked
-records (infrastructure failures) take no part anywhere: no advantage, and they are left out of
-the score statistics and pass@k instead of counting as 0. Failed records (the policy's own
-failures, such as a timeout) count as 0 in the statistics, as in `osmosis eval`.
+records (infrastructure failures) and invalid ones (dataset rows that cannot be used) take no
+part anywhere: no advantage, and they are left out of the score statistics and pass@k instead
+of counting as 0. Failed records (the policy's own failures, such as a timeout) count as 0 in
+the statistics, as in `osmosis eval`.
 
 The termination message is a compact summary for the RolloutRun's status (progress counts,
 per-scorer mean/std/min/max/pass@k, the best and worst three samples, artifact URLs), under
@@ -115,7 +116,7 @@ class _Scan:
     rewards: dict[int, dict[int, float | None]] = field(default_factory=dict)
     score_names: dict[str, None] = field(default_factory=dict)
     counts: dict[str, int] = field(
-        default_factory=lambda: {"completed": 0, "failed": 0, "masked": 0}
+        default_factory=lambda: {"completed": 0, "failed": 0, "masked": 0, "invalid": 0}
     )
     best: _Heap = field(default_factory=list)
     worst: _Heap = field(default_factory=list)
@@ -124,7 +125,7 @@ class _Scan:
     def add(self, record: TrajectoryRecord) -> None:
         self.counts[record.status] += 1
         run = record.to_eval_run()
-        run["masked"] = record.status == "masked"
+        run["left_out"] = record.status in ("masked", "invalid")
         self.runs.append(run)
         for name in record.scores:
             self.score_names.setdefault(name, None)
@@ -157,7 +158,8 @@ def _answer(record: TrajectoryRecord) -> str:
 
 
 def advantages_by_item(rewards: Mapping[int, Mapping[int, float | None]]) -> dict[ItemKey, float]:
-    """Group advantages per (row, sample); items without one (masked, failed) are absent."""
+    """Group advantages per (row, sample); items without one (masked, failed, invalid) are
+    absent."""
     from rollout_operator.runtime.metrics import group_advantages
 
     result: dict[ItemKey, float] = {}
@@ -173,10 +175,11 @@ def advantages_by_item(rewards: Mapping[int, Mapping[int, float | None]]) -> dic
 def build_summary(
     runs: list[dict[str, Any]], names: list[str], *, n_runs: int, pass_threshold: float
 ) -> dict[str, Any]:
-    """The eval `summary` over the runs that were not masked.
+    """The eval `summary` over the runs that were neither masked nor invalid.
 
-    With nothing masked this is exactly `osmosis eval`'s summary. Masked runs are left out of
-    the statistics, and pass@k of a row counts only its unmasked samples.
+    With none of those this is exactly `osmosis eval`'s summary. Masked and invalid runs
+    (`left_out`) are left out of the statistics, and pass@k of a row counts only its other
+    samples.
     """
     from rollout_operator.runtime.metrics import (
         build_eval_summary,
@@ -184,7 +187,7 @@ def build_summary(
         pass_at_k_values,
     )
 
-    scored = [run for run in runs if not run.get("masked")]
+    scored = [run for run in runs if not run.get("left_out")]
     summary = build_eval_summary(scored, names, n_runs=n_runs, pass_threshold=pass_threshold)
     if n_runs > 1 and len(scored) < len(runs):
         ks = pass_at_k_values(n_runs)
@@ -304,7 +307,7 @@ def results_document(
         "created_at": now,
         "updated_at": now,
         "config": identity,
-        "runs": [{k: v for k, v in run.items() if k != "masked"} for run in runs],
+        "runs": [{k: v for k, v in run.items() if k != "left_out"} for run in runs],
         "summary": summary,
     }
 

@@ -70,6 +70,8 @@ class SyncReport:
     deps_hash: str | None = None
     dataset_rows: int | None = None
     work_items: int | None = None
+    invalid_rows: int | None = None
+    """Rows of the window that cannot be used: their samples are recorded as invalid."""
     problems: list[dict[str, str | None]] = field(default_factory=list)
 
     @property
@@ -94,6 +96,7 @@ class SyncReport:
             "depsHash": self.deps_hash,
             "datasetRows": self.dataset_rows,
             "workItems": self.work_items,
+            "invalidRows": self.invalid_rows,
             "problems": self.problems,
         }
 
@@ -202,10 +205,14 @@ def validate_bundle(
     _check_dataset(root, config, report, environ=environ)
 
 
+BAD_ROWS_LISTED = 10
+"""Bad rows named one by one in a strict run's problems; the count covers the rest."""
+
+
 def _check_dataset(
     root: Path, config: RunConfig, report: SyncReport, *, environ: Mapping[str, str]
 ) -> None:
-    from rollout_operator.runtime.dataset import validate_dataset
+    from rollout_operator.runtime.dataset import BadRow, iter_rows_lenient
     from rollout_operator.runtime.errors import LocalExecutionError
     from rollout_operator.runtime.storage import StorageError, download_url
 
@@ -228,15 +235,30 @@ def _check_dataset(
             return
     else:
         return
+    # Every row of the window is read: a bad one is counted (the workers record its samples
+    # as invalid) or, with spec.dataset.strict, refuses the run, naming its line.
+    rows = bad = 0
     try:
-        rows = validate_dataset(local, dataset.offset, dataset.limit)
+        for row in iter_rows_lenient(local, offset=dataset.offset, limit=dataset.limit,
+                                     source=shown):
+            rows += 1
+            if isinstance(row, BadRow):
+                bad += 1
+                if dataset.strict and bad <= BAD_ROWS_LISTED:
+                    report.problem(shown, f"{row.location}: {row.problem}")
     except (LocalExecutionError, OSError) as exc:
         report.problem(shown, str(exc))
         return
     if rows == 0:
         report.problem(shown, f"the dataset window (offset {dataset.offset}) has no rows")
+    if dataset.strict and bad:
+        more = f" (the first {BAD_ROWS_LISTED} are listed)" if bad > BAD_ROWS_LISTED else ""
+        report.problem(shown, f"{bad} row(s) of the window cannot be used{more} and "
+                       "spec.dataset.strict is true: fix them, or set strict to false to record "
+                       "them as invalid and run the others")
     report.dataset_rows = rows
     report.work_items = rows * dataset.samples_per_prompt
+    report.invalid_rows = bad
 
 
 def _suffix(url: str) -> str:
@@ -267,6 +289,7 @@ def write_run_json(
         "depsHash": report.deps_hash,
         "datasetRows": report.dataset_rows,
         "workItems": report.work_items,
+        "invalidRows": report.invalid_rows,
         "problems": report.problems,
         "versions": {
             "rolloutOperator": __version__,

@@ -8,7 +8,9 @@ prompt and are computed by `aggregate`, not here.
 
 A model endpoint that fails for every call (bad key, gone) stops the shard: what finished is
 committed and the pod exits 1 so that the Job retries the index later. Failures of single
-rollouts never stop it: they are recorded as `failed` or, for infrastructure, `masked`.
+rollouts never stop it: they are recorded as `failed` or, for infrastructure, `masked`; nor do
+dataset rows that cannot be used: each sample of such a row is an `invalid` record whose error
+(category `dataset`) names the file and the line.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class ShardResult:
     skipped: int = 0
     failed: int = 0
     masked: int = 0
+    invalid: int = 0
     scorer_restarts: int = 0
     """Restarts of the scorer server seen by this attempt (a scorer crashed its process)."""
 
@@ -83,6 +86,7 @@ class ShardResult:
             "skipped": self.skipped,
             "failed": self.failed,
             "masked": self.masked,
+            "invalid": self.invalid,
             "scorerRestarts": self.scorer_restarts,
         }
 
@@ -196,7 +200,8 @@ async def _run_items(
     spec = config.spec
 
     def items() -> Iterator[WorkItem]:
-        rows = iter_rows_lenient(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit)
+        rows = iter_rows_lenient(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit,
+                                 source=spec.dataset.url or spec.dataset.path)
         for row, sample in shard_items(
             rows, spec.dataset.samples_per_prompt, spec.workers.shards, index
         ):
@@ -213,6 +218,8 @@ async def _run_items(
                 result.failed += 1
             elif record.status == "masked":
                 result.masked += 1
+            elif record.status == "invalid":
+                result.invalid += 1
     except SystemicProviderError as exc:
         await writer.flush()
         raise PodFailure(
@@ -381,7 +388,8 @@ async def _report_progress(result: ShardResult) -> None:
         rate = (result.done - last_done) / (now - last_time)
         left = result.total - result.skipped - result.done
         logger.info(
-            "Shard %d: %d done, %d left, %d failed, %d masked, %d skipped; %.1f items/s",
-            result.shard, result.done, left, result.failed, result.masked, result.skipped, rate,
+            "Shard %d: %d done, %d left, %d failed, %d masked, %d invalid, %d skipped; "
+            "%.1f items/s", result.shard, result.done, left, result.failed, result.masked,
+            result.invalid, result.skipped, rate,
         )
         last_done, last_time = result.done, now

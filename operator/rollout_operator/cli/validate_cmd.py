@@ -55,13 +55,16 @@ class Validation:
 
 
 def check_dataset_file(path: Path) -> DatasetCheck:
-    """Read every row, counting them; keep the first error (a bad row or an unreadable file)."""
+    """Read every row, counting them; keep the first error (a bad row or an unreadable file).
+
+    A bad row's error names its line of the file (`line 7: ...`), as a run's records do.
+    """
     from rollout_operator.runtime.dataset import BadRow, iter_rows_lenient
     from rollout_operator.runtime.errors import LocalExecutionError
 
     check = DatasetCheck(path)
     try:
-        for row in iter_rows_lenient(path):
+        for row in iter_rows_lenient(path, source=""):
             check.rows += 1
             if isinstance(row, BadRow):
                 check.bad_rows += 1

@@ -31,6 +31,7 @@ class ProgressState:
     completed: int = 0
     failed: int = 0
     masked: int = 0
+    invalid: int = 0
     resumed: int = 0
     """Items already committed when this invocation started its workers."""
     score_sums: dict[str, float] = field(default_factory=dict)
@@ -39,7 +40,7 @@ class ProgressState:
 
     @property
     def done(self) -> int:
-        return self.completed + self.failed + self.masked
+        return self.completed + self.failed + self.masked + self.invalid
 
     def means(self) -> dict[str, float]:
         return {name: self.score_sums[name] / count
@@ -60,7 +61,8 @@ class ProgressState:
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, "done": self.done, "completed": self.completed,
-                "failed": self.failed, "masked": self.masked, "resumed": self.resumed,
+                "failed": self.failed, "masked": self.masked, "invalid": self.invalid,
+                "resumed": self.resumed,
                 "scoreMeans": self.means()}
 
 
@@ -99,6 +101,8 @@ class CommitTracker:
                     self.state.score_counts[name] = self.state.score_counts.get(name, 0) + 1
         elif status == "masked":
             self.state.masked += 1
+        elif status == "invalid":
+            self.state.invalid += 1
         else:
             self.state.failed += 1
 
@@ -175,6 +179,7 @@ class ProgressView:
         rate = state.rate()
         means = "  ".join(f"{_short(k)} {v:.3f}" for k, v in state.means().items())
         return (f"{state.done}/{state.total} done, {state.failed} failed, {state.masked} masked"
+                + (f", {state.invalid} invalid" if state.invalid else "")
                 + (f", {rate:.1f}/s, ETA {_duration(state.eta_s())}" if rate else "")
                 + (f"  mean: {means}" if means else ""))
 
@@ -193,7 +198,8 @@ class ProgressView:
         percent = 100 * state.done / state.total if state.total else 100.0
         grid.add_row(bar, f"{state.done}/{state.total} ({percent:.0f}%)")
         grid.add_row(
-            f"failed {state.failed}  masked {state.masked}  resumed {state.resumed}",
+            f"failed {state.failed}  masked {state.masked}  invalid {state.invalid}  "
+            f"resumed {state.resumed}",
             f"{rate:.1f}/s  ETA {_duration(state.eta_s())}" if rate else "",
         )
         for name, mean in state.means().items():
@@ -222,7 +228,8 @@ class ProgressView:
         if progress:
             self.console.print(
                 f"records {progress.get('total', 0)}: {progress.get('completed', 0)} completed,"
-                f" {progress.get('failed', 0)} failed, {progress.get('masked', 0)} masked",
+                f" {progress.get('failed', 0)} failed, {progress.get('masked', 0)} masked,"
+                f" {progress.get('invalid', 0)} invalid",
                 highlight=False, soft_wrap=True)
         for label, url in (summary.get("artifacts") or {}).items():
             self.console.print(f"{label:>13}  {url}", highlight=False, soft_wrap=True)

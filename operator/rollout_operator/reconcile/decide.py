@@ -276,9 +276,14 @@ def _inspect(step: _Step, ctx: RunContext, observed: Observed) -> bool:
     report, unreadable = _inspection(message)
     if job.complete and report is not None and report.ok:
         apply_inspection(step.status, report)
+        sync = observed.jobs.get("sync")
+        invalid = (sync.messages.get(0) or {}).get("invalidRows") if sync else None
+        rows = (f" {invalid} dataset row(s) cannot be used: their rollouts are recorded as "
+                "invalid." if isinstance(invalid, int) and invalid > 0 else "")
         step.condition(ConditionType.SYNCED, TRUE, Reason.SYNCED,
                        f"Repository at commit {str(step.status.commit)[:12]}: "
-                       f"{len(step.status.tools)} tools, {len(step.status.scorers)} scorers.")
+                       f"{len(step.status.tools)} tools, {len(step.status.scorers)} scorers."
+                       + rows)
         return True
     if _past_deadline(step, job, "The inspection Job", "config.syncDeadlineSeconds"):
         step.condition(ConditionType.SYNCED, FALSE, Reason.DEADLINE_EXCEEDED,

@@ -36,18 +36,20 @@ def apply_inspection(status: RolloutRunStatus, report: InspectionReport) -> None
 def shard_progress(previous: Progress | None, job: JobState) -> Progress:
     """Rollouts done so far, from the finished shards' reports.
 
-    A report's `done` counts every rollout the attempt ran, failed and masked ones included;
-    `skipped` ones were committed by an earlier attempt and count as completed until the
-    aggregate step reads their records.
+    A report's `done` counts every rollout the attempt ran, failed, masked and invalid ones
+    included; `skipped` ones were committed by an earlier attempt and count as completed until
+    the aggregate step reads their records.
     """
-    done = failed = masked = 0
+    done = failed = masked = invalid = 0
     for message in job.messages.values():
         done += int(message.get("done") or 0) + int(message.get("skipped") or 0)
         failed += int(message.get("failed") or 0)
         masked += int(message.get("masked") or 0)
+        invalid += int(message.get("invalid") or 0)
     total = previous.total if previous else 0
-    return Progress.from_counts(total=max(total, done), completed=done - failed - masked,
-                                failed=failed, masked=masked)
+    return Progress.from_counts(total=max(total, done),
+                                completed=done - failed - masked - invalid,
+                                failed=failed, masked=masked, invalid=invalid)
 
 
 def apply_aggregate(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
@@ -63,6 +65,7 @@ def apply_aggregate(status: RolloutRunStatus, message: Mapping[str, Any]) -> Non
         completed=int(counts.get("completed") or 0),
         failed=int(counts.get("failed") or 0),
         masked=int(counts.get("masked") or 0),
+        invalid=int(counts.get("invalid") or 0),
     )
     summary = message.get("summary") or {}
     status.summary = {name: ScorerSummary.model_validate(stats)

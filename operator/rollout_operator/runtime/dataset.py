@@ -8,14 +8,22 @@ whole. The columns, messages and errors follow the Osmosis SDK's local dataset r
 - `offset` skips raw rows and `limit` caps how many are read after that. Row indices are absolute
   (`offset + i`), and the `Row {i}: ...` validation messages use the same absolute index, so an
   error message, a record's `row_index` and `--row N` all name the same row.
-- Blank JSONL lines are not rows; a JSONL line that is not valid JSON still occupies a row index,
-  so indices agree with `count_rows`. Rows skipped by `offset` are not parsed.
+- Blank JSONL lines are not rows; a JSONL line that is not valid JSON (or not UTF-8) still
+  occupies a row index, so indices agree with `count_rows`. Rows skipped by `offset` are not
+  parsed.
 - `CSV row {n}` counts records the way a spreadsheet numbers rows: the header is row 1, the first
   data row is row 2.
+
+`iter_rows` (what `rolloutctl test` and `eval` read with) raises at the first bad row, with the
+messages above. `iter_rows_lenient` (runs: `rolloutctl run`, the workers, sync's check) turns a
+bad row into a `BadRow` and goes on; its messages name the file and the 1-based line of the file
+where the row starts (a Parquet row has no line: its row index is named instead). A JSONL line
+that is not UTF-8 is a bad row there; so is a CSV row with bytes that are not.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 import json
@@ -78,10 +86,29 @@ class DatasetRow:
 
 @dataclass(frozen=True, slots=True)
 class BadRow:
-    """A row that could not be used, with the message its error would have carried."""
+    """A row that cannot be used: what is wrong with it, and where it is in the file."""
 
     row_index: int
-    message: str
+    problem: str
+    line: int | None = None
+    """The 1-based line of the file where the row starts (JSONL, CSV); None in Parquet."""
+    source: str = ""
+    """The file as its user names it (a repo-relative path, a URL), for `message`."""
+
+    @property
+    def location(self) -> str:
+        """`line N` of the file, or `row N` (the row index) in a Parquet file."""
+        return f"line {self.line}" if self.line is not None else f"row {self.row_index}"
+
+    @property
+    def message(self) -> str:
+        """`<source> line N: <problem>`."""
+        where = f"{self.source} {self.location}" if self.source else self.location
+        return f"{where}: {self.problem}"
+
+
+class _Invalid(ValueError):
+    """What is wrong with a row, without saying which row (callers add that)."""
 
 
 def validate_row(raw: Any, row_index: int) -> DatasetRow:
@@ -89,11 +116,16 @@ def validate_row(raw: Any, row_index: int) -> DatasetRow:
 
     Raises `DatasetValidationError` with the upstream message for the first problem found.
     """
+    try:
+        return _validated(raw, row_index)
+    except _Invalid as exc:
+        raise DatasetValidationError(f"Row {row_index}: {exc}") from None
+
+
+def _validated(raw: Any, row_index: int) -> DatasetRow:
     if not isinstance(raw, dict):
         if not isinstance(raw, Mapping):
-            raise DatasetValidationError(
-                f"Row {row_index}: Expected object, got {type(raw).__name__}"
-            )
+            raise _Invalid(f"Expected object, got {type(raw).__name__}")
         raw = dict(raw)
     found: dict[str, str] = {}  # canonical name -> the spelling used in the file
     extra: dict[str, Any] = {}
@@ -102,8 +134,8 @@ def validate_row(raw: Any, row_index: int) -> DatasetRow:
         if lowered not in _REQUIRED_SET:
             extra[key] = value
         elif lowered in found:
-            raise DatasetValidationError(
-                f"Row {row_index}: column '{lowered}' appears more than once "
+            raise _Invalid(
+                f"column '{lowered}' appears more than once "
                 f"({found[lowered]!r} and {key!r}); keep one of them"
             )
         else:
@@ -111,19 +143,17 @@ def validate_row(raw: Any, row_index: int) -> DatasetRow:
 
     if len(found) < len(REQUIRED_COLUMNS):
         missing = [name for name in REQUIRED_COLUMNS if name not in found]
-        raise DatasetValidationError(f"Row {row_index}: Missing required columns: {missing}")
+        raise _Invalid(f"Missing required columns: {missing}")
 
     values: dict[str, str] = {}
     for name in REQUIRED_COLUMNS:
         value = raw[found[name]]
         if value is None:
-            raise DatasetValidationError(f"Row {row_index}: '{name}' cannot be null")
+            raise _Invalid(f"'{name}' cannot be null")
         if not isinstance(value, str):
-            raise DatasetValidationError(
-                f"Row {row_index}: '{name}' must be a string, got {type(value).__name__}"
-            )
+            raise _Invalid(f"'{name}' must be a string, got {type(value).__name__}")
         if not value.strip():
-            raise DatasetValidationError(f"Row {row_index}: '{name}' cannot be empty")
+            raise _Invalid(f"'{name}' cannot be empty")
         values[name] = value
 
     return DatasetRow(
@@ -146,16 +176,18 @@ def iter_rows(path: PathLike, *, offset: int = 0, limit: int | None = None) -> I
 
 
 def iter_rows_lenient(
-    path: PathLike, *, offset: int = 0, limit: int | None = None
+    path: PathLike, *, offset: int = 0, limit: int | None = None, source: str | None = None
 ) -> Iterator[DatasetRow | BadRow]:
-    """Like `iter_rows`, but a row that fails validation comes back as a `BadRow`.
+    """Like `iter_rows`, but a row that cannot be used comes back as a `BadRow`.
 
-    Per-row problems (a missing or blank column, a bad JSONL line, a CSV row with too many
-    fields) become `BadRow`s; errors that make the rest of the file unreadable (a broken
-    Parquet file, bad UTF-8, malformed CSV quoting) still raise `DatasetParseError`.
+    Per-row problems (a missing, blank or wrongly typed column, a JSONL line that is not JSON
+    or not UTF-8, a CSV row with too many fields or bytes that are not UTF-8) become `BadRow`s
+    whose messages name `source` (default: `path`) and the row's line; errors that make the
+    rest of the file unreadable (a broken Parquet file, a CSV header that is not UTF-8,
+    malformed CSV quoting) still raise `DatasetParseError`.
     """
     raw_rows = _open_window(path, offset, limit)
-    return _lenient(raw_rows)
+    return _lenient(raw_rows, str(path) if source is None else source)
 
 
 def validate_dataset(path: PathLike, offset: int = 0, limit: int | None = None) -> int:
@@ -189,8 +221,6 @@ def count_rows(path: PathLike) -> int:
             records = sum(1 for record in reader if record)
         except csv.Error as exc:
             raise DatasetParseError(f"Invalid CSV at line {reader.line_num}: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(file, exc) from exc
     return max(records - 1, 0)
 
 
@@ -207,34 +237,38 @@ def dataset_fingerprint(path: PathLike) -> str:
 
 
 class _RowProblem:
-    """A per-row parse problem carried through the raw stream (bad JSON line, CSV overflow)."""
+    """A per-row parse problem carried through the raw stream (a JSONL line that is not JSON or
+    not UTF-8, a CSV row too wide or not UTF-8): what `iter_rows` raises, and the problem a
+    `BadRow` names."""
 
-    __slots__ = ("message",)
+    __slots__ = ("problem", "strict_message")
 
-    def __init__(self, message: str) -> None:
-        self.message = message
+    def __init__(self, strict_message: str, problem: str) -> None:
+        self.strict_message = strict_message
+        self.problem = problem
 
 
-_RawItem = tuple[int, Any]
-"""A row index and either the raw row or a `_RowProblem`."""
+_RawItem = tuple[int, int | None, Any]
+"""A row index, the line the row starts on (None in Parquet), and either the raw row or a
+`_RowProblem`."""
 
 
 def _strict(raw_rows: Iterator[_RawItem]) -> Iterator[DatasetRow]:
-    for row_index, raw in raw_rows:
+    for row_index, _, raw in raw_rows:
         if isinstance(raw, _RowProblem):
-            raise DatasetParseError(raw.message)
+            raise DatasetParseError(raw.strict_message)
         yield validate_row(raw, row_index)
 
 
-def _lenient(raw_rows: Iterator[_RawItem]) -> Iterator[DatasetRow | BadRow]:
-    for row_index, raw in raw_rows:
+def _lenient(raw_rows: Iterator[_RawItem], source: str) -> Iterator[DatasetRow | BadRow]:
+    for row_index, line, raw in raw_rows:
         if isinstance(raw, _RowProblem):
-            yield BadRow(row_index, raw.message)
+            yield BadRow(row_index, raw.problem, line, source)
             continue
         try:
-            yield validate_row(raw, row_index)
-        except DatasetValidationError as exc:
-            yield BadRow(row_index, str(exc))
+            yield _validated(raw, row_index)
+        except _Invalid as exc:
+            yield BadRow(row_index, str(exc), line, source)
 
 
 def _open_window(path: PathLike, offset: int, limit: int | None) -> Iterator[_RawItem]:
@@ -272,35 +306,62 @@ def _checked_path(path: PathLike) -> Path:
 
 def _open_text(file: Path) -> TextIO:
     # utf-8-sig: a byte-order mark written by spreadsheet tools is not part of the first header.
-    return file.open("r", encoding="utf-8-sig", newline="")
+    # Bytes that are not UTF-8 are kept as lone surrogates, so that one bad row does not make
+    # the whole file unreadable: `_has_bad_bytes` finds them in the row's values.
+    return file.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def _not_utf8(file: Path, exc: UnicodeDecodeError) -> DatasetParseError:
-    return DatasetParseError(
-        f"Dataset file is not valid UTF-8: {file} (byte offset {exc.start}); "
-        "save it as UTF-8 and try again"
-    )
+def _has_bad_bytes(values: list[str]) -> bool:
+    """Whether CSV values hold bytes that were not UTF-8 (read as lone surrogates)."""
+    for value in values:
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
+def _not_utf8(file: Path, where: str) -> str:
+    return f"Dataset file is not valid UTF-8: {file} ({where}); save it as UTF-8 and try again"
+
+
+_NOT_UTF8_ROW = "not valid UTF-8 (byte {byte} of the line); save the file as UTF-8"
 
 
 def _jsonl_rows(file: Path, offset: int) -> Iterator[_RawItem]:
+    # Lines are read as bytes and decoded one by one: a line that is not UTF-8 is one bad row.
     row_index = 0
-    with _open_text(file) as handle:
-        try:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                if row_index < offset:
-                    row_index += 1
-                    continue
-                try:
-                    raw: Any = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield row_index, _RowProblem(f"Invalid JSON at line {line_number}: {exc}")
-                else:
-                    yield row_index, raw
+    position = 0
+    with file.open("rb") as handle:
+        for line_number, data in enumerate(handle, start=1):
+            start, position = position, position + len(data)
+            if line_number == 1 and data.startswith(codecs.BOM_UTF8):
+                data, start = data[len(codecs.BOM_UTF8):], start + len(codecs.BOM_UTF8)
+            if not data.strip():
+                continue
+            if row_index < offset:
                 row_index += 1
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(file, exc) from exc
+                continue
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield row_index, line_number, _RowProblem(
+                    _not_utf8(file, f"line {line_number}, byte offset {start + exc.start}"),
+                    _NOT_UTF8_ROW.format(byte=exc.start + 1),
+                )
+                row_index += 1
+                continue
+            try:
+                raw: Any = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield row_index, line_number, _RowProblem(
+                    f"Invalid JSON at line {line_number}: {exc}",
+                    f"not valid JSON: {exc.msg} (column {exc.colno})",
+                )
+            else:
+                yield row_index, line_number, raw
+            row_index += 1
 
 
 def _csv_reader(handle: TextIO) -> Any:
@@ -317,33 +378,35 @@ def _csv_rows(file: Path, offset: int) -> Iterator[_RawItem]:
             header = next(reader, None)
             if header is None:
                 return
+            if _has_bad_bytes(header):
+                raise DatasetParseError(_not_utf8(file, "the header, line 1"))
             width = len(header)
             row_index = 0
+            end = reader.line_num  # the last line read so far: the next record starts after it
             for record in reader:
+                line, end = end + 1, reader.line_num
                 if not record:  # a blank line is not a row
                     continue
                 if row_index < offset:
                     row_index += 1
                     continue
                 if len(record) > width:
-                    yield (
-                        row_index,
-                        _RowProblem(
-                            f"CSV row {row_index + 2} has more columns than the header "
-                            f"({len(record)} values for {width} columns; quote values that "
-                            "contain commas)"
-                        ),
-                    )
+                    too_wide = (f"has more columns than the header ({len(record)} values for "
+                                f"{width} columns; quote values that contain commas)")
+                    yield row_index, line, _RowProblem(
+                        f"CSV row {row_index + 2} {too_wide}", too_wide)
+                elif _has_bad_bytes(record):
+                    yield row_index, line, _RowProblem(
+                        _not_utf8(file, f"CSV row {row_index + 2}, line {line}"),
+                        "not valid UTF-8; save the file as UTF-8")
                 else:
                     # Missing trailing values read as null, as with csv.DictReader.
                     raw: dict[str, Any] = dict.fromkeys(header)
                     raw.update(zip(header, record, strict=False))
-                    yield row_index, raw
+                    yield row_index, line, raw
                 row_index += 1
         except csv.Error as exc:
             raise DatasetParseError(f"Invalid CSV at line {reader.line_num}: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise _not_utf8(file, exc) from exc
 
 
 def _parquet_file(file: Path) -> Any:
@@ -381,7 +444,7 @@ def _parquet_rows(file: Path, offset: int) -> Iterator[_RawItem]:
                 batch = batch.slice(to_skip)
                 to_skip = 0
             for raw in batch.to_pylist():
-                yield row_index, raw
+                yield row_index, None, raw
                 row_index += 1
     except DatasetParseError:
         raise

@@ -1,8 +1,10 @@
 """The trajectory record, and reading and writing it as JSONL and Parquet.
 
 One record per (row, sample). Infrastructure failures are `masked`, never scored: training must
-not learn from a dead sandbox. A `failed` or `masked` record always carries an `error`; a
-`completed` one may carry one too (a scorer that raised, for instance).
+not learn from a dead sandbox. A dataset row that cannot be used (not JSON, wrong types, a
+missing column, bytes that are not UTF-8) gives `invalid` records, never run and never scored.
+A `failed`, `masked` or `invalid` record always carries an `error`; a `completed` one may carry
+one too (a scorer that raised, for instance).
 
 Scores, rewards, advantages and timings must be finite numbers: NaN is not standard JSON, and a
 NaN reward would poison a training batch, so it is rejected when the record is built (logprobs
@@ -31,7 +33,7 @@ from pydantic_core import to_json
 
 logger = logging.getLogger(__name__)
 
-RecordStatus = Literal["completed", "failed", "masked"]
+RecordStatus = Literal["completed", "failed", "masked", "invalid"]
 FinishReason = Literal["stop", "max_turns", "length", "timeout", "error"]
 ErrorCategory = Literal["tool", "sandbox", "inference", "reward", "timeout", "dataset"]
 
@@ -43,7 +45,7 @@ _MODEL_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RecordError(BaseModel):
-    """Why a trajectory failed or was masked, by the part of the system that failed."""
+    """Why a trajectory failed, was masked or is invalid, by the part that failed."""
 
     model_config = _MODEL_CONFIG
 
@@ -126,7 +128,7 @@ class TrajectoryRecord(BaseModel):
         """This record as an entry of an eval results JSON's `runs` list.
 
         As `osmosis eval` writes them: a successful run has its scores and no error (a scorer
-        that failed scored 0.0); a failed or masked run has its error and no scores.
+        that failed scored 0.0); a failed, masked or invalid run has its error and no scores.
         """
         success = self.status == "completed"
         return {

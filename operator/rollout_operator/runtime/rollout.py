@@ -62,10 +62,10 @@ class RolloutRunner:
     async def run(self, item: WorkItem, observer: AgentObserver | None = None) -> TrajectoryRecord:
         row = item.row
         if isinstance(row, BadRow):
+            # Nothing ran: the row itself is unusable. Its message names the file and line.
             return self._record(
                 item,
-                status="failed",
-                finish_reason="error",
+                status="invalid",
                 error=RecordError(category="dataset", message=row.message),
             )
         async with self.tools.session() as session:
