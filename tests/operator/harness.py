@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +31,11 @@ MODEL_KEY = "sk-very-secret-model-key-0042"
 REWARD = "reward_fn.compute_reward:numbers_match_reward"
 
 
-def make_repo(directory: Path, *, without_main: bool = False) -> str:
-    """A git repository holding a copy of the calculator example; its file:// URL."""
-    shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns("__pycache__"))
+def make_repo(directory: Path, *, without_main: bool = False, source: Path = EXAMPLE) -> str:
+    """A git repository holding a copy of `source` (the calculator example); its file://
+    URL."""
+    if not directory.exists():
+        shutil.copytree(source, directory, ignore=shutil.ignore_patterns("__pycache__"))
     if without_main:
         (directory / "mcp" / "main.py").unlink()
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -204,8 +206,8 @@ def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
 
 
 @contextmanager
-def scorer_server() -> Iterator[str]:
-    """The calculator's scorers served the way the scorer Service's pods serve them."""
+def scorer_server(repo: Path = EXAMPLE, scorers: Sequence[str] = ()) -> Iterator[str]:
+    """A repo's scorers (the calculator's) served as the scorer Service's pods serve them."""
     import socket
     import time
 
@@ -213,7 +215,8 @@ def scorer_server() -> Iterator[str]:
     port = listener.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "rollout_operator.cli.main", "serve-scorers", "--repo",
-         str(EXAMPLE), "--listen-fd", str(listener.fileno())],
+         str(repo), "--listen-fd", str(listener.fileno()),
+         *(arg for ref in scorers for arg in ("--scorer", ref))],
         pass_fds=[listener.fileno()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
     )
@@ -236,22 +239,22 @@ def scorer_server() -> Iterator[str]:
 
 
 @contextmanager
-def services() -> Iterator[str]:
-    """The calculator's tool and scorer servers behind one address, the way a run's pods
-    reach its Services (see `ServiceRouter`)."""
+def services(repo: Path = EXAMPLE, scorers: Sequence[str] = ()) -> Iterator[str]:
+    """A repo's (the calculator's) tool and scorer servers behind one address, the way a
+    run's pods reach its Services (see `ServiceRouter`)."""
     from tests.support.service_router import ServiceRouter
 
-    with tool_server() as tools, scorer_server() as scorers, \
-            ServiceRouter(tools, scorers) as router:
+    with tool_server(repo) as tools, scorer_server(repo, scorers) as scoring, \
+            ServiceRouter(tools, scoring) as router:
         yield router.url
 
 
 @contextmanager
-def tool_server() -> Iterator[str]:
-    """The calculator's tools served the way the tool Service's pods serve them."""
+def tool_server(repo: Path = EXAMPLE) -> Iterator[str]:
+    """A repo's (the calculator's) tools served the way the tool Service's pods serve them."""
     process = subprocess.Popen(
         [sys.executable, "-m", "rollout_operator.runtime.tool_server", "--mcp",
-         str(EXAMPLE / "mcp"), "--port", "0"],
+         str(repo / "mcp"), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
     )

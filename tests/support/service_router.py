@@ -4,7 +4,8 @@ The operator builds every Service URL from one template (`ROLLOUT_OPERATOR_SERVI
 tests point it at a `ServiceRouter`, which forwards each request by its path to the server that
 plays that Service: `/mcp` to the tool server, the scoring API (`/v1/...`, `/health`) to the
 scorer server. It forwards bodies and status codes as they are (the scoring API answers JSON
-in one piece, MCP's JSON mode as well).
+in one piece, MCP's JSON mode as well), and when the server behind a request goes away it
+breaks the client's connection, as a Service's TCP forwarding would.
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ class ServiceRouter(BackgroundApp):
         base = self.tools if request.path.startswith("/mcp") else self.scorers
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         body = await request.read()
-        async with self._session.request(request.method, base + request.path_qs,
-                                         headers=headers, data=body) as upstream:
-            data = await upstream.read()
-            out: dict[str, Any] = {k: v for k, v in upstream.headers.items()
-                                   if k.lower() not in _HOP_HEADERS}
-            return web.Response(status=upstream.status, body=data, headers=out)
+        try:
+            async with self._session.request(request.method, base + request.path_qs,
+                                             headers=headers, data=body) as upstream:
+                data = await upstream.read()
+                out: dict[str, Any] = {k: v for k, v in upstream.headers.items()
+                                       if k.lower() not in _HOP_HEADERS}
+                return web.Response(status=upstream.status, body=data, headers=out)
+        except (aiohttp.ClientError, OSError):
+            # As a Service (kube-proxy forwards TCP) would: the client's connection breaks.
+            if request.transport is not None:
+                request.transport.abort()
+            raise

@@ -246,6 +246,9 @@ class RemoteScorers:
                     ) as response:
                         sent = True
                         data = await response.read()
+                if response.status >= 500:
+                    # A proxy between the two (a service mesh) says the process went away.
+                    raise _Died(f"HTTP {response.status}")
                 if response.status != 200:
                     raise ProtocolError(f"the scorer server answered HTTP {response.status}: "
                                         f"{data[:200].decode('utf-8', 'replace')}")
