@@ -571,7 +571,8 @@ class LocalBackend:
         spec = config.spec
         shards = spec.workers.shards
         parallel = min(spec.workers.parallelism or shards, shards)
-        env = worker_env(self.environ)
+        # The judge keys too, only so that the worker can scrub them from what it writes.
+        env = worker_env(self.environ, [secret.env for secret in spec.scoring.secrets])
         env.update(config.env())
         env.setdefault("ROLLOUT_COMMIT_INTERVAL_SECONDS", COMMIT_INTERVAL_S)
         env["LITELLM_LOCAL_MODEL_COST_MAP"] = env.get("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -378,6 +378,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s scorer-server: %(message)s")
     sys.dont_write_bytecode = True
+    from rollout_operator.runtime.scrub import (
+        Scrubber,
+        install_log_scrubbing,
+        use_process_scrubber,
+    )
+
+    use_process_scrubber(Scrubber.from_environ(os.environ))  # judge keys, from this side's logs
+    install_log_scrubbing()
     generation = int(os.environ.get(GENERATION_ENV, "0") or 0)
     listener = socket.socket(fileno=args.listen_fd)
     try:
