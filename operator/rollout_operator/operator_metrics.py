@@ -8,6 +8,8 @@ per run and exports
   computed at scrape time from the latest status seen of each run the operator knows;
 - `rollout_operator_rollouts_total{outcome}`: rollouts finished, fed from each run's
   `status.progress` counts;
+- `rollout_operator_server_restarts_total{server}`: user-code servers (tools, scorers) that
+  died and were started again, fed from each run's `status.restarts`;
 - `rollout_operator_reconcile_duration_seconds{trigger}` and
   `rollout_operator_reconcile_errors_total{trigger}`;
 - `rollout_operator_child_create_errors_total{kind}`.
@@ -33,6 +35,7 @@ from rollout_operator.api.status import Progress, RolloutRunStatus
 
 PREFIX = "rollout_operator"
 OUTCOMES = ("completed", "failed", "masked", "invalid")
+SERVERS = ("tools", "scorers")
 CONDITION_STATUSES = (ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN)
 # Reconciles are a few API calls each; the slow end is a busy API server.
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -49,6 +52,15 @@ class RunSeen:
     phase: str
     conditions: tuple[tuple[str, str], ...]
     outcomes: dict[str, int]
+    restarts: dict[str, int] | None = None
+
+
+def restart_counts(status: RolloutRunStatus) -> dict[str, int]:
+    """User-code server restarts by server, as `status.restarts` reports them."""
+    restarts = status.restarts
+    if restarts is None:
+        return dict.fromkeys(SERVERS, 0)
+    return {"tools": restarts.tools, "scorers": restarts.scorers}
 
 
 def outcome_counts(progress: Progress | None) -> dict[str, int]:
@@ -106,6 +118,12 @@ class OperatorMetrics:
             ["outcome"], registry=self.registry)
         for outcome in OUTCOMES:
             self.rollouts.labels(outcome)
+        self.server_restarts = Counter(
+            f"{PREFIX}_server_restarts",
+            "User-code servers that died and were started again, from the runs' "
+            "status.restarts.", ["server"], registry=self.registry)
+        for server in SERVERS:
+            self.server_restarts.labels(server)
         self.reconcile_duration = Histogram(
             f"{PREFIX}_reconcile_duration_seconds",
             "Time of one reconcile of a run (observe, decide, act), by what triggered it.",
@@ -130,6 +148,7 @@ class OperatorMetrics:
         if not uid:
             return
         counts = outcome_counts(status.progress)
+        restarts = restart_counts(status)
         phase = status.phase or Phase.PENDING
         conditions = tuple((c.type, c.status) for c in status.conditions)
         with self._lock:
@@ -139,12 +158,19 @@ class OperatorMetrics:
             highest = dict(counts) if previous is None else {
                 outcome: max(previous.outcomes.get(outcome, 0), count)
                 for outcome, count in counts.items()}
+            before = (previous.restarts or {}) if previous is not None else {}
+            most = {server: max(before.get(server, 0), count)
+                    for server, count in restarts.items()}
             if previous is not None:
                 for outcome, count in highest.items():
                     increment = count - previous.outcomes.get(outcome, 0)
                     if increment > 0:
                         self.rollouts.labels(outcome).inc(increment)
-            self._runs[uid] = RunSeen(phase, conditions, highest)
+                for server, count in most.items():
+                    increment = count - before.get(server, 0)
+                    if increment > 0:
+                        self.server_restarts.labels(server).inc(increment)
+            self._runs[uid] = RunSeen(phase, conditions, highest, most)
 
     def forget_run(self, uid: str) -> None:
         """Run `uid` is gone: it leaves the gauges, and later statuses of it are ignored."""
@@ -183,4 +209,5 @@ class OperatorMetrics:
             raise
 
 
-__all__ = ["OUTCOMES", "OperatorMetrics", "RunSeen", "outcome_counts"]
+__all__ = ["OUTCOMES", "SERVERS", "OperatorMetrics", "RunSeen", "outcome_counts",
+           "restart_counts"]

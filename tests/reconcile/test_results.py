@@ -45,3 +45,27 @@ def test_the_aggregate_counts_invalid_rollouts() -> None:
     assert status.progress is not None
     assert (status.progress.completed, status.progress.invalid, status.progress.percent) == (
         8, 2, "100%")
+
+
+def _deployment(name: str, *restart_counts: int) -> tuple[object, list[dict[str, object]]]:
+    from rollout_operator.reconcile.observed import deployment_state
+
+    pods = [{"status": {"containerStatuses": [{"restartCount": n}]}} for n in restart_counts]
+    return deployment_state({"metadata": {"name": name}, "spec": {"replicas": 1}}, pods), pods
+
+
+def test_server_restarts_from_pods_and_shard_reports_never_fall() -> None:
+    from rollout_operator.reconcile.results import server_restarts
+
+    tools, _ = _deployment("t", 2, 1)
+    scorers, _ = _deployment("s", 1)
+    workers = _job({"done": 4, "scorerRestarts": 3}, {"done": 4, "scorerRestarts": 5})
+    restarts = server_restarts(None, tools, scorers, workers)  # type: ignore[arg-type]
+    assert restarts is not None
+    # Every shard sees the same scorer process: the most any saw, plus container restarts.
+    assert (restarts.tools, restarts.scorers) == (3, 6)
+    replaced, _ = _deployment("t")  # the pods were replaced: their counts went with them
+    again = server_restarts(restarts, replaced, None, None)  # type: ignore[arg-type]
+    assert again is not None and (again.tools, again.scorers) == (3, 6)
+    quiet, _ = _deployment("t", 0)
+    assert server_restarts(None, quiet, None, _job({"done": 1})) is None  # type: ignore[arg-type]

@@ -121,6 +121,19 @@ def test_a_run_first_seen_mid_way_counts_only_what_it_does_afterwards(
     assert rollouts(metrics) == {"completed": 3, "failed": 0, "masked": 0}
 
 
+def test_server_restarts_count_the_rise_from_each_status(metrics: OperatorMetrics) -> None:
+    from rollout_operator.api.status import ServerRestarts
+
+    first = status("Running")
+    metrics.observe_run("a", first)
+    metrics.observe_run("a", first.model_copy(update={"restarts": ServerRestarts(tools=1)}))
+    metrics.observe_run("a", first.model_copy(
+        update={"restarts": ServerRestarts(tools=1, scorers=4)}))
+    metrics.observe_run("a", first)  # an older status read late changes nothing
+    assert value(metrics, "rollout_operator_server_restarts_total", server="tools") == 1
+    assert value(metrics, "rollout_operator_server_restarts_total", server="scorers") == 4
+
+
 def test_reconcile_duration_and_errors_by_trigger(metrics: OperatorMetrics) -> None:
     with metrics.reconcile_timer("timer"):
         pass

@@ -201,6 +201,19 @@ def percent_text(done: int, total: int) -> str:
     return f"{min(100, max(0, done * 100 // total))}%"
 
 
+class ServerRestarts(StatusModel):
+    """Times a user-code server died and was started again: a tool or a scorer killed its
+    process (os._exit, a crash, the memory limit). What it was doing is masked or recorded on
+    its trajectories; the run goes on."""
+
+    tools: int = Field(default=0, ge=0, description="Container restarts of the tool pods.")
+    scorers: int = Field(
+        default=0, ge=0,
+        description="Scorer server processes started again (by its supervisor, as workers "
+                    "saw it, or container restarts).",
+    )
+
+
 class ScorerSummary(StatusModel):
     """Statistics of one scorer over all scored rollouts."""
 
@@ -296,6 +309,9 @@ class RolloutRunStatus(StatusModel):
         description=f"Scorers that run, as module:function (at most {MAX_SCORERS}).",
     )
     progress: Progress | None = Field(default=None, description="Rollouts done so far.")
+    restarts: ServerRestarts | None = Field(
+        default=None, description="User-code servers that died and were started again."
+    )
     summary: (
         Annotated[
             dict[str, ScorerSummary],

@@ -32,6 +32,7 @@ from rollout_operator.reconcile.results import (
     apply_aggregate,
     apply_inspection,
     apply_sync,
+    server_restarts,
     shard_progress,
 )
 from rollout_operator.reconcile.secrets import missing_secrets
@@ -181,6 +182,9 @@ def decide(
     if not _sync(step, _context(run, spec, status, settings, observed), observed):
         return step.finish(spec)
     ctx = _context(run, spec, status, settings, observed)  # now with commit, bundle, scorers
+    step.status.restarts = server_restarts(
+        step.status.restarts, observed.deployments.get("tools"),
+        observed.deployments.get("scorers"), observed.jobs.get("workers"))
     tools_ready = _tools(step, ctx, observed)
     inference_ready = _inference(step, spec, ctx, observed)
     if not (tools_ready and inference_ready):

@@ -44,6 +44,8 @@ class DeploymentState:
     """creationTimestamp (RFC 3339), empty when unknown."""
     problem: str = ""
     """Why a pod of it cannot become ready (crash loop, image pull, unschedulable), if known."""
+    restarts: int = 0
+    """Container restarts of its pods that exist now (a server that died and was restarted)."""
 
     @property
     def ready(self) -> bool:
@@ -155,6 +157,7 @@ def deployment_state(deployment: Mapping[str, Any],
                      pods: Iterable[Mapping[str, Any]] = ()) -> DeploymentState:
     metadata = deployment.get("metadata") or {}
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    pods = list(pods)
     problem = next((text for text in map(pod_problem, pods) if text), "")
     return DeploymentState(
         name=str(metadata["name"]),
@@ -162,6 +165,8 @@ def deployment_state(deployment: Mapping[str, Any],
         available=int(status.get("availableReplicas") or 0),
         created=str(metadata.get("creationTimestamp") or ""),
         problem=problem,
+        restarts=sum(int(c.get("restartCount") or 0) for pod in pods
+                     for c in (pod.get("status") or {}).get("containerStatuses") or []),
     )
 
 

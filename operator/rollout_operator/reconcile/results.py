@@ -10,9 +10,10 @@ from rollout_operator.api.status import (
     Progress,
     RolloutRunStatus,
     ScorerSummary,
+    ServerRestarts,
     TrajectorySample,
 )
-from rollout_operator.reconcile.observed import JobState
+from rollout_operator.reconcile.observed import DeploymentState, JobState
 from rollout_operator.runtime.inspection import InspectionReport
 
 
@@ -50,6 +51,25 @@ def shard_progress(previous: Progress | None, job: JobState) -> Progress:
     return Progress.from_counts(total=max(total, done),
                                 completed=done - failed - masked - invalid,
                                 failed=failed, masked=masked, invalid=invalid)
+
+
+def server_restarts(previous: ServerRestarts | None, tools: DeploymentState | None,
+                    scorers: DeploymentState | None, workers: JobState | None
+                    ) -> ServerRestarts | None:
+    """Restarts of the user-code servers: the tool pods' container restarts, and for scorers
+    the most restarts of the scorer process any shard saw (its supervisor restarts it in the
+    container) plus the scorer pods' container restarts. Never lower than before (pods that
+    were replaced take their counts with them). None while there were none."""
+    seen_by_workers = max((int(m.get("scorerRestarts") or 0)
+                           for m in (workers.messages.values() if workers else ())), default=0)
+    tools_now = tools.restarts if tools else 0
+    scorers_now = seen_by_workers + (scorers.restarts if scorers else 0)
+    if previous is not None:
+        tools_now = max(tools_now, previous.tools)
+        scorers_now = max(scorers_now, previous.scorers)
+    if not (tools_now or scorers_now):
+        return previous
+    return ServerRestarts(tools=tools_now, scorers=scorers_now)
 
 
 def apply_aggregate(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
