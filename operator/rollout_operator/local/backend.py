@@ -69,6 +69,8 @@ MIN_WORKER_MEMORY = "2Gi"
 DEFAULT_CPU_SECONDS = 6 * 3600
 DEFAULT_OPEN_FILES = 4096
 COMMIT_INTERVAL_S = "2"
+INSPECT_DEADLINE_S = 900.0
+"""As the cluster's sync deadline: importing a repo that takes longer is a repo problem."""
 POLL_INTERVAL_S = 1.0
 
 
@@ -310,7 +312,14 @@ class LocalBackend:
         child = await start_child("inspection", rolloutctl_argv(*args), env=env,
                                   log_path=logs / "inspect.log", sandbox=policy, cwd=out)
         self._children.append(child.kill)
-        code = await self._wait_or_stop(child)
+        try:
+            code = await asyncio.wait_for(self._wait_or_stop(child), INSPECT_DEADLINE_S)
+        except TimeoutError:
+            child.kill()
+            raise RunFailed(
+                f"inspecting the repository did not finish within {INSPECT_DEADLINE_S:.0f} s "
+                "(importing mcp/main.py or a scorer module hangs?):\n"
+                f"{tail(child.log_path)}", exit_code=EXIT_INVALID) from None
         raw = read_message(message)
         try:
             report = InspectionReport.model_validate(raw)

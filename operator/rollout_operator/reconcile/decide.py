@@ -300,7 +300,7 @@ def _inspect(step: _Step, ctx: RunContext, observed: Observed) -> bool:
         step.fail(Reason.SYNC_FAILED, text)
         return False
     if job.failed_terminal or (message is not None and message.get("ok") is False):
-        text = _sync_problems(message, job)
+        text = _sync_problems(message, job, "Inspection")
         step.condition(ConditionType.SYNCED, FALSE, Reason.SYNC_FAILED, text)
         step.fail(Reason.SYNC_FAILED, text)
     return False
@@ -329,7 +329,8 @@ def _past_deadline(step: _Step, job: JobState, what: str, value: str, hint: str 
     return True
 
 
-def _sync_problems(message: Mapping[str, Any] | None, job: JobState) -> str:
+def _sync_problems(message: Mapping[str, Any] | None, job: JobState,
+                   what: str = "Sync") -> str:
     if message and message.get("problems"):
         parts = []
         for problem in message["problems"]:
@@ -338,10 +339,10 @@ def _sync_problems(message: Mapping[str, Any] | None, job: JobState) -> str:
                          str(problem.get("message")))
         return "The repository has problems: " + "; ".join(parts)
     if message and message.get("error"):
-        return f"Sync failed: {message['error']}"
+        return f"{what} failed: {message['error']}"
     if message and message.get("raw"):
-        return f"Sync failed: {message['raw'][-500:]}"
-    return f"Sync Job {job.name} failed: {job.failure_message or 'no message'}"
+        return f"{what} failed: {message['raw'][-500:]}"
+    return f"{what} Job {job.name} failed: {job.failure_message or 'no message'}"
 
 
 def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
