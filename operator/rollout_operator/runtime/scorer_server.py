@@ -43,6 +43,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rollout_operator.runtime.scorer_protocol import (
     HEALTH_PATH,
     PROTOCOL_VERSION,
@@ -280,8 +282,8 @@ def build_app(service: ScorerService) -> Any:
         body = await request.read()
         try:
             parsed = ScoreRequest.model_validate_json(body)
-        except ValueError as exc:
-            message = truncate(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        except ValidationError as exc:
+            message = truncate("; ".join(str(error["msg"]) for error in exc.errors()))
             return web.json_response({"version": PROTOCOL_VERSION, "error": message},
                                      status=400)
         answer = await service.score(parsed)
