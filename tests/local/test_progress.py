@@ -75,6 +75,15 @@ def test_plain_lines_and_summary_table() -> None:
     assert "file:///out/results.json" in text
 
 
+def test_summary_table_of_a_run_with_nothing_scored() -> None:
+    console = Console(record=True, width=200, force_terminal=False)
+    ProgressView(console, title="calc", live=False).summary({"state": "Succeeded", "summary": {
+        "progress": {"total": 2, "completed": 0, "failed": 0, "masked": 2, "invalid": 0},
+        "summary": {REF: {"mean": None, "std": None, "min": None, "max": None}}}})
+    text = console.export_text()
+    assert "0.000" not in text and "records 2: 0 completed, 0 failed, 2 masked" in text
+
+
 def test_live_panel_renders() -> None:
     console = Console(record=True, width=120, force_terminal=True)
     view = ProgressView(console, title="calc", live=True)

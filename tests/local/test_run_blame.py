@@ -105,6 +105,24 @@ def test_hanging_model_is_masked_and_slow_tool_times_out(own_model: str,
     assert len(results["runs"]) == 12
 
 
+def test_a_run_where_the_model_always_hangs_scores_nothing(own_model: str,
+                                                             tmp_path: Path) -> None:
+    path = write_manifest(tmp_path / "run.yaml", manifest(
+        "hung", str(EXAMPLE), own_model, (tmp_path / "out").as_uri(), rows=2, samples=2,
+        shards=1, model="scripted:hang-on-What",
+        agent={"maxTurns": 4, "toolTimeoutSeconds": 10, "rolloutTimeoutSeconds": 2}))
+    done = run_local(path, "--json", *([] if sandbox_available() else ["--no-sandbox"]),
+                     cwd=tmp_path)
+    result = result_json(done)
+    assert done.returncode == 0, done.stderr
+    assert result["progress"] == {"total": 4, "completed": 0, "failed": 0, "masked": 4,
+                                  "invalid": 0}
+    # Nothing was scored, so there is no mean at all: not a mean of 0.
+    assert result["summary"] == {REWARD: {"mean": None, "std": None, "min": None, "max": None}}
+    assert all(r["status"] == "masked" and r["error"]["category"] == "inference"
+               for r in records(file_path(result["runPrefix"])))
+
+
 def test_scripted_model_hang_on_text(own_model: str) -> None:
     """The test's hanging model: only the prompts holding the text hang."""
     def ask(prompt: str, timeout: float) -> dict[str, Any]:

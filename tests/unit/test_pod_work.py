@@ -485,6 +485,26 @@ async def test_aggregate_fills_advantages_and_leaves_masked_out(tmp_path: Path) 
     assert results["config"]["n_runs"] == 3 and results["config"]["commit"] == "0" * 40
 
 
+async def test_a_run_with_nothing_scored_reports_no_statistics(tmp_path: Path) -> None:
+    """Every rollout masked or invalid: the summary's statistics are null, not zeros."""
+    config = make_config((tmp_path / "out").as_uri(), "http://127.0.0.1:1/v1",
+                         "http://127.0.0.1:2/mcp", samples=2)
+    store = open_store(config.run_prefix)
+    async with ShardWriter(store, "", 0) as writer:
+        await writer.add(record(0, 0, None, status="masked"))
+        await writer.add(record(0, 1, None, status="masked"))
+        await writer.add(TrajectoryRecord(
+            rollout_id="calc-1-0", row_index=1, status="invalid",
+            error=RecordError(category="dataset", message="test_data.jsonl line 2: x")))
+    summary = await aggregate_run(config, environ={}, write_parquet=False)
+    assert summary["progress"] == {"total": 3, "completed": 0, "failed": 0, "masked": 2,
+                                   "invalid": 1}
+    assert summary["summary"] == {REWARD: {"mean": None, "std": None, "min": None,
+                                           "max": None}}
+    results = json.loads(await store.get("results.json"))
+    assert results["summary"]["total_runs"] == 0  # results.json keeps the eval summary
+
+
 def test_summary_without_masked_runs_is_the_eval_summary() -> None:
     from rollout_operator.runtime.metrics import build_eval_summary
 

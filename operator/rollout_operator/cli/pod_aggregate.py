@@ -315,9 +315,17 @@ def results_document(
 def compact_summary(
     scan: _Scan, summary: dict[str, Any], artifacts: dict[str, str]
 ) -> dict[str, Any]:
-    """The termination message: what status shows, within 4 KiB."""
+    """The termination message: what status shows, within 4 KiB.
+
+    When no rollout was scored (every one masked or invalid), the statistics are null rather
+    than the eval summary's zeros: nothing scored 0.
+    """
     scorers: dict[str, Any] = {}
+    nothing_scored = summary.get("total_runs") == 0
     for name, stats in summary["eval_fns"].items():
+        if nothing_scored:
+            scorers[name] = dict.fromkeys(("mean", "std", "min", "max"))
+            continue
         entry = {key: stats[key] for key in ("mean", "std", "min", "max")}
         if "pass_at_k" in stats:
             entry["pass_at_k"] = stats["pass_at_k"]

@@ -219,7 +219,8 @@ class ProgressView:
         for name, stats in (summary.get("summary") or {}).items():
             passes = stats.get("pass_at_k") or {}
             table.add_row(
-                name, *(f"{stats.get(key, 0.0):.3f}" for key in ("mean", "std", "min", "max")),
+                name, *("-" if stats.get(key) is None else f"{stats[key]:.3f}"
+                        for key in ("mean", "std", "min", "max")),
                 "  ".join(f"@{k} {v:.2f}" for k, v in passes.items()),
             )
         if table.row_count:
