@@ -464,22 +464,28 @@ def write_report(runs: dict[tuple[str, int], list[Result]], load: float,
             f"Both workers ran in the same benchmark, case after case, against the same "
             f"servers; the `{before}` worker imports the repo's scorers and scores in its own "
             "process, this one sends trajectories to the scorer server. Rollouts/s per worker "
-            "core is 1000 over the worker's CPU ms per rollout.",
+            "core is 1000 over the worker's CPU ms per rollout. The machine's speed drifts "
+            "from one minute to the next, so each run of this worker is compared with the run "
+            "of the other made right beside it: the ratio column is the median of those "
+            "paired ratios (range over the pairs); the CPU columns are the median runs.",
             "",
             "| concurrency | efficiency before | efficiency after | worker CPU ms / rollout "
-            "before | after | rollouts/s per worker core before | after | after / before | "
-            "scorer server CPU ms / rollout |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "before | after | rollouts/s per worker core before | after | after / before "
+            "(paired) | range | scorer server CPU ms / rollout |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for concurrency, _ in PLAN:
-            old = median_run(runs[("before", concurrency)])
-            new = median_run(runs[("after", concurrency)])
+            olds, news = runs[("before", concurrency)], runs[("after", concurrency)]
+            ratios = sorted(o.ms_per_rollout(o.worker_cpu_s) / n.ms_per_rollout(n.worker_cpu_s)
+                            for o, n in zip(olds, news, strict=True))
+            old, new = median_run(olds), median_run(news)
             old_ms = old.ms_per_rollout(old.worker_cpu_s)
             new_ms = new.ms_per_rollout(new.worker_cpu_s)
             lines.append(
                 f"| {concurrency} | {old.efficiency:.2f} | {new.efficiency:.2f} | "
                 f"{old_ms:.2f} | {new_ms:.2f} | {1000 / old_ms:.0f} | {1000 / new_ms:.0f} | "
-                f"**{old_ms / new_ms:.2f}** | {new.ms_per_rollout(new.scorer_cpu_s):.2f} |"
+                f"**{ratios[(len(ratios) - 1) // 2]:.2f}** | {ratios[0]:.2f}-{ratios[-1]:.2f} | "
+                f"{new.ms_per_rollout(new.scorer_cpu_s):.2f} |"
             )
     target = median_run(cases[-1])
     worker_ms = target.ms_per_rollout(target.worker_cpu_s)

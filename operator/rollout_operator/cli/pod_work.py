@@ -45,6 +45,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T", int, float)
 
 PROGRESS_INTERVAL_S = 5.0
+SCORING_IN_FLIGHT = 4
+SCORING_LINGER_S = 0.02
+"""How long a finished trajectory may wait for others to share its scoring request."""
+SCORING_BACKLOG_PER_SLOT = 4
+"""Trajectories waiting for scores, per pool slot, before the pool waits for them."""
+SCORING_DRAIN_S = 30.0
+"""How long a stopping shard waits for the scores of rollouts that finished their loop."""
 TOOLS_WAIT_S = 120.0
 PART_SIZE_ENV = "ROLLOUT_PART_SIZE"
 """Records per committed part (default 256): smaller parts lose less work to a killed pod."""
@@ -194,7 +201,8 @@ async def _run_items(
     from rollout_operator.runtime.dataset import iter_rows_lenient
     from rollout_operator.runtime.errors import SystemicProviderError
     from rollout_operator.runtime.pool import run_pool
-    from rollout_operator.runtime.rollout import WorkItem
+    from rollout_operator.runtime.records import TrajectoryRecord
+    from rollout_operator.runtime.rollout import Played, WorkItem
     from rollout_operator.runtime.shards import rollout_id, shard_items
 
     spec = config.spec
@@ -210,16 +218,56 @@ async def _run_items(
                 continue
             yield WorkItem(rollout_id(config.name, row.row_index, sample), row, sample)
 
-    try:
-        async for record in run_pool(items(), runner.run, spec.workers.concurrency):
+    def count(record: TrajectoryRecord) -> None:
+        result.done += 1
+        if record.status == "failed":
+            result.failed += 1
+        elif record.status == "masked":
+            result.masked += 1
+        elif record.status == "invalid":
+            result.invalid += 1
+
+    # A rollout's pool slot is free once its agent loop ends; its scoring and commit go on
+    # beside the pool, so scoring out of process adds no time to a slot. Their number is
+    # bounded: past it, the pool waits.
+    scoring_slots = asyncio.Semaphore(SCORING_BACKLOG_PER_SLOT * spec.workers.concurrency)
+    scoring: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+
+    async def finish(played: Played) -> None:
+        try:
+            record = await runner.score(played)
             await writer.add(record)
-            result.done += 1
-            if record.status == "failed":
-                result.failed += 1
-            elif record.status == "masked":
-                result.masked += 1
-            elif record.status == "invalid":
-                result.invalid += 1
+            count(record)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            scoring_slots.release()
+
+    try:
+        try:
+            async for played in run_pool(items(), runner.play, spec.workers.concurrency):
+                if failures:
+                    raise failures[0]
+                if isinstance(played, TrajectoryRecord):
+                    await writer.add(played)
+                    count(played)
+                    continue
+                await scoring_slots.acquire()
+                task = asyncio.create_task(finish(played))
+                scoring.add(task)
+                task.add_done_callback(scoring.discard)
+            if scoring:
+                await asyncio.wait(set(scoring))
+            if failures:
+                raise failures[0]
+        finally:
+            if scoring:  # played rollouts are scored and kept, whatever stopped the pool
+                _, late = await asyncio.wait(set(scoring), timeout=SCORING_DRAIN_S)
+                for task in late:
+                    task.cancel()
     except SystemicProviderError as exc:
         await writer.flush()
         raise PodFailure(
@@ -336,7 +384,7 @@ async def _scoring(config: RunConfig) -> Any:
         return None
     scoring = RemoteScorers(config.scorer_url, refs=refs,
                             timeout_s=config.spec.scoring.timeout_seconds,
-                            max_in_flight=max(2, min(8, config.spec.workers.concurrency // 32)))
+                            max_in_flight=SCORING_IN_FLIGHT, linger_s=SCORING_LINGER_S)
     try:
         served = await scoring.start(wait_s=TOOLS_WAIT_S)
     except ScoringUnavailable as exc:

@@ -45,6 +45,15 @@ class WorkItem:
     model_tag: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Played:
+    """A rollout whose agent loop finished and that waits for its scores."""
+
+    item: WorkItem
+    row: DatasetRow
+    common: dict[str, Any]
+
+
 @dataclass(slots=True)
 class RolloutRunner:
     """Runs work items against one model and one tool provider, and scores them."""
@@ -60,6 +69,15 @@ class RolloutRunner:
     """Out-of-process scorers; when set, `scorers` is not used."""
 
     async def run(self, item: WorkItem, observer: AgentObserver | None = None) -> TrajectoryRecord:
+        """The agent loop, then scoring: the whole rollout."""
+        played = await self.play(item, observer)
+        return played if isinstance(played, TrajectoryRecord) else await self.score(played)
+
+    async def play(self, item: WorkItem,
+                   observer: AgentObserver | None = None) -> TrajectoryRecord | Played:
+        """The agent loop: a finished record when there is nothing to score (a bad row, a
+        failure, an infrastructure mask, no scorers), else what `score` needs. A worker frees
+        the rollout's slot here and scores on the side, so scoring adds no time to a slot."""
         row = item.row
         if isinstance(row, BadRow):
             # Nothing ran: the row itself is unusable. Its message names the file and line.
@@ -99,25 +117,30 @@ class RolloutRunner:
                 message=f"{loop.sandbox_errors} tool call(s) could not reach the tool server",
             )
             return self._record(item, status="masked", error=error, **common)
+        if self.scoring is None and not self.scorers:
+            return self._record(item, status="completed", **common)
+        return Played(item, row, common)
+
+    async def score(self, played: Played) -> TrajectoryRecord:
+        """Score a played rollout: its finished record."""
+        item, row, common = played.item, played.row, played.common
+        messages = common["messages"]
         if self.scoring is not None:
             from rollout_operator.runtime.scorer_client import ScoringUnavailable
 
             try:
-                outcome = await self.scoring.score(loop.messages, row.ground_truth, row.as_dict())
+                outcome = await self.scoring.score(messages, row.ground_truth, row.as_dict())
             except ScoringUnavailable as exc:
                 # A scorer sandbox that is gone is infrastructure: mask, never score 0.
                 error = RecordError(category="sandbox", message=f"scoring: {exc}")
                 return self._record(item, status="masked", error=error, **common)
             if not outcome.scores:
                 return self._record(item, status="completed", **common)
-        elif not self.scorers:
-            return self._record(item, status="completed", **common)
         else:
             outcome = await score_trajectory(
-                self.scorers, loop.messages, row.ground_truth, row.as_dict(),
-                self.score_timeout_s,
+                self.scorers, messages, row.ground_truth, row.as_dict(), self.score_timeout_s,
             )
-        timing.scoring_ms = outcome.scoring_ms
+        common["timing"].scoring_ms = outcome.scoring_ms
         reward_error = None
         if outcome.errors:
             message = "; ".join(f"{ref}: {msg}" for ref, msg in outcome.errors.items())

@@ -1,9 +1,10 @@
 """The worker's side of the scoring API: remote scorers behind the interface of local ones.
 
 Rollouts ask for their scores one at a time (`await scorers.score(...)`); requests are batched
-on the way out without any timer: while fewer than `max_in_flight` batches are in flight, what
-is waiting goes out at once, so a quiet worker sends single items with no added latency and a
-busy one sends batches of up to `max_batch` items, as many as piled up during the last answer.
+on the way out: while fewer than `max_in_flight` batches are in flight, what is waiting goes out
+after at most `linger_s` (at once with 0, or when `max_batch` items wait), and while they are
+all in flight, what piles up goes in the next. A worker, which frees a rollout's slot before
+scoring it, lingers a little: a request costs far more CPU than an item in it.
 
 When a batch's connection breaks (the scorer process died: `os._exit`, a segfault, the memory
 limit) its items are sent again one at a time, isolated, once the supervisor has a new process
@@ -24,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollout_operator.runtime.interfaces import Message
+from rollout_operator.runtime.lean_http import ConnectFailed, ConnectionBroken, LeanHttp
 from rollout_operator.runtime.scorer_protocol import (
     HEALTH_PATH,
+    MAX_RESPONSE_BYTES,
     PROTOCOL_VERSION,
     SCORE_PATH,
     SCORERS_PATH,
@@ -66,12 +69,14 @@ class RemoteScorers:
 
     def __init__(self, url: str, *, refs: Sequence[str] = (), timeout_s: float | None = None,
                  max_batch: int = DEFAULT_MAX_BATCH, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                 linger_s: float = 0.0,
                  unavailable_after_s: float = UNAVAILABLE_AFTER_S) -> None:
         self.url = url.rstrip("/")
         self.refs = list(refs)
         self.timeout_s = timeout_s
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
+        self.linger_s = linger_s
         self.unavailable_after_s = unavailable_after_s
         # A batch runs its items concurrently, each scorer bounded by the timeout; the server's
         # watchdog ends a stalled process after the timeout plus its grace.
@@ -84,6 +89,8 @@ class RemoteScorers:
         self._session: Any = None
         self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pool: LeanHttp | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def restarts(self) -> int:
@@ -127,9 +134,16 @@ class RemoteScorers:
                    "ground_truth": ground_truth, "row": row}
         pending = _Pending(payload, loop.create_future())
         self._queue.append(pending)
-        self._dispatch()
+        if self.linger_s <= 0 or len(self._queue) >= self.max_batch:
+            self._dispatch()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.linger_s, self._linger_over)
         result = await pending.future
         return ScoreOutcome(dict(result.scores), dict(result.errors), result.scoring_ms)
+
+    def _linger_over(self) -> None:
+        self._timer = None
+        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._queue and self._in_flight < self.max_in_flight:
@@ -190,8 +204,6 @@ class RemoteScorers:
         process is that scorer's error on that item. A server that dies during an isolated
         request was killed by something else (another worker's batch): the request is sent
         again, and an item that cannot be scored that way is unavailable (masked)."""
-        import aiohttp
-
         self.isolated += 1
         log.warning("the scorer process died during a batch of %d; scoring its items again, "
                     "each scorer in a process of its own", len(batch))
@@ -202,74 +214,56 @@ class RemoteScorers:
                 f"the scorer server at {self.url} died {ISOLATED_ATTEMPTS} times while this "
                 "item was scored in isolation")
             for attempt in range(ISOLATED_ATTEMPTS):
-                # A connection of its own: the shared pool may hold the dead process's.
-                fresh = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(force_close=True),
-                    timeout=aiohttp.ClientTimeout(total=None))
                 try:
-                    answer = await self._request([pending.payload], None, isolate=True,
-                                                 session=fresh)
+                    answer = await self._request([pending.payload], None, isolate=True)
                 except _Died:
                     await asyncio.sleep(min(0.2 * 2 ** attempt, 2.0))
                     continue
-                finally:
-                    await fresh.close()
                 outcome = next((r for r in answer.results if r.id == item_id),
                                ItemScores(id=item_id))
                 break
             results[item_id] = outcome
         return results
 
-    async def _reset_connections(self) -> None:
-        """Drop kept-alive connections: after a death they lead to the dead process."""
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
     async def _request(self, items: list[dict[str, Any]], scorers: list[str] | None, *,
-                       isolate: bool = False, session: Any = None) -> ScoreResponse:
+                       isolate: bool = False) -> ScoreResponse:
         """One POST, waiting out a server that is restarting; `_Died` when the connection
-        breaks after the request was sent."""
-        import aiohttp
-
+        breaks after the request was sent. An isolated request goes on a connection of its
+        own (kept-alive ones may lead to the dead process)."""
         body = _dumps({"version": PROTOCOL_VERSION, "items": items, "scorers": scorers,
                        "isolate": isolate})
         deadline = time.monotonic() + self.unavailable_after_s
         delay = 0.05
         while True:
-            sent = False
             try:
                 async with asyncio.timeout(self.request_timeout_s):
-                    async with (session or self._http()).post(
-                        self.url + SCORE_PATH, data=body,
-                        headers={"Content-Type": "application/json"},
-                    ) as response:
-                        sent = True
-                        data = await response.read()
-                if response.status >= 500:
-                    # A proxy between the two (a service mesh) says the process went away.
-                    raise _Died(f"HTTP {response.status}")
-                if response.status != 200:
-                    raise ProtocolError(f"the scorer server answered HTTP {response.status}: "
-                                        f"{data[:200].decode('utf-8', 'replace')}")
-                answer = parse_response(data, ScoreResponse)
-                self.generation = max(self.generation, answer.generation)
-                return answer
-            except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+                    status, data = await self._lean().post(SCORE_PATH, body, fresh=isolate)
+            except ConnectFailed as exc:
                 # Nothing accepted the connection: no process behind the socket yet.
                 if time.monotonic() + delay > deadline:
                     raise ScoringUnavailable(
                         f"no scorer server answered at {self.url} for "
                         f"{self.unavailable_after_s:.0f} s ({exc})") from None
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                    aiohttp.ClientPayloadError, TimeoutError) as exc:
-                if sent or isinstance(exc, TimeoutError | aiohttp.ServerDisconnectedError):
-                    raise _Died(str(exc)) from None
-                if time.monotonic() + delay > deadline:
-                    raise ScoringUnavailable(f"the scorer server at {self.url} fails: {exc}") \
-                        from None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except (ConnectionBroken, TimeoutError) as exc:
+                raise _Died(str(exc)) from None
+            if status >= 500:
+                # A proxy between the two (a service mesh) says the process went away.
+                raise _Died(f"HTTP {status}")
+            if status != 200:
+                raise ProtocolError(f"the scorer server answered HTTP {status}: "
+                                    f"{data[:200].decode('utf-8', 'replace')}")
+            answer = parse_response(data, ScoreResponse)
+            self.generation = max(self.generation, answer.generation)
+            return answer
+
+    def _lean(self) -> LeanHttp:
+        if self._pool is None:
+            self._pool = LeanHttp(self.url, keep=self.max_in_flight * 2,
+                                  max_response_bytes=MAX_RESPONSE_BYTES)
+        return self._pool
 
     async def _wait_for(self, path: str, model: type[ScorerList], wait_s: float) -> ScorerList:
         import aiohttp
@@ -297,8 +291,12 @@ class RemoteScorers:
             return parse_response(await response.read(), Health)
 
     async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
+        if self._pool is not None:
+            await self._pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
