@@ -17,7 +17,11 @@ from rollout_operator.resources.pod_template import (
 )
 
 AGGREGATE_CONTAINER = "aggregate"
-AGGREGATE_BACKOFF_LIMIT = 2
+AGGREGATE_BACKOFF_LIMIT = 6
+"""The aggregate only reads parts and rewrites its own files, so running it again is harmless:
+with Kubernetes' pod back-off (10 s, doubling, at most 6 min) six retries wait out about ten
+minutes of storage trouble instead of failing a run whose records are all stored. A
+configuration error (exit 2) still fails it at once (podFailurePolicy)."""
 
 
 def aggregate_container(ctx: RunContext) -> dict[str, Any]:
