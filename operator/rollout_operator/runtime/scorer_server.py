@@ -9,8 +9,9 @@ process.
 Faults of one scorer stay with the trajectory it was scoring: an exception, `sys.exit`, a
 timeout or a non-number is an error of that scorer on that item. What cannot be contained in
 the process ends it, and the supervisor starts a new one, which runs every scorer call in a
-forked process of its own from then on (a repo whose scorers kill processes pays a fork per
-call instead of more server deaths):
+forked process of its own for its first two minutes (a repo whose scorers keep killing
+processes pays a fork per call instead of more server deaths; one that crashed once is back at
+full speed soon after):
 
 - `os._exit`, a segfault, the memory limit: the process is gone (the client retries the
   batch's items one scorer at a time to find and name the one that kills it);
@@ -71,6 +72,8 @@ EXIT_LOAD_FAILED = 2
 EXIT_RESTART = 75
 """The server asks its supervisor for a fresh process (hung threads, a stalled loop)."""
 MAX_ABANDONED_THREADS = 8
+CAREFUL_AFTER_CRASH_S = 120.0
+"""How long a server started after a crash runs every call in a forked process."""
 STALL_GRACE_S = 10.0
 THREADS = 64
 
@@ -85,6 +88,7 @@ class ScorerService:
         self.problems = list(problems)
         self.timeout_s = timeout_s
         self.generation = generation
+        self.careful_until = time.monotonic() + CAREFUL_AFTER_CRASH_S if generation else 0.0
         self._inflight: dict[object, float] = {}
         self.restart_requested = False
 
@@ -101,10 +105,10 @@ class ScorerService:
         if request.scorers is not None:
             chosen = [self.by_ref[ref] for ref in request.scorers if ref in self.by_ref]
             unknown = [ref for ref in request.scorers if ref not in self.by_ref]
-        # After a crash (generation > 0) every call runs in a process of its own: a scorer
-        # that kills processes then costs forks, never another server death.
-        score_item = self._score_isolated if request.isolate or self.generation else \
-            self._score_item
+        # For a while after a crash every call runs in a process of its own: a scorer that
+        # kills processes then costs forks, never another server death.
+        careful = request.isolate or time.monotonic() < self.careful_until
+        score_item = self._score_isolated if careful else self._score_item
         results = await asyncio.gather(
             *(score_item(item, chosen, unknown) for item in request.items)
         )
