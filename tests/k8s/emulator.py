@@ -556,7 +556,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 if refs and not meta.get("deletionTimestamp") and all(
                         ref.get("uid") not in live or _FOREGROUND in
                         (_meta(live[ref["uid"]]).get("finalizers") or []) for ref in refs):
-                    self._delete(rtype, meta.get("namespace"), meta["name"], {})
+                    # As the real collector: in the background, unless an owner waits for its
+                    # dependents (Foreground), whatever the dependent's own type defaults to.
+                    policy = "Foreground" if any(ref.get("uid") in live for ref in refs) \
+                        else "Background"
+                    self._delete(rtype, meta.get("namespace"), meta["name"],
+                                 {"propagationPolicy": policy})
             for rtype, obj in list(self._live_objects()):
                 meta = _meta(obj)
                 if _FOREGROUND in (meta.get("finalizers") or []) and not dependents[meta["uid"]]:

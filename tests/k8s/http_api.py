@@ -306,6 +306,8 @@ def _delete_options(request: kmock.Request, params: Mapping[str, str]) -> Obj:
             options.update(decoded)
     if "propagationPolicy" in params:
         options["propagationPolicy"] = params["propagationPolicy"]
+    if "orphanDependents" in params:
+        options["orphanDependents"] = params["orphanDependents"] == "true"
     return options
 
 

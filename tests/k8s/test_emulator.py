@@ -433,6 +433,49 @@ def test_deleting_a_job_orphans_its_pods_unless_told_otherwise(
     assert pods("orphaning") and not pods("orphaning")[0]["metadata"].get("ownerReferences")
 
 
+def test_garbage_collection_deletes_a_jobs_pods_in_the_background_or_foreground_as_asked(
+        k8s_api: Any, k8s_cluster: EmulatedCluster) -> None:
+    """A collected Job takes its pods with it (the collector propagates in the background
+    whatever the Job's own default); Foreground waits for them; Orphan keeps them."""
+    batch, core = client.BatchV1Api(k8s_api), client.CoreV1Api(k8s_api)
+    emulator = k8s_cluster.emulator
+    spec = {"template": {"spec": {"restartPolicy": "Never", "containers": [
+        {"name": "c", "image": "python",
+         "command": ["python", "-c", "import time; time.sleep(30)"]}]}}}
+    for name in ("collected", "waiting", "orphaned"):
+        owner = core.create_namespaced_config_map("default", {"metadata": {"name": name}})
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": name,
+               "uid": owner.metadata.uid, "blockOwnerDeletion": True}
+        batch.create_namespaced_job("default", {"metadata": {
+            "name": name, "ownerReferences": [ref]}, "spec": spec})
+
+    def pods(job: str) -> list[Any]:
+        return emulator.list_objects("v1/pods", "default", labels=f"job-name={job}")
+
+    def job(name: str) -> Any:
+        return emulator.get_object("batch/v1/jobs", name, "default")
+
+    wait_for(lambda: all(pods(n) for n in ("collected", "waiting", "orphaned")),
+             message="job pods")
+    core.delete_namespaced_config_map("collected", "default")
+    status, _ = _http(k8s_cluster, "DELETE", "/api/v1/namespaces/default/configmaps/waiting",
+                      {"kind": "DeleteOptions", "propagationPolicy": "Foreground"})
+    assert status == 200
+    assert _http(k8s_cluster, "DELETE", "/api/v1/namespaces/default/configmaps/orphaned"
+                 "?propagationPolicy=Orphan")[0] == 200
+
+    wait_for(lambda: job("collected") is None and not pods("collected"),
+             message="the collected job and its pods to go")
+    wait_for(lambda: not k8s_cluster.controllers.jobs.running_pods("default", "collected"),
+             message="the collected job's processes to end")
+    wait_for(lambda: emulator.get_object("v1/configmaps", "waiting", "default") is None,
+             message="the foreground deletion to finish")
+    assert job("waiting") is None and not pods("waiting")
+    orphan = job("orphaned")
+    assert orphan is not None and not orphan["metadata"].get("ownerReferences")
+    assert pods("orphaned") and pods("orphaned")[0]["metadata"]["ownerReferences"]
+
+
 def test_kmock_reactions_answer_first_and_history_is_kept(
         core: Any, k8s_cluster: EmulatedCluster) -> None:
     emulator = k8s_cluster.emulator

@@ -192,3 +192,39 @@ def test_invalid_specs_fail_with_a_message_and_others_still_run(harness: Harness
         assert expected in failed["message"], (name, failed)
     good = harness.wait_phase("good", ("Succeeded", "Failed"))
     assert good["status"]["phase"] == "Succeeded"
+
+
+def _runner_processes(h: Harness) -> list[int]:
+    """Processes the stand-in's Job runner started (they work in the pods' directories)."""
+    pods_dir = (h.cluster.workdir / "pods").resolve()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(proc / "cwd").resolve().is_relative_to(pods_dir):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_deleting_a_running_run_leaves_no_pods_or_processes(harness: Harness,
+                                                            tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    harness.apply(run_manifest("doomed", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint, model="scripted:sleep-150", rows=10,
+                               samples=2, shards=2))
+    harness.wait_phase("doomed", ("Running",))
+    jobs = harness.cluster.controllers.jobs
+    wait_for(lambda: jobs.running_pods(NAMESPACE), 60, interval=0.2,
+             message="the run's pods to be running")
+    assert _runner_processes(harness)
+    harness.cluster.kubectl("-n", NAMESPACE, "delete", "rolloutrun", "doomed")
+
+    def pods() -> list[str]:
+        return [p["metadata"]["name"]
+                for p in harness.cluster.emulator.list_objects("v1/pods", NAMESPACE)]
+
+    wait_for(lambda: not pods() and not jobs.running_pods(NAMESPACE)
+             and not _runner_processes(harness), 30, interval=0.2,
+             message="the run's pods and their processes to go")
+    assert harness.cluster.emulator.list_objects("batch/v1/jobs", NAMESPACE) == []
