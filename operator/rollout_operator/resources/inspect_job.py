@@ -15,14 +15,13 @@ from rollout_operator.resources.pod_template import (
     REPO_DIR,
     fetch_bundle_container,
     job_manifest,
-    object_meta,
     pod_failure_policy,
     pod_spec,
     sandbox_container,
     sandbox_resources,
     scratch_volumes,
 )
-from rollout_operator.resources.tools import cidr_egress, dns_egress
+from rollout_operator.resources.user_code import cidr_egress, dns_egress, server_network_policy
 
 INSPECT_CONTAINER = "inspect"
 INSPECT_BACKOFF_LIMIT = 2
@@ -65,15 +64,5 @@ def build_inspect_job(ctx: RunContext) -> dict[str, Any]:
 
 def build_inspect_network_policy(ctx: RunContext) -> dict[str, Any]:
     """Nothing in; out only DNS and the storage ranges the bundle is fetched from."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": object_meta(ctx, INSPECT),
-        "spec": {
-            "podSelector": {"matchLabels": ctx.selector_labels(INSPECT)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [],
-            "egress": [dns_egress(),
-                       *(cidr_egress(cidr, []) for cidr in ctx.settings.storage_egress)],
-        },
-    }
+    egress = [dns_egress(), *(cidr_egress(cidr, []) for cidr in ctx.settings.storage_egress)]
+    return server_network_policy(ctx, INSPECT, port=None, egress=egress)

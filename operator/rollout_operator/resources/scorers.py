@@ -12,87 +12,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout_operator.resources.context import SCORER_PORT, SCORERS, WORKERS, RunContext
-from rollout_operator.resources.pod_template import (
-    REPO_DIR,
-    fetch_bundle_container,
-    judge_env,
-    object_meta,
-    pod_spec,
-    pod_template,
-    sandbox_container,
-    sandbox_resources,
-    scratch_volumes,
-)
-from rollout_operator.resources.tools import (
-    UNENFORCED_HOSTS_ANNOTATION,
+from rollout_operator.resources.context import SCORER_PORT, SCORERS, RunContext
+from rollout_operator.resources.pod_template import REPO_DIR, judge_env
+from rollout_operator.resources.user_code import (
     cidr_egress,
     dns_egress,
+    server_container,
+    server_deployment,
+    server_network_policy,
+    server_service,
 )
-from rollout_operator.runtime.scorer_protocol import HEALTH_PATH
 
 SCORER_CONTAINER = "scorer-server"
 PORT_NAME = "scoring"
 
 
-def _http_probe(*, period: int, failures: int) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": HEALTH_PATH, "port": PORT_NAME},
-        "periodSeconds": period,
-        "timeoutSeconds": 5,
-        "failureThreshold": failures,
-    }
-
-
 def scorer_server_container(ctx: RunContext) -> dict[str, Any]:
-    return sandbox_container(
-        ctx,
-        name=SCORER_CONTAINER,
+    return server_container(
+        ctx, name=SCORER_CONTAINER,
         command=["rolloutctl", "serve-scorers", "--repo", REPO_DIR, "--port", str(SCORER_PORT)],
-        env=judge_env(ctx),
-        resources=sandbox_resources(ctx, ctx.spec.sandbox.resources),
-        workspace_read_only=True,
-        extra={
-            "ports": [{"name": PORT_NAME, "containerPort": SCORER_PORT, "protocol": "TCP"}],
-            "startupProbe": _http_probe(period=2, failures=60),
-            "readinessProbe": _http_probe(period=5, failures=2),
-            "livenessProbe": _http_probe(period=10, failures=6),
-        },
+        port=SCORER_PORT, port_name=PORT_NAME, env=judge_env(ctx),
     )
 
 
 def build_scorers_deployment(ctx: RunContext) -> dict[str, Any]:
-    spec = pod_spec(
-        ctx,
-        containers=[scorer_server_container(ctx)],
-        init_containers=[fetch_bundle_container(ctx)],
-        volumes=scratch_volumes(ctx, workspace=True),
-        restart_policy="Always",
-    )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_meta(ctx, SCORERS),
-        "spec": {
-            "replicas": ctx.spec.sandbox.replicas,
-            "selector": {"matchLabels": ctx.selector_labels(SCORERS)},
-            "template": pod_template(ctx, SCORERS, spec),
-        },
-    }
+    return server_deployment(ctx, SCORERS, scorer_server_container(ctx))
 
 
 def build_scorers_service(ctx: RunContext) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": object_meta(ctx, SCORERS),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": ctx.selector_labels(SCORERS),
-            "ports": [{"name": PORT_NAME, "port": SCORER_PORT, "targetPort": PORT_NAME,
-                       "protocol": "TCP"}],
-        },
-    }
+    return server_service(ctx, SCORERS, SCORER_PORT, PORT_NAME)
 
 
 def scorers_egress_rules(ctx: RunContext) -> list[dict[str, Any]]:
@@ -105,23 +53,6 @@ def scorers_egress_rules(ctx: RunContext) -> list[dict[str, Any]]:
 
 
 def build_scorers_network_policy(ctx: RunContext) -> dict[str, Any]:
-    metadata = object_meta(ctx, SCORERS)
     hosts = [rule.host for rule in ctx.spec.scoring.egress if rule.host is not None]
-    if hosts:
-        metadata["annotations"] = {UNENFORCED_HOSTS_ANNOTATION: ",".join(hosts)}
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": metadata,
-        "spec": {
-            "podSelector": {"matchLabels": ctx.selector_labels(SCORERS)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": ctx.selector_labels(WORKERS)}}],
-                    "ports": [{"protocol": "TCP", "port": SCORER_PORT}],
-                }
-            ],
-            "egress": scorers_egress_rules(ctx),
-        },
-    }
+    return server_network_policy(ctx, SCORERS, port=SCORER_PORT,
+                                 egress=scorers_egress_rules(ctx), hosts=hosts)
