@@ -487,15 +487,22 @@ class LocalBackend:
         return server
 
     def _tool_policy(self, config: RunConfig) -> SandboxPolicy | None:
+        return self._user_code_policy(config, bool(config.spec.sandbox.egress),
+                                      "spec.sandbox.egress is set: tool servers")
+
+    def _user_code_policy(self, config: RunConfig, egress: bool,
+                          who: str) -> SandboxPolicy | None:
+        """A server of the repo's code: no network unless the spec declares destinations (the
+        host network then, said once), the repo read-only, nothing of the run's output or
+        state visible."""
         if not self.options.sandbox:
             return None
-        spec = config.spec
         network: Literal["none", "host"] = "none"
-        if spec.sandbox.egress:
+        if egress:
             network = "host"
-            self.view.note("spec.sandbox.egress is set: tool servers keep the host network "
-                           "here (the listed destinations cannot be enforced locally)")
-        memory = _limit(spec.sandbox.resources, DEFAULT_TOOL_MEMORY)
+            self.view.note(f"{who} keep the host network here (the listed destinations "
+                           "cannot be enforced locally)")
+        memory = _limit(config.spec.sandbox.resources, DEFAULT_TOOL_MEMORY)
         return SandboxPolicy(
             network=network,
             readable=(*runtime_paths(), Path(config.repo_dir)),
@@ -530,22 +537,8 @@ class LocalBackend:
         return server
 
     def _scorer_policy(self, config: RunConfig) -> SandboxPolicy | None:
-        """The scorers' sandbox: no network unless spec.scoring.egress names judges, the repo
-        read-only, nothing of the run's output or state visible."""
-        if not self.options.sandbox:
-            return None
-        spec = config.spec
-        network: Literal["none", "host"] = "none"
-        if spec.scoring.egress:
-            network = "host"
-            self.view.note("spec.scoring.egress is set: scorers keep the host network here "
-                           "(the listed destinations cannot be enforced locally)")
-        memory = _limit(spec.sandbox.resources, DEFAULT_TOOL_MEMORY)
-        return SandboxPolicy(
-            network=network,
-            readable=(*runtime_paths(), Path(config.repo_dir)),
-            limits=Limits(memory, DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES),
-        )
+        return self._user_code_policy(config, bool(config.spec.scoring.egress),
+                                      "spec.scoring.egress is set: scorers")
 
     async def _start_scorers(self, config: RunConfig, logs: Path) -> ScorerServer:
         policy = self._scorer_policy(config)
