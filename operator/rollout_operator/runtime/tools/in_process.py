@@ -13,6 +13,7 @@ from typing import Any
 from fastmcp import FastMCP
 
 from rollout_operator.runtime.interfaces import ToolOutput, ToolSchema
+from rollout_operator.runtime.tools.fastmcp_compat import call_server_tool, list_server_tools
 from rollout_operator.runtime.tools.outputs import (
     RawToolResult,
     ToolCallFailed,
@@ -39,7 +40,7 @@ class InProcessToolSession:
     ) -> ToolOutput:
         async def invoke() -> RawToolResult:
             try:
-                result = await self._server.call_tool(name, arguments)
+                result = await call_server_tool(self._server, name, arguments)
             except Exception as exc:
                 # Unknown tool, invalid arguments and a raising tool all arrive here, with the
                 # same message a client would read in the error result.
@@ -65,7 +66,7 @@ class InProcessTools:
         self.max_result_chars = check_max_result_chars(max_result_chars)
 
     async def list_tools(self) -> list[ToolSchema]:
-        return openai_tools(await self.server.list_tools())
+        return openai_tools(await list_server_tools(self.server))
 
     def session(self) -> AbstractAsyncContextManager[InProcessToolSession]:
         return self._session()
