@@ -223,6 +223,11 @@ async def test_logprobs_are_kept_per_turn(model_factory: Any, tools: ToolProvide
     assert len(result.turns) == 2
     assert all(t.token_ids and t.logprobs and len(t.token_ids) == len(t.logprobs)
                for t in result.turns)
+    # Each turn's tokens point at the assistant message they produced.
+    indexes = [t.message_index for t in result.turns]
+    assert indexes == [i for i, m in enumerate(result.messages) if m["role"] == "assistant"]
+    assert result.messages[indexes[0]].get("tool_calls")
+    assert "####" in str(result.messages[indexes[1]]["content"])
 
 
 @pytest.mark.parametrize(

@@ -395,3 +395,16 @@ async def test_preflight(
         await preflight(clients(kind, unique("status-401"), scripted_model.base_url))
     with pytest.raises(SystemicProviderError, match="Cannot connect"):
         await preflight(clients(kind, "scripted", "http://127.0.0.1:1/v1"))
+
+
+def test_prompt_token_ids_from_vllm_replies() -> None:
+    from rollout_operator.runtime.models.replies import result_from_reply
+
+    message = {"role": "assistant", "content": "#### 4"}
+    beside = result_from_reply({"prompt_token_ids": [1, 2, 3], "choices": [
+        {"message": message, "finish_reason": "stop", "token_ids": [7, 8]}]})
+    assert (beside.prompt_token_ids, beside.token_ids) == ([1, 2, 3], [7, 8])
+    on_choice = result_from_reply({"choices": [
+        {"message": message, "finish_reason": "stop", "prompt_token_ids": [4, 5]}]})
+    assert on_choice.prompt_token_ids == [4, 5]
+    assert result_from_reply({"choices": [{"message": message}]}).prompt_token_ids is None

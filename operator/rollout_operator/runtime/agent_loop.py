@@ -57,6 +57,9 @@ class LoopError:
 class TurnTokens:
     token_ids: list[int] | None
     logprobs: list[float] | None
+    message_index: int | None = None
+    """Index in the loop's `messages` of the assistant message these tokens produced."""
+    prompt_token_ids: list[int] | None = None
 
 
 @dataclass(slots=True)
@@ -187,8 +190,10 @@ async def run_agent_loop(
             model_call = None
             result.prompt_tokens += reply.usage.prompt_tokens
             result.completion_tokens += reply.usage.completion_tokens
-            if reply.token_ids is not None or reply.logprobs is not None:
-                result.turns.append(TurnTokens(reply.token_ids, reply.logprobs))
+            if reply.token_ids is not None or reply.logprobs is not None \
+                    or reply.prompt_token_ids is not None:
+                result.turns.append(TurnTokens(reply.token_ids, reply.logprobs, len(history),
+                                               reply.prompt_token_ids))
             history.append(reply.message)
             if observer is not None:
                 await observer.on_llm_response(turn, reply, history)

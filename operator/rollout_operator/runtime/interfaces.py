@@ -34,7 +34,8 @@ class ChatResult:
 
     `message` is the assistant message without null fields, as upstream stores it
     (litellm's `model_dump(exclude_none=True)`): beside tool calls a null `content` is absent.
-    `token_ids` / `logprobs` are filled only when the endpoint returns them.
+    `token_ids` / `logprobs` / `prompt_token_ids` are filled only when the endpoint returns them
+    (vLLM with `return_token_ids`, SGLang, or a server that adds them to the choice).
     """
 
     message: Message
@@ -42,6 +43,7 @@ class ChatResult:
     usage: Usage = field(default_factory=Usage)
     token_ids: list[int] | None = None
     logprobs: list[float] | None = None
+    prompt_token_ids: list[int] | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:

@@ -98,7 +98,9 @@ class RolloutRunner:
             num_tool_calls=loop.num_tool_calls,
         )
         timing = Timing(total_ms=loop.total_ms, llm_ms=loop.llm_ms, tool_ms=loop.tool_ms)
-        turns = [TurnTokens(token_ids=t.token_ids, logprobs=t.logprobs) for t in loop.turns]
+        turns = [TurnTokens(token_ids=t.token_ids, logprobs=t.logprobs,
+                            message_index=t.message_index, prompt_token_ids=t.prompt_token_ids)
+                 for t in loop.turns]
         common: dict[str, Any] = {
             "messages": loop.messages,
             "usage": usage,

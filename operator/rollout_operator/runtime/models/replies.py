@@ -62,12 +62,17 @@ def result_from_reply(payload: Any) -> ChatResult:
         extra = choice.get("provider_specific_fields")
         if isinstance(extra, dict):
             token_ids, _ = token_data(extra.get("token_ids"), None)
+    # vLLM (`return_token_ids`) puts the prompt's ids beside the choices; accept them on the
+    # choice too.
+    prompt_ids, _ = token_data(payload.get("prompt_token_ids", choice.get("prompt_token_ids")),
+                               None)
     return ChatResult(
         message=message,
         finish_reason=finish_reason(choice.get("finish_reason"), message),
         usage=usage_from(payload.get("usage")),
         token_ids=token_ids,
         logprobs=logprobs,
+        prompt_token_ids=prompt_ids,
     )
 
 
