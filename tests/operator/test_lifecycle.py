@@ -8,6 +8,7 @@ to moto's S3 server; tools are served by a real tool server process.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -228,3 +229,51 @@ def test_deleting_a_running_run_leaves_no_pods_or_processes(harness: Harness,
              and not _runner_processes(harness), 30, interval=0.2,
              message="the run's pods and their processes to go")
     assert harness.cluster.emulator.list_objects("batch/v1/jobs", NAMESPACE) == []
+
+
+def _events_by_reason(h: Harness, name: str) -> Counter[tuple[str, str]]:
+    """The run's own Events (not Kopf's handler logs) by (reason, message)."""
+    done = h.cluster.kubectl("-n", NAMESPACE, "get", "events", "-o", "json")
+    return Counter((e["reason"], e["message"]) for e in json.loads(done.stdout)["items"]
+                   if e["involvedObject"].get("name") == name and e["reason"] != "Logging")
+
+
+def test_operator_restarts_emit_no_event_twice(harness: Harness, tmp_path: Path) -> None:
+    """Killed while the workers run, restarted after they finished (every child's event and
+    the run's resume reconcile at once), then killed and restarted after completion."""
+    repo = make_repo(tmp_path / "repo")
+    harness.apply(run_manifest("again", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint, model="scripted:sleep-150", rows=6,
+                               samples=2, shards=2))
+    run = harness.wait_phase("again", ("Running",))
+    workers = wait_for(lambda: next((name for kind, name in harness.children(
+        run["metadata"]["uid"]) if kind == "jobs" and "-workers-" in name), None), 60,
+        interval=0.2, message="the worker Job")
+    harness.operator.kill()
+
+    def workers_done() -> bool:
+        job = harness.cluster.emulator.get_object("batch/v1/jobs", workers, NAMESPACE) or {}
+        return any(c["type"] == "Complete" and c["status"] == "True"
+                   for c in (job.get("status") or {}).get("conditions") or [])
+
+    wait_for(workers_done, 90, interval=0.2, message="the workers to finish")
+    harness.operator.start()
+    run = harness.wait_phase("again", ("Succeeded", "Failed"))
+    assert run["status"]["phase"] == "Succeeded", json.dumps(run["status"], indent=1)
+    wait_for(lambda: _events_by_reason(harness, "again")[
+        ("Completed", "The run completed.")], 20, interval=0.2, message="the Completed Event")
+    harness.operator.kill()
+    harness.operator.start()
+
+    def succeeded() -> bool:
+        try:
+            return harness.operator.scrape().get(SUCCEEDED) == 1
+        except OSError:  # not serving yet
+            return False
+
+    wait_for(succeeded, 30, interval=0.2, message="the restarted operator to see the run")
+    time.sleep(3)  # several reconcile intervals of the restarted operator
+    events = _events_by_reason(harness, "again")
+    assert ("Aggregating", "Computing the summary and writing results.json.") in events
+    twice = {key: count for key, count in events.items() if count > 1}
+    assert not twice, twice

@@ -154,10 +154,15 @@ class KubeApi:
         path = _PATHS[("batch/v1", "Job")].format(ns=namespace) + f"/{name}"
         self._call("PATCH", path, body=patch, content_type="application/merge-patch+json")
 
-    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any],
+                         resource_version: str | None = None) -> None:
+        """Merge `status`; with `resource_version`, only onto that version of the run (409 if
+        it changed since)."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-        self._call("PATCH", path, body={"status": status},
-                   content_type="application/merge-patch+json")
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        self._call("PATCH", path, body=body, content_type="application/merge-patch+json")
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"

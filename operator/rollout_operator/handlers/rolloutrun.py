@@ -3,11 +3,17 @@
 Every trigger (create, spec update, operator resume, and a periodic timer) runs the same
 level-based reconcile, so a missed event or an operator restart only delays the next step.
 Each reconcile also hands the run's status to the operator's metrics (`memo.metrics`).
+
+Reconciles of one run take turns (`memo.run_locks`) and each reads the run afresh: after a
+restart, the resume and every child's first event reconcile at once, and on a shared stale
+status each would make (and announce) the same transition. Events are posted only once the
+status with their transition has been written onto the very version the decision read.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, cast
 
 import kopf
@@ -40,6 +46,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.background.cancellation_polling = 1.0
     memo.settings = SETTINGS
     memo.api = KubeApi()
+    memo.run_locks = {}
     if "metrics" not in memo:  # `rolloutctl operator` passes the metrics it serves
         memo.metrics = OperatorMetrics()
 
@@ -65,6 +72,7 @@ def on_delete(uid: str, memo: kopf.Memo, **_: Any) -> None:
     Optional, so that it never holds a deletion up on its own."""
     metrics: OperatorMetrics = memo.metrics
     metrics.forget_run(uid)
+    memo.run_locks.pop(uid, None)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={RUN_UID_LABEL: kopf.PRESENT})
@@ -90,22 +98,31 @@ def on_child_event(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: A
 def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, trigger: str) -> None:
     api: KubeApi = memo.api
     metrics: OperatorMetrics = memo.metrics
-    run = RunObject.from_body(body)
-    metrics.observe_run(run.uid, run.status)
-    with metrics.reconcile_timer(trigger):
-        with kopf_errors(f"observing the children of {run.namespace}/{run.name}"):
-            children = api.list_children(run.namespace, run.uid)
-            pods = api.list_pods(run.namespace, run.uid)
-            secrets = api.existing_secrets(run.namespace, secret_names_in(run.spec))
-        observed = observe(children, pods, secrets)
-        decision = decide(run, observed, memo.settings, utc_now())
-        act(api, run, body, decision, logger, metrics)
-    if decision.status is not None:
-        metrics.observe_run(run.uid, decision.status)
+    uid = str(body.metadata.get("uid") or "")
+    namespace, name = body.metadata.get("namespace") or "default", str(body.metadata.get("name"))
+    locks: dict[str, threading.Lock] = memo.run_locks
+    with locks.setdefault(uid, threading.Lock()):
+        with kopf_errors(f"reading {namespace}/{name}"):
+            current = api.get_run(namespace, name)
+        if current is None or current["metadata"].get("uid") != uid:
+            return  # deleted (or replaced) meanwhile
+        run = RunObject.from_body(current)
+        metrics.observe_run(run.uid, run.status)
+        with metrics.reconcile_timer(trigger):
+            with kopf_errors(f"observing the children of {run.namespace}/{run.name}"):
+                children = api.list_children(run.namespace, run.uid)
+                pods = api.list_pods(run.namespace, run.uid)
+                secrets = api.existing_secrets(run.namespace, secret_names_in(run.spec))
+            observed = observe(children, pods, secrets)
+            decision = decide(run, observed, memo.settings, utc_now())
+            act(api, run, current, body, decision, logger, metrics)
+        if decision.status is not None:
+            metrics.observe_run(run.uid, decision.status)
 
 
-def act(api: KubeApi, run: RunObject, body: kopf.Body, decision: Decision,
-        logger: kopf.Logger, metrics: OperatorMetrics) -> None:
+def act(api: KubeApi, run: RunObject, current: dict[str, Any], body: kopf.Body,
+        decision: Decision, logger: kopf.Logger, metrics: OperatorMetrics) -> None:
+    """Carry `decision` out; `current` is the run as the decision read it."""
     for manifest in decision.create:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         with metrics.child_create(kind), kopf_errors(f"creating {kind} {name}"):
@@ -119,9 +136,12 @@ def act(api: KubeApi, run: RunObject, body: kopf.Body, decision: Decision,
         with kopf_errors(f"updating Job {name}"):
             api.patch_job(run.namespace, name, patch)
     if decision.status is not None:
+        # onto the version read: a 409 drops this decision's Events, the next reconcile
+        # decides (and announces) again from what was written meanwhile
         with kopf_errors(f"updating the status of {run.name}"):
             api.patch_run_status(run.namespace, run.name, status_merge_patch(
-                body.get("status"), bounded_status(decision.status)))
+                current.get("status"), bounded_status(decision.status)),
+                resource_version=current["metadata"].get("resourceVersion"))
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if decision.delete_run:
