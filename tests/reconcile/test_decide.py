@@ -18,6 +18,7 @@ from rollout_operator.reconcile.observed import (
     JOB_INDEX_LABEL,
     JOB_NAME_LABEL,
     observe,
+    parse_indexes,
     pod_problem,
 )
 from rollout_operator.runtime.run_config import RUN_CONFIG_ENV, RunConfig
@@ -534,6 +535,48 @@ def test_a_run_without_scorers_starts_without_scorer_servers() -> None:
     assert _condition(body, ConditionType.TOOLS_READY) == ("True", Reason.TOOLS_AVAILABLE)
     assert _components(started.create) == [("Job", "workers")]
     assert _run_config(started.create[0]).scorer_url is None
+
+
+@pytest.mark.parametrize(("text", "indexes"), [
+    ("", set()), (None, set()), ("0", {0}), ("0,2-3", {0, 2, 3}), ("1-2, 5", {1, 2, 5}),
+    ("x,4", {4}), ("3-1", set()),
+])
+def test_job_indexes_are_read_as_the_job_status_writes_them(
+        text: str | None, indexes: set[int]) -> None:
+    assert parse_indexes(text) == indexes
+
+
+def _message(body: dict[str, Any], type_: str) -> str:
+    found = find_condition(_status(body).conditions, type_)
+    assert found is not None, type_
+    return found.message
+
+
+def test_shards_done_are_the_completed_indexes_the_job_reports() -> None:
+    """`status.succeeded` counts pods and may lag; completedIndexes / failedIndexes say which
+    shards are done and which exhausted their retries."""
+    body, cluster = _body(workers={"shards": 4}), Cluster()
+    _synced(body, cluster)
+    cluster.make_ready("tools")
+    cluster.make_ready("scorers")
+    _step(body, cluster)
+    job = cluster.component("Job", "workers")
+    job["status"] = {"active": 1, "succeeded": 0, "completedIndexes": "0,2", "failed": 4,
+                     "failedIndexes": "3"}
+    _step(body, cluster)
+    assert _condition(body, ConditionType.COMPLETE) == ("False", Reason.ROLLOUTS_RUNNING)
+    assert _message(body, ConditionType.COMPLETE) == "2 of 4 shards done; shard 3 failed."
+
+    cluster.finish_job("workers", {0: {"shard": 0, "done": 3}}, ok=False,
+                       reason="FailedIndexes", message="Job has failed indexes")
+    job["status"].update(completedIndexes="0-1", failedIndexes="2-3")
+    finished = _step(body, cluster)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.WORKERS_FAILED)
+    assert _message(body, ConditionType.FAILED) == (
+        f"Worker Job {job['metadata']['name']} failed (2 of 4 shards done; shards 2-3 failed): "
+        "Job has failed indexes")
+    assert _message(body, ConditionType.COMPLETE) == "2 of 4 shards done; shards 2-3 failed."
+    assert [e.reason for e in finished.events if e.type == "Warning"] == [Reason.WORKERS_FAILED]
 
 
 def test_suspend_holds_the_workers_and_a_failed_shard_fails_the_run() -> None:

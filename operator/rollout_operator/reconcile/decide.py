@@ -26,7 +26,12 @@ from rollout_operator.api.status import (
     set_condition,
 )
 from rollout_operator.api.validation import SpecError, parse_spec, spec_hash, spec_problems
-from rollout_operator.reconcile.observed import DeploymentState, JobState, Observed
+from rollout_operator.reconcile.observed import (
+    DeploymentState,
+    JobState,
+    Observed,
+    format_indexes,
+)
 from rollout_operator.reconcile.phase import derive_phase
 from rollout_operator.reconcile.results import (
     apply_aggregate,
@@ -442,17 +447,27 @@ def _workers(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obser
                       ", or spread the run over more spec.workers.shards and parallelism"):
         return False
     if job.failed_terminal:
+        step.condition(ConditionType.COMPLETE, FALSE, Reason.WORKERS_FAILED,
+                       f"{_shards_done(job)}.")
         step.fail(Reason.WORKERS_FAILED,
-                  f"Worker Job {job.name} failed" +
-                  (f" (shards {job.failed_indexes})" if job.failed_indexes else "") +
-                  f": {job.failure_message or 'see the worker pods logs'}")
+                  f"Worker Job {job.name} failed ({_shards_done(job)}): "
+                  f"{job.failure_message or 'see the worker pods logs'}")
         return False
     if not job.complete:
         reason, text = (Reason.SUSPENDED, "The run is suspended.") if spec.suspend else (
-            Reason.ROLLOUTS_RUNNING, f"{job.succeeded} of {job.completions} shards done.")
+            Reason.ROLLOUTS_RUNNING, f"{_shards_done(job)}.")
         step.condition(ConditionType.COMPLETE, FALSE, reason, text)
         return False
     return True
+
+
+def _shards_done(job: JobState) -> str:
+    """Like "1 of 3 shards done; shard 2 failed", from the indexes the Job reports."""
+    text = f"{job.done} of {job.completions} shards done"
+    if job.failed_indexes:
+        plural = "s" if len(job.failed_indexes) > 1 else ""
+        text += f"; shard{plural} {format_indexes(job.failed_indexes)} failed"
+    return text
 
 
 def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) -> None:

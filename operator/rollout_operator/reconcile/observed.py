@@ -30,9 +30,45 @@ class JobState:
     failure_reason: str = ""
     """Reason of the Job's Failed condition, e.g. DeadlineExceeded or BackoffLimitExceeded."""
     suspended: bool = False
-    failed_indexes: str = ""
+    indexed: bool = False
+    """completionMode Indexed: the Job reports which indexes completed and which failed."""
+    completed_indexes: frozenset[int] = frozenset()
+    failed_indexes: frozenset[int] = frozenset()
     messages: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     """Termination message of each completion index's latest finished pod (parsed JSON)."""
+
+    @property
+    def done(self) -> int:
+        """Completions done: completed indexes as the Job reports them (`status.succeeded`
+        counts pods, and lags behind them) or, for a Job that is not Indexed, succeeded pods."""
+        return len(self.completed_indexes) if self.indexed else self.succeeded
+
+
+def parse_indexes(text: str | None) -> frozenset[int]:
+    """`"0,2-3"` (the Job status's `completedIndexes` / `failedIndexes`) as `{0, 2, 3}`;
+    parts that are not numbers or ranges are left out."""
+    indexes: set[int] = set()
+    for part in (text or "").split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            low = int(first)
+            high = int(last) if last else low
+        except ValueError:
+            continue
+        if 0 <= low <= high:
+            indexes.update(range(low, high + 1))
+    return frozenset(indexes)
+
+
+def format_indexes(indexes: Iterable[int]) -> str:
+    """`{0, 2, 3}` as `"0, 2-3"`, for messages."""
+    ranges: list[list[int]] = []
+    for index in sorted(indexes):
+        if ranges and index == ranges[-1][1] + 1:
+            ranges[-1][1] = index
+        else:
+            ranges.append([index, index])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +154,9 @@ def job_state(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobS
         failure_message=str((failed or {}).get("message") or (failed or {}).get("reason") or ""),
         failure_reason=str((failed or {}).get("reason") or ""),
         suspended=bool(spec.get("suspend")),
-        failed_indexes=str(status.get("failedIndexes") or ""),
+        indexed=spec.get("completionMode") == "Indexed",
+        completed_indexes=parse_indexes(status.get("completedIndexes")),
+        failed_indexes=parse_indexes(status.get("failedIndexes")),
         messages=messages,
     )
 
