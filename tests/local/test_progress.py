@@ -45,6 +45,27 @@ async def test_tracker_reads_each_part_once_and_counts_each_item_once(tmp_path: 
     assert state.as_dict()["scoreMeans"] == {REF: 2 / 3}
 
 
+async def test_tracker_counts_a_masked_rollout_run_again_once(tmp_path: Path) -> None:
+    store = open_store(tmp_path.as_uri())
+    state = ProgressState(total=2)
+    tracker = CommitTracker(store, state)
+    await store.put("shards/0/part-000001.jsonl",
+                    _record(0, 0, "masked") + _record(1, 0, "masked"))
+    await tracker.poll()
+    assert (state.done, state.masked) == (2, 2)
+    retried = json.loads(_record(0, 0, "completed", 1.0))
+    again = json.loads(_record(1, 0, "masked"))
+    await store.put("shards/0/part-000002.jsonl",
+                    json.dumps({**retried, "attempt": 1}).encode() + b"\n"
+                    + json.dumps({**again, "attempt": 1}).encode() + b"\n")
+    await tracker.poll()
+    assert (state.done, state.completed, state.masked) == (2, 1, 1)
+    assert state.means() == {REF: 1.0}
+    await store.put("shards/0/part-000003.jsonl", _record(0, 0, "masked"))  # a raced writer
+    await tracker.poll()
+    assert (state.done, state.completed, state.masked) == (2, 1, 1)
+
+
 def test_rate_and_eta_count_only_this_invocations_items() -> None:
     state = ProgressState(total=100, completed=40, resumed=40, started=0.0)
     assert state.rate(now=10.0) is None  # nothing new yet

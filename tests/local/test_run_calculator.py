@@ -179,3 +179,28 @@ def test_make_example_script(scripted_model: ScriptedModelServer, tmp_path: Path
     refused = subprocess.run([str(script)], env=no_model, capture_output=True, text=True,
                              timeout=60, stdin=subprocess.DEVNULL)
     assert refused.returncode == 2 and "No model configured" in refused.stderr
+
+
+def test_a_run_with_too_many_masked_rollouts_fails_with_its_results(
+        scripted_model: ScriptedModelServer, tmp_path: Path) -> None:
+    """One prompt of five always meets a 503: after its retry it remains masked, 20% of the
+    run, above the default 5%: the run says so and fails, with its results written."""
+    model = "scripted:fail-on-52 * 85:masked-fraction"
+    path = write_manifest(tmp_path / "run.yaml", manifest(
+        "masked", str(EXAMPLE), scripted_model.base_url, (tmp_path / "out").as_uri(), rows=5,
+        samples=1, shards=1, model=model, faults={"maskedRetries": 1}))
+    done = run_local(path, "--json", "--no-sandbox", cwd=tmp_path)
+    result = result_json(done)
+    assert done.returncode == 1, done.stderr
+    assert result["state"] == "Failed" and not result["ok"]
+    assert result["error"].startswith(
+        "1 of 5 rollouts (20.0%) remain masked after retries, more than "
+        "spec.faults.maxMaskedFraction (0.05)")
+    assert result["progress"] == {"total": 5, "completed": 4, "failed": 0, "masked": 1,
+                                  "invalid": 0}
+    run_dir = file_path(result["runPrefix"])
+    assert result["artifacts"]["results"].endswith("results.json")
+    assert len(json.loads((run_dir / "results.json").read_text())["runs"]) == 5
+    found = records(run_dir)
+    masked = sorted(r["attempt"] for r in found if r["status"] == "masked")
+    assert masked == [0, 1] and len(found) == 6  # the first attempt stays, as history

@@ -596,3 +596,42 @@ def test_suspend_holds_the_workers_and_a_failed_shard_fails_the_run() -> None:
     cluster.finish_job("workers", {0: {"shard": 0, "done": 3}}, ok=False)
     _step(body, cluster)
     assert _condition(body, ConditionType.FAILED) == ("True", Reason.WORKERS_FAILED)
+
+
+@pytest.mark.parametrize(("masked", "limit", "failed"), [
+    (16, None, True),     # 20% masked, above the default 5%
+    (4, None, False),     # exactly 5%: within it
+    (16, 0.25, False),    # the spec allows a quarter
+])
+def test_a_run_with_too_many_masked_rollouts_completes_but_fails(
+        masked: int, limit: float | None, failed: bool) -> None:
+    body = _body(**({"faults": {"maxMaskedFraction": limit}} if limit is not None else {}))
+    cluster = Cluster()
+    _synced(body, cluster)
+    cluster.make_ready("tools")
+    cluster.make_ready("scorers")
+    _step(body, cluster)
+    cluster.finish_job("workers", {0: {"shard": 0, "done": 40, "masked": masked // 2},
+                                   1: {"shard": 1, "done": 40, "masked": masked - masked // 2}})
+    _step(body, cluster)
+    message = dict(AGGREGATE_OK, progress={"total": 80, "completed": 80 - masked, "failed": 0,
+                                           "masked": masked, "invalid": 0})
+    cluster.finish_job("aggregate", {0: message})
+    finished = _step(body, cluster)
+    status = _status(body)
+    assert _condition(body, ConditionType.COMPLETE) == ("True", Reason.COMPLETED)
+    assert status.summary is not None and status.artifacts is not None  # results are there
+    if not failed:
+        assert _condition(body, ConditionType.FAILED) == ("False", Reason.COMPLETED)
+        assert status.phase == Phase.SUCCEEDED
+        return
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.TOO_MANY_MASKED)
+    assert status.phase == Phase.FAILED
+    condition = find_condition(status.conditions, ConditionType.FAILED)
+    assert condition is not None
+    assert condition.message.startswith("16 of 80 rollouts (20.0%) remain masked after retries, "
+                                        "more than spec.faults.maxMaskedFraction (0.05)")
+    assert "model endpoint" in condition.message and "category sandbox" in condition.message
+    assert [e.reason for e in finished.events if e.type == "Warning"] == [
+        Reason.TOO_MANY_MASKED]
+    assert finished.delete  # the servers are torn down as for any finished run

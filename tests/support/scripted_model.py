@@ -12,6 +12,11 @@ per request through the model name, `scripted[:flag[:flag...]]`:
 - `wrong`: answers `#### -1` after the tool result.
 - `fail-every-N`: every N-th request (server-wide count for that model) gets HTTP 500.
 - `status-CODE`: every request gets that HTTP status (401, 404, 429, ...).
+- `burst-MS`: every request within MS milliseconds of that model's first request offering tools
+  (a rollout's, not a client's connection check) gets HTTP 503, a burst of endpoint errors;
+  later ones are answered as usual.
+- `fail-on-TEXT`: a request whose last user message contains TEXT gets HTTP 503, every time
+  (an endpoint that always fails the same prompts), the others as usual.
 - `sleep-MS`: waits MS milliseconds before answering (a hang, with a large MS).
 - `hang-on-TEXT`: a request whose last user message contains TEXT is not answered for an hour
   (an endpoint that accepted the connection and hangs), the others as usual.
@@ -60,7 +65,7 @@ _PRODUCT = re.compile(r"(-?\d+(?:\.\d+)?)\s*[*x×]\s*(-?\d+(?:\.\d+)?)")
 def _flags(model: str) -> dict[str, str]:
     flags: dict[str, str] = {}
     for part in model.split("/")[-1].split(":")[1:]:
-        for prefix in ("fail-every-", "status-", "sleep-", "hang-on-"):
+        for prefix in ("fail-every-", "status-", "sleep-", "hang-on-", "burst-", "fail-on-"):
             if part.startswith(prefix):
                 flags[prefix[:-1]] = part[len(prefix):]
                 break
@@ -98,6 +103,7 @@ class ScriptedModel:
         self.record = record
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
+        self.first_seen: dict[str, float] = {}
         self._ids = 0
 
     def _reply(self, body: dict[str, Any], flags: dict[str, str]) -> dict[str, Any]:
@@ -166,6 +172,16 @@ class ScriptedModel:
             return Answer(code, {"error": error}, delay)
         if "drop" in flags:
             return Answer(200, None, delay)
+        if flags.get("fail-on") and flags["fail-on"] in _last_user_text(
+                body.get("messages") or []):
+            error = {"message": "scripted failure for this prompt", "type": "server_error"}
+            return Answer(503, {"error": error}, delay)
+        if flags.get("burst") and body.get("tools"):
+            self.first_seen.setdefault(model, time.monotonic())
+        if flags.get("burst") and time.monotonic() - self.first_seen.get(model, 0.0) < (
+                float(flags["burst"]) / 1000.0):
+            error = {"message": "scripted burst: service unavailable", "type": "server_error"}
+            return Answer(503, {"error": error}, delay)
         if "echo-auth" in flags:
             reply = self._reply(body, flags)
             reply["choices"][0]["message"] = {"role": "assistant", "content": authorization}

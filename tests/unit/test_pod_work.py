@@ -183,7 +183,7 @@ def test_shards_commit_every_item_scored_and_aggregate_matches(
     done = run_pod("work", {**env, "JOB_COMPLETION_INDEX": "1"})
     assert done.returncode == 0, done.stderr
     assert message_of(message) == {"shard": 1, "total": 20, "done": 20, "skipped": 0,
-                                   "failed": 0, "masked": 0, "invalid": 0,
+                                   "failed": 0, "masked": 0, "invalid": 0, "retried": 0,
                                    "scorerRestarts": 0}
     records = records_in(s3_server, config)
     assert sorted((r["row_index"], r["sample_index"]) for r in records) == [
@@ -339,7 +339,7 @@ def test_a_model_failing_half_its_calls_never_scores_zero(
     message = tmp_path / "termination-log"
     done = run_pod("work", pod_env(config, s3_server, message))
     assert done.returncode == 0, done.stderr
-    records = records_in(s3_server, config)
+    records = list(kept_records(records_in(s3_server, config)).values())
     assert sorted(r["row_index"] for r in records) == list(range(20))
     for record in records:
         if record["status"] == "masked":
@@ -352,6 +352,93 @@ def test_a_model_failing_half_its_calls_never_scores_zero(
     assert message_of(message)["masked"] == masked
     # Without retries nearly every rollout would meet a 500; with them few run out.
     assert masked <= 10
+
+
+def kept_records(records: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """The record kept of each item: a non-masked one over masked ones, else the latest."""
+    kept: dict[tuple[int, int], dict[str, Any]] = {}
+    for record in records:
+        item = (record["row_index"], record["sample_index"])
+        before = kept.get(item)
+        if before is None or (before["status"] == "masked" and (
+                record["status"] != "masked" or record["attempt"] > before["attempt"])):
+            kept[item] = record
+    return kept
+
+
+@pytest.mark.slow
+def test_rollouts_masked_by_a_burst_of_503s_are_run_again_at_the_end_of_the_shard(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    # Every model call of the first 4 s is refused: the first rollouts exhaust their retries
+    # (at most 3.5 s) and are masked; run again after the others, they complete.
+    config = make_config(s3_server.bucket(), model_url, tool_url, samples=2, concurrency=8,
+                         model="scripted:burst-4000:retried")
+    message = tmp_path / "termination-log"
+    env = pod_env(config, s3_server, message, ROLLOUT_MASKED_RETRY_BACKOFF_SECONDS="1")
+    done = run_pod("work", env)
+    assert done.returncode == 0, done.stderr
+    result = message_of(message)
+    assert (result["total"], result["done"], result["masked"]) == (40, 40, 0)
+    assert result["retried"] >= 8
+
+    records = records_in(s3_server, config)
+    assert len(records) == 40 + result["retried"]  # the masked ones stay, as history
+    assert sum(r["status"] == "masked" for r in records) == result["retried"]
+    kept = kept_records(records)
+    assert sorted(kept) == [(row, sample) for row in range(20) for sample in range(2)]
+    assert all(r["status"] == "completed" and r["reward"] == 1.0 for r in kept.values())
+    assert sum(r["attempt"] > 0 for r in kept.values()) >= 8
+
+    aggregated = run_pod("aggregate", env)
+    assert aggregated.returncode == 0, aggregated.stderr
+    summary = message_of(message)
+    assert summary["progress"] == {"total": 40, "completed": 40, "failed": 0, "masked": 0,
+                                   "invalid": 0}
+    assert summary["superseded"] == result["retried"]
+    assert "duplicates" not in summary
+    store = open_store(config.run_prefix, environ=s3_server.env)
+    results = json.loads(_run(store.get("results.json")))
+    assert [(r["row_index"], r["run_index"]) for r in results["runs"]] == sorted(kept)
+    assert results["summary"]["total_runs"] == 40
+    parquet = tmp_path / "trajectories.parquet"
+    parquet.write_bytes(_run(store.get("trajectories.parquet")))
+    in_parquet = list(read_parquet_records(parquet))
+    assert sorted((r.row_index, r.sample_index) for r in in_parquet) == sorted(kept)
+    assert {(r.row_index, r.sample_index): r.attempt for r in in_parquet} == {
+        item: r["attempt"] for item, r in kept.items()}
+
+
+@pytest.mark.slow
+def test_masked_rollouts_are_run_again_by_a_retried_shard(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    bucket = s3_server.bucket()
+    dataset = {"limit": 4}
+    down = make_config(bucket, model_url, tool_url, model="scripted:status-503",
+                       dataset=dataset)
+    message = tmp_path / "termination-log"
+    extra = {"ROLLOUT_MASKED_RETRY_BACKOFF_SECONDS": "0.1"}
+    done = run_pod("work", pod_env(down, s3_server, message, **extra))
+    assert done.returncode == 0, done.stderr
+    result = message_of(message)
+    assert (result["done"], result["masked"], result["retried"]) == (4, 4, 8)  # 2 retries each
+    records = records_in(s3_server, down)
+    assert sorted((r["row_index"], r["attempt"]) for r in records) == [
+        (row, attempt) for row in range(4) for attempt in range(3)]
+
+    up = make_config(bucket, model_url, tool_url, model="scripted:resumed", dataset=dataset)
+    done = run_pod("work", pod_env(up, s3_server, message, **extra))
+    assert done.returncode == 0, done.stderr
+    result = message_of(message)
+    assert (result["skipped"], result["done"], result["masked"]) == (0, 4, 0)
+    kept = kept_records(records_in(s3_server, up))
+    assert {item: (r["status"], r["attempt"]) for item, r in kept.items()} == {
+        (row, 0): ("completed", 3) for row in range(4)}
+
+    done = run_pod("work", pod_env(up, s3_server, message, **extra))  # nothing left to do
+    assert done.returncode == 0, done.stderr
+    assert (message_of(message)["skipped"], message_of(message)["done"]) == (4, 0)
 
 
 @pytest.mark.slow

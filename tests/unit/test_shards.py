@@ -18,9 +18,11 @@ from rollout_operator.runtime.run_layout import (
     run_prefix,
 )
 from rollout_operator.runtime.shards import (
+    Kept,
     ReadStats,
     ShardWriter,
     committed_items,
+    committed_records,
     list_parts,
     read_all_records,
     rollout_id,
@@ -244,15 +246,41 @@ async def test_read_all_records_spans_shards_in_order(store: ObjectStore) -> Non
                     (1, 0), (1, 1), (3, 0), (3, 1), (5, 0), (5, 1)]
 
 
-async def test_masked_and_failed_records_count_as_committed(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path))
-    masked = TrajectoryRecord(
-        rollout_id="run-0-0", row_index=0, status="masked",
-        error=RecordError(category="inference", message="HTTP 500"),
+def masked(row: int, sample: int = 0, attempt: int = 0) -> TrajectoryRecord:
+    return TrajectoryRecord(
+        rollout_id=rollout_id("run", row, sample), row_index=row, sample_index=sample,
+        status="masked", attempt=attempt,
+        error=RecordError(category="inference", message=f"HTTP 503 (attempt {attempt})"),
     )
+
+
+async def test_masked_records_are_not_done_and_the_best_record_is_kept(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    failed = record(3, 0).model_copy(update={
+        "status": "failed", "error": RecordError(category="timeout", message="slow")})
     async with ShardWriter(store, "", 0) as writer:
-        await writer.add(masked)
-    assert await committed_items(store, "", 0) == {(0, 0)}
+        for item in (masked(0), masked(1), masked(2), failed):
+            await writer.add(item)
+    async with ShardWriter(store, "", 0) as writer:  # a retry: row 0 completes, 1 stays masked
+        await writer.add(record(0, 0).model_copy(update={"attempt": 1}))
+        await writer.add(masked(1, attempt=2))
+    async with ShardWriter(store, "", 0) as writer:  # a late writer, with older attempts
+        await writer.add(masked(0, attempt=2))
+        await writer.add(masked(1, attempt=1))
+    assert await committed_items(store, "", 0) == {(0, 0), (3, 0)}
+    assert await committed_records(store, "", 0) == {
+        (0, 0): Kept(False, 1), (1, 0): Kept(True, 2), (2, 0): Kept(True, 0),
+        (3, 0): Kept(False, 0)}
+
+    stats = ReadStats()
+    kept = {(r.row_index, r.sample_index): r async for r in read_all_records(store, "",
+                                                                            stats=stats)}
+    assert {item: (r.status, r.attempt) for item, r in kept.items()} == {
+        (0, 0): ("completed", 1), (1, 0): ("masked", 2), (2, 0): ("masked", 0),
+        (3, 0): ("failed", 0)}
+    assert kept[(1, 0)].error == RecordError(category="inference",
+                                             message="HTTP 503 (attempt 2)")
+    assert (stats.records, stats.superseded, stats.duplicates, stats.parts) == (4, 4, 0, 3)
 
 
 async def test_a_corrupt_part_is_reported_with_its_url(tmp_path: Path) -> None:

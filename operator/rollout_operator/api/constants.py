@@ -95,6 +95,7 @@ class Reason:
     AGGREGATE_FAILED: Final = "AggregateFailed"
     COMPLETED: Final = "Completed"
     WORKERS_FAILED: Final = "WorkersFailed"
+    TOO_MANY_MASKED: Final = "TooManyMasked"
     DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
     SUSPENDED: Final = "Suspended"
     RESUMED: Final = "Resumed"

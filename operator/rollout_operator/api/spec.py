@@ -373,6 +373,30 @@ class WorkersSpec(ApiModel):
     )
 
 
+class FaultsSpec(ApiModel):
+    """What a run does about rollouts masked by infrastructure (model endpoint, tool or scorer
+    server), and how many it tolerates."""
+
+    masked_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description=(
+            "Times a masked rollout is run again at the end of its shard, after a short "
+            "backoff. A retried shard or a rerun also runs again every rollout still masked."
+        ),
+    )
+    max_masked_fraction: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description=(
+            "Largest share of rollouts that may remain masked at the end; above it the run "
+            "fails with reason TooManyMasked (its results are still written)."
+        ),
+    )
+
+
 class EgressRule(ApiModel):
     """A destination tool pods may reach; everything else is denied."""
 
@@ -471,6 +495,10 @@ class RolloutRunSpec(ApiModel):
     sandbox: SandboxSpec = Field(
         default_factory=SandboxSpec,
         description="Isolation and network of the pods running user code.",
+    )
+    faults: FaultsSpec = Field(
+        default_factory=FaultsSpec,
+        description="Retries of masked rollouts and how many may remain masked.",
     )
     output: OutputSpec = Field(
         default_factory=OutputSpec, description="Object storage for trajectories and results."

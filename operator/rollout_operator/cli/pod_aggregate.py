@@ -1,7 +1,9 @@
 """`rolloutctl aggregate`: the run's results, once every shard is committed.
 
-It reads every committed trajectory record (one per (row, sample): if two attempts of a shard
-committed the same item, the first committed wins) and writes, under the run's prefix:
+It reads every committed trajectory record, one per (row, sample): a non-masked record over a
+masked one, else the latest attempt (a masked rollout run again left its masked records in
+storage, as history); if two attempts of a shard committed the same item, the first committed
+wins. It writes, under the run's prefix:
 
 - `results.json`, in the `osmosis eval` results schema (`version`, `task_id`, `config`, `runs`,
   `summary`), so tools made for eval results read it unchanged;
@@ -121,6 +123,7 @@ class _Scan:
     best: _Heap = field(default_factory=list)
     worst: _Heap = field(default_factory=list)
     duplicates: int = 0
+    superseded: int = 0
 
     def add(self, record: TrajectoryRecord) -> None:
         self.counts[record.status] += 1
@@ -240,6 +243,10 @@ async def aggregate_run(
     async for record in read_all_records(store, "", stats=stats, scrubber=scrubber):
         scan.add(record)
     scan.duplicates = stats.duplicates
+    scan.superseded = stats.superseded
+    if stats.superseded:
+        logger.info("%d masked records were superseded by a later attempt at the same rollout "
+                    "(kept in storage, left out of the results)", stats.superseded)
     if stats.duplicates:
         logger.warning("%d items were committed twice; the first commit of each is kept",
                        stats.duplicates)
@@ -338,6 +345,8 @@ def compact_summary(
     }
     if scan.duplicates:
         message["duplicates"] = scan.duplicates
+    if scan.superseded:
+        message["superseded"] = scan.superseded
     return _within_limit(message)
 
 

@@ -6,6 +6,12 @@ many at once, against the tool Service and the model, are scored with the repo's
 committed to object storage in write-once parts. Group advantages need every sample of a
 prompt and are computed by `aggregate`, not here.
 
+A rollout masked by infrastructure (the model endpoint after its retries, a tool or scorer
+server out of reach) is run again at the end of the shard, after a short backoff, up to
+`spec.faults.maskedRetries` times; each attempt is a new record with the next `attempt`
+number, and readers keep the best record of each item. A retried shard, or a rerun, runs again
+every item whose kept record is masked.
+
 A model endpoint that fails for every call (bad key, gone) stops the shard: what finished is
 committed and the pod exits 1 so that the Job retries the index later. Failures of single
 rollouts never stop it: they are recorded as `failed` or, for infrastructure, `masked`; nor do
@@ -57,6 +63,9 @@ PART_SIZE_ENV = "ROLLOUT_PART_SIZE"
 """Records per committed part (default 256): smaller parts lose less work to a killed pod."""
 COMMIT_INTERVAL_ENV = "ROLLOUT_COMMIT_INTERVAL_SECONDS"
 """Longest a finished record waits before it is committed (default 10)."""
+MASKED_BACKOFF_ENV = "ROLLOUT_MASKED_RETRY_BACKOFF_SECONDS"
+"""Wait before the first round of retries of masked rollouts (default 5), doubled each round."""
+MASKED_BACKOFF_S = 5.0
 
 
 @click.command("work", hidden=True)
@@ -81,7 +90,10 @@ class ShardResult:
     skipped: int = 0
     failed: int = 0
     masked: int = 0
+    """Rollouts still masked when the attempt ended (retries exhausted)."""
     invalid: int = 0
+    retried: int = 0
+    """Masked records this attempt ran again (each left in storage as history)."""
     scorer_restarts: int = 0
     """Restarts of the scorer server seen by this attempt (a scorer crashed its process)."""
 
@@ -94,6 +106,7 @@ class ShardResult:
             "failed": self.failed,
             "masked": self.masked,
             "invalid": self.invalid,
+            "retried": self.retried,
             "scorerRestarts": self.scorer_restarts,
         }
 
@@ -117,7 +130,7 @@ async def run_shard(
         DEFAULT_INTERVAL_S,
         DEFAULT_PART_SIZE,
         ShardWriter,
-        committed_items,
+        committed_records,
     )
     from rollout_operator.runtime.storage import open_store
 
@@ -127,8 +140,8 @@ async def run_shard(
     with tempfile.TemporaryDirectory(prefix="rollout-dataset-") as scratch:
         dataset = await _dataset_file(config, Path(scratch), environ)
         result.total = _shard_total(config, dataset, index)
-        committed = await committed_items(store, "", index)
-        if result.total and len(committed) >= result.total:
+        committed = await committed_records(store, "", index)
+        if result.total and sum(not k.masked for k in committed.values()) >= result.total:
             result.skipped = result.total
             logger.info("Shard %d: all %d items are already committed", index, result.total)
             return result
@@ -155,7 +168,9 @@ async def run_shard(
                 or DEFAULT_INTERVAL_S,
                 scrubber=Scrubber.for_run(spec, environ),
             ) as writer:
-                await _run_items(config, index, dataset, committed, runner, writer, result)
+                await _run_items(config, index, dataset, committed, runner, writer, result,
+                                 backoff_s=_env_number(environ, MASKED_BACKOFF_ENV, float)
+                                 or MASKED_BACKOFF_S)
         except asyncio.CancelledError:
             if not stopping:
                 raise
@@ -193,10 +208,12 @@ async def _run_items(
     config: RunConfig,
     index: int,
     dataset: Path,
-    committed: set[tuple[int, int]],
+    committed: Mapping[tuple[int, int], Any],
     runner: Any,
     writer: Any,
     result: ShardResult,
+    *,
+    backoff_s: float = MASKED_BACKOFF_S,
 ) -> None:
     from rollout_operator.runtime.dataset import iter_rows_lenient
     from rollout_operator.runtime.errors import SystemicProviderError
@@ -206,6 +223,12 @@ async def _run_items(
     from rollout_operator.runtime.shards import rollout_id, shard_items
 
     spec = config.spec
+    attempts: dict[str, int] = {}
+    """The attempt number of each item in flight, by rollout id."""
+    rounds = 0
+    """Rounds of retries of masked rollouts run so far by this attempt at the shard."""
+    again: list[WorkItem] = []
+    """Items masked in this round that the next round runs again."""
 
     def items() -> Iterator[WorkItem]:
         rows = iter_rows_lenient(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit,
@@ -213,10 +236,30 @@ async def _run_items(
         for row, sample in shard_items(
             rows, spec.dataset.samples_per_prompt, spec.workers.shards, index
         ):
-            if (row.row_index, sample) in committed:
+            kept = committed.get((row.row_index, sample))
+            if kept is not None and not kept.masked:
                 result.skipped += 1
                 continue
-            yield WorkItem(rollout_id(config.name, row.row_index, sample), row, sample)
+            item = WorkItem(rollout_id(config.name, row.row_index, sample), row, sample)
+            attempts[item.rollout_id] = kept.attempt + 1 if kept is not None else 0
+            yield item
+
+    def retry_items(batch: list[WorkItem]) -> Iterator[WorkItem]:
+        for item in batch:
+            attempts[item.rollout_id] += 1
+            yield item
+
+    async def commit(record: TrajectoryRecord, item: WorkItem) -> None:
+        attempt = attempts[item.rollout_id]
+        if attempt:
+            record = record.model_copy(update={"attempt": attempt})
+        await writer.add(record)
+        if record.status == "masked" and rounds < spec.faults.masked_retries:
+            again.append(item)
+            result.retried += 1
+        else:
+            attempts.pop(item.rollout_id, None)
+            count(record)
 
     def count(record: TrajectoryRecord) -> None:
         result.done += 1
@@ -236,9 +279,7 @@ async def _run_items(
 
     async def finish(played: Played) -> None:
         try:
-            record = await runner.score(played)
-            await writer.add(record)
-            count(record)
+            await commit(await runner.score(played), played.item)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -246,23 +287,40 @@ async def _run_items(
         finally:
             scoring_slots.release()
 
-    try:
-        try:
-            async for played in run_pool(items(), runner.play, spec.workers.concurrency):
-                if failures:
-                    raise failures[0]
-                if isinstance(played, TrajectoryRecord):
-                    await writer.add(played)
-                    count(played)
-                    continue
-                await scoring_slots.acquire()
-                task = asyncio.create_task(finish(played))
-                scoring.add(task)
-                task.add_done_callback(scoring.discard)
-            if scoring:
-                await asyncio.wait(set(scoring))
+    async def play(item: WorkItem) -> tuple[WorkItem, TrajectoryRecord | Played]:
+        return item, await runner.play(item)
+
+    async def run_round(work: Iterator[WorkItem]) -> None:
+        async for item, played in run_pool(work, play, spec.workers.concurrency):
             if failures:
                 raise failures[0]
+            if isinstance(played, TrajectoryRecord):
+                await commit(played, item)
+                continue
+            await scoring_slots.acquire()
+            task = asyncio.create_task(finish(played))
+            scoring.add(task)
+            task.add_done_callback(scoring.discard)
+        if scoring:
+            await asyncio.wait(set(scoring))
+        if failures:
+            raise failures[0]
+
+    try:
+        try:
+            await run_round(items())
+            # Masked rollouts again, after the others and a backoff that doubles each round:
+            # a burst of endpoint errors is over by then.
+            while again:
+                batch, again[:] = list(again), []
+                rounds += 1
+                delay = backoff_s * 2 ** (rounds - 1)
+                logger.info("Shard %d: running %d masked rollouts again in %.0f s (retry %d "
+                            "of %d)", index, len(batch), delay, rounds,
+                            spec.faults.masked_retries)
+                await writer.flush()
+                await asyncio.sleep(delay)
+                await run_round(retry_items(batch))
         finally:
             if scoring:  # played rollouts are scored and kept, whatever stopped the pool
                 _, late = await asyncio.wait(set(scoring), timeout=SCORING_DRAIN_S)

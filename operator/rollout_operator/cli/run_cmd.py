@@ -158,13 +158,14 @@ def _report(result: RunResult, err: Console) -> None:
 
     from rollout_operator.local.progress import ProgressView
 
-    if result.ok:
+    if result.ok or result.summary:  # a failed run with results (too many masked) shows them
         out = Console(file=sys.stdout)
         ProgressView(out, title=result.run.name, live=False).summary(
             {"state": result.state, "summary": result.summary})
         if result.commit:
             out.print(f"{'commit':>13}  {result.commit}", highlight=False, soft_wrap=True)
         out.print(f"{'took':>13}  {result.duration_s:.1f} s", highlight=False, soft_wrap=True)
+    if result.ok:
         return
     if result.state == "Stopped":
         err.print(f"[yellow]stopped.[/yellow] Committed rollouts are kept in "

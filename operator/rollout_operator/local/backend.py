@@ -641,10 +641,18 @@ class LocalBackend:
         from rollout_operator.cli.pod_aggregate import aggregate_run
 
         self.view.set_phase("aggregate", "results.json and trajectories.parquet")
+        from rollout_operator.runtime.metrics import too_many_masked
+
         summary = await aggregate_run(config, environ=self.environ)
         self.result.summary = summary
-        self.result.state, self.result.exit_code = "Succeeded", EXIT_OK
+        progress = summary.get("progress") or {}
+        too_many = too_many_masked(int(progress.get("masked") or 0),
+                                   max(self.state.total, int(progress.get("total") or 0)),
+                                   config.spec.faults.max_masked_fraction)
         self.view.set_phase("done", f"results in {summary['artifacts']['results']}")
+        if too_many:  # the results are written, but this is no success
+            raise RunFailed(too_many)
+        self.result.state, self.result.exit_code = "Succeeded", EXIT_OK
 
 
 def _count_lines(path: Path, marker: str) -> int:

@@ -1,7 +1,9 @@
 """Progress of a local run: committed records counted as they land, shown with rich.
 
 The tracker reads what the workers commit (each part is written once, so each is read once),
-the same records `aggregate` reads later: counts by status and a running mean per scorer. The
+the same records `aggregate` reads later: counts by status and a running mean per scorer, one
+record per (row, sample) as `aggregate` keeps them (a masked rollout run again counts once, by
+its best record). The
 view draws a live panel on a terminal and prints a line every few seconds otherwise (CI logs,
 pipes), and the summary table at the end.
 """
@@ -73,7 +75,8 @@ class CommitTracker:
         self.store = store
         self.state = state
         self._read: set[str] = set()
-        self._items: set[tuple[int, int]] = set()
+        self._items: dict[tuple[int, int], int] = {}
+        """Items counted, with the attempt of their record when it is masked (else -1)."""
 
     async def poll(self) -> None:
         from rollout_operator.runtime.shards import list_all_parts
@@ -89,10 +92,14 @@ class CommitTracker:
 
     def _add(self, record: Mapping[str, Any]) -> None:
         item = (int(record["row_index"]), int(record.get("sample_index", 0)))
-        if item in self._items:
-            return
-        self._items.add(item)
         status = record.get("status")
+        attempt = int(record.get("attempt") or 0)
+        before = self._items.get(item)
+        if before is not None:
+            if before < 0 or (status == "masked" and attempt <= before):
+                return  # the kept record stays: non-masked, or a later masked attempt
+            self.state.masked -= 1
+        self._items[item] = attempt if status == "masked" else -1
         if status == "completed":
             self.state.completed += 1
             for name, value in (record.get("scores") or {}).items():

@@ -471,6 +471,8 @@ def _shards_done(job: JobState) -> str:
 
 
 def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) -> None:
+    from rollout_operator.runtime.metrics import too_many_masked
+
     job = observed.jobs.get("aggregate")
     if job is None:
         step.ensure(observed, [build_aggregate_job(ctx)])
@@ -485,6 +487,12 @@ def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) 
         step.condition(ConditionType.COMPLETE, TRUE, Reason.COMPLETED,
                        f"{total} rollouts scored; results in "
                        f"{(step.status.artifacts or Artifacts()).results}.")
+        progress = step.status.progress
+        too_many = progress and too_many_masked(progress.masked, progress.total,
+                                                ctx.spec.faults.max_masked_fraction)
+        if too_many:  # complete, results written, but not a success
+            step.fail(Reason.TOO_MANY_MASKED, too_many)
+            return
         step.condition(ConditionType.FAILED, FALSE, Reason.COMPLETED, "The run completed.")
         return
     if _past_deadline(step, job, "The aggregate Job", "config.aggregateDeadlineSeconds"):

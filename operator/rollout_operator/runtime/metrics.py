@@ -172,3 +172,17 @@ def _mean_std(data: Sequence[float]) -> tuple[float, float]:
     mean = math.fsum(data) / n
     variance = math.fsum((x - mean) ** 2 for x in data) / n
     return mean, math.sqrt(variance)
+
+
+def too_many_masked(masked: int, total: int, max_fraction: float) -> str | None:
+    """What to say of a run whose rollouts remain masked above `max_fraction` of `total`
+    (`spec.faults.maxMaskedFraction`); None when the run is within it."""
+    if total <= 0 or masked / total <= max_fraction:
+        return None
+    return (
+        f"{masked} of {total} rollouts ({masked / total:.1%}) remain masked after retries, "
+        f"more than spec.faults.maxMaskedFraction ({max_fraction:g}); their statistics leave "
+        "them out. Check the model endpoint (records with error category inference) and the "
+        "tool and scorer servers (category sandbox); running the same run again re-runs the "
+        "masked rollouts."
+    )

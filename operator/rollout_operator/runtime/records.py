@@ -1,7 +1,8 @@
 """The trajectory record, and reading and writing it as JSONL and Parquet.
 
-One record per (row, sample). Infrastructure failures are `masked`, never scored: training must
-not learn from a dead sandbox. A dataset row that cannot be used (not JSON, wrong types, a
+One record per (row, sample) and attempt. Infrastructure failures are `masked`, never scored:
+training must not learn from a dead sandbox; a masked rollout may be run again, as a record
+with the next `attempt` number. A dataset row that cannot be used (not JSON, wrong types, a
 missing column, bytes that are not UTF-8) gives `invalid` records, never run and never scored.
 A `failed`, `masked` or `invalid` record always carries an `error`; a `completed` one may carry
 one too (a scorer that raised, for instance).
@@ -115,6 +116,9 @@ class TrajectoryRecord(BaseModel):
     turns: list[TurnTokens] = Field(default_factory=list)
     tools: list[str] | None = None
     fastmcp_version: str | None = None
+    attempt: int = Field(default=0, ge=0)
+    """0 for the first run of this (row, sample); a masked rollout run again gets a new record
+    with the next number. Readers keep one record per (row, sample): see `runtime.shards`."""
 
     @model_validator(mode="after")
     def _error_explains_failure(self) -> Self:
@@ -322,6 +326,7 @@ def _parquet_schema() -> Any:
         ("turns", pa.list_(turn)),
         ("tools", pa.list_(pa.string())),
         ("fastmcp_version", pa.string()),
+        ("attempt", pa.int64()),
     ]
     if [name for name, _ in fields] != list(TrajectoryRecord.model_fields):
         raise RuntimeError("the Parquet layout no longer matches TrajectoryRecord's fields")
@@ -338,6 +343,8 @@ def _to_parquet_row(record: TrajectoryRecord) -> dict[str, Any]:
 
 
 def _from_parquet_row(row: dict[str, Any]) -> TrajectoryRecord:
+    if row.get("attempt") is None:  # written before records had attempts
+        row.pop("attempt", None)
     row["messages"] = json.loads(row["messages"])
     row["metadata"] = json.loads(row["metadata"])
     row["scores"] = dict(row["scores"] or ())

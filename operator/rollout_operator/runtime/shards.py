@@ -9,8 +9,10 @@ A shard's records are committed in parts, `shards/<index>/part-<n>.jsonl`: a wri
 finished records and writes a part every `part_size` records, every `interval_s` seconds and at
 the end. Each part is written once, atomically and only if absent, with a number above every
 part already there, so a part is never overwritten, not even by a second writer racing for the
-same shard. A retried shard reads the items already committed and skips them; if two writers
-did commit the same item, readers keep the first committed (lowest part number).
+same shard. A retried shard reads the items already committed and skips them, except masked
+ones, which are run again as records with the next attempt number. Readers keep one record per
+item: a non-masked one over a masked one, else the latest attempt; if two writers did commit
+the same item, the first committed (lowest part number).
 """
 
 from __future__ import annotations
@@ -144,29 +146,62 @@ def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
-async def committed_items(store: ObjectStore, run_prefix: str, index: int) -> set[ItemKey]:
-    """The (row, sample) items shard `index` has already committed, whatever their status."""
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """The record a reader keeps for one (row, sample): whether it is masked, its attempt."""
+
+    masked: bool
+    attempt: int
+
+    def beaten_by(self, masked: bool, attempt: int) -> bool:
+        """Whether a record committed later replaces this one: a non-masked record replaces
+        a masked one; among masked ones the latest attempt wins; among the others the first
+        committed stays (two writers raced)."""
+        if self.masked != masked:
+            return self.masked
+        return masked and attempt > self.attempt
+
+
+async def committed_records(
+    store: ObjectStore, run_prefix: str, index: int
+) -> dict[ItemKey, Kept]:
+    """The record kept for each (row, sample) shard `index` has committed (see `Kept`)."""
     keys = [key for _, key in await list_parts(store, run_prefix, index)]
-    done: set[ItemKey] = set()
+    kept: dict[ItemKey, Kept] = {}
     async for key, data in _read_ahead(store, keys):
         for number, line in _lines(data):
             try:
                 fields = json.loads(line)
-                done.add((int(fields["row_index"]), int(fields.get("sample_index", 0))))
+                item = (int(fields["row_index"]), int(fields.get("sample_index", 0)))
+                masked = fields.get("status") == "masked"
+                attempt = int(fields.get("attempt") or 0)
             except (ValueError, KeyError, TypeError) as exc:
                 raise RecordReadError(
                     f"{store.url_for(key)} line {number} is not a trajectory record: {exc}"
                 ) from None
-    return done
+            before = kept.get(item)
+            if before is None or before.beaten_by(masked, attempt):
+                kept[item] = Kept(masked, attempt)
+    return kept
+
+
+async def committed_items(store: ObjectStore, run_prefix: str, index: int) -> set[ItemKey]:
+    """The (row, sample) items shard `index` has done: those whose kept record is not masked
+    (a masked one is run again by the next attempt at the shard)."""
+    kept = await committed_records(store, run_prefix, index)
+    return {item for item, record in kept.items() if not record.masked}
 
 
 @dataclass(slots=True)
 class ReadStats:
-    """What `read_all_records` found: parts read, records kept and duplicates dropped."""
+    """What `read_all_records` found: parts read, records kept, duplicates dropped (items two
+    writers both committed) and masked records superseded by a later attempt (kept in
+    storage as history, left out of what is read)."""
 
     parts: int = 0
     records: int = 0
     duplicates: int = 0
+    superseded: int = 0
 
 
 async def read_all_records(
@@ -178,32 +213,77 @@ async def read_all_records(
 ) -> AsyncIterator[TrajectoryRecord]:
     """Every committed record of the run, shard by shard, one per (row, sample).
 
-    When an item was committed twice (two writers raced for a shard), the first committed
-    record is kept: the one in the lowest-numbered part. With `scrubber`, the secrets it knows
-    are scrubbed from each record as it is read (the writers scrubbed theirs already).
+    Per (row, sample) the best record is kept (`Kept.beaten_by`): a non-masked one over a
+    masked one, else the latest attempt; of two non-masked ones (two writers raced for a
+    shard) the first committed, the one in the lowest-numbered part. Masked records are
+    yielded last, once every part has been read, by reading again the parts that hold the
+    ones kept. With `scrubber`, the secrets it knows are scrubbed from each record as it is
+    read (the writers scrubbed theirs already).
     """
     stats = stats if stats is not None else ReadStats()
-    seen: set[ItemKey] = set()
+    done: set[ItemKey] = set()
+    masked: dict[ItemKey, tuple[int, int, int]] = {}
+    """Per item with only masked records so far: (attempt, part position, line number)."""
     keys = [key for _, _, key in await list_all_parts(store, run_prefix)]
+    position = -1
     async for key, data in _read_ahead(store, keys):
+        position += 1
         stats.parts += 1
         for number, line in _lines(data):
-            if scrubber:
-                line = _scrub_line(scrubber, line)
-            try:
-                record = TrajectoryRecord.model_validate_json(line)
-            except ValidationError as exc:
-                raise RecordReadError(
-                    f"{store.url_for(key)} line {number} is not a valid trajectory record: "
-                    f"{exc.errors(include_url=False)[0]['msg']}"
-                ) from None
+            record = _parse_line(store, key, number, line, scrubber)
             item = (record.row_index, record.sample_index)
-            if item in seen:
-                stats.duplicates += 1
+            if item in done:
+                if record.status == "masked":
+                    stats.superseded += 1
+                else:
+                    stats.duplicates += 1
                 continue
-            seen.add(item)
+            if record.status == "masked":
+                before = masked.get(item)
+                if before is not None:
+                    stats.superseded += 1
+                    if before[0] >= record.attempt:
+                        continue
+                masked[item] = (record.attempt, position, number)
+                continue
+            if masked.pop(item, None) is not None:
+                stats.superseded += 1
+            done.add(item)
             stats.records += 1
             yield record
+    wanted: dict[int, set[int]] = {}
+    for _, part, number in masked.values():
+        wanted.setdefault(part, set()).add(number)
+    positions = sorted(wanted)
+    async for index, (key, data) in _enumerate(
+        _read_ahead(store, [keys[p] for p in positions])
+    ):
+        lines = wanted[positions[index]]
+        for number, line in _lines(data):
+            if number in lines:
+                stats.records += 1
+                yield _parse_line(store, key, number, line, scrubber)
+
+
+async def _enumerate(items: AsyncIterator[T]) -> AsyncIterator[tuple[int, T]]:
+    index = 0
+    async for item in items:
+        yield index, item
+        index += 1
+
+
+def _parse_line(
+    store: ObjectStore, key: str, number: int, line: bytes, scrubber: Scrubber | None
+) -> TrajectoryRecord:
+    if scrubber:
+        line = _scrub_line(scrubber, line)
+    try:
+        return TrajectoryRecord.model_validate_json(line)
+    except ValidationError as exc:
+        raise RecordReadError(
+            f"{store.url_for(key)} line {number} is not a valid trajectory record: "
+            f"{exc.errors(include_url=False)[0]['msg']}"
+        ) from None
 
 
 def _scrub_line(scrubber: Scrubber, line: bytes) -> bytes:
