@@ -280,18 +280,67 @@ def test_invalid_specs_become_a_failed_condition(change: dict[str, Any], expecte
     assert any(e.type == "Warning" for e in decision.events)
 
 
-def test_a_spec_edit_after_start_is_refused_until_reverted() -> None:
-    body, cluster = _body(), Cluster()
+def _running(body: dict[str, Any], cluster: Cluster) -> None:
+    _synced(body, cluster)
+    cluster.make_ready("tools")
+    cluster.make_ready("scorers")
     _step(body, cluster)
+    assert _status(body).phase == Phase.RUNNING
+
+
+def test_a_spec_edit_after_start_is_refused_until_reverted() -> None:
+    """The refusal is a condition of its own: the run keeps its phase and the children it
+    has, and builds nothing from the edited spec until the edit is reverted."""
+    body, cluster = _body(), Cluster()
+    _running(body, cluster)
     body["spec"]["agent"]["maxTurns"] = 3
     edited = _step(body, cluster)
-    assert _condition(body, ConditionType.FAILED) == ("True", Reason.SPEC_CHANGED)
-    assert edited.create == []
+    assert _condition(body, ConditionType.SPEC_REFUSED) == ("True", Reason.SPEC_CHANGED)
+    assert "revert the edit" in _message(body, ConditionType.SPEC_REFUSED)
+    assert find_condition(_status(body).conditions, ConditionType.FAILED) is None
+    assert _status(body).phase == Phase.RUNNING and edited.create == []
+    assert [(e.type, e.reason) for e in edited.events] == [("Warning", Reason.SPEC_CHANGED)]
+
+    cluster.finish_job("workers", {0: {"shard": 0, "done": 10}, 1: {"shard": 1, "done": 10}})
+    waiting = _step(body, cluster)
+    assert waiting.create == []  # the aggregate Job would be built from the edited spec
+    assert _condition(body, ConditionType.SPEC_REFUSED)[0] == "True"
+
     body["spec"]["agent"]["maxTurns"] = 10
     body["spec"]["ttlSecondsAfterFinished"] = 60  # a field that may change
+    reverted = _step(body, cluster)
+    assert _condition(body, ConditionType.SPEC_REFUSED) == ("False", Reason.RESUMED)
+    assert [m["metadata"]["labels"]["rollouts.dev/component"] for m in reverted.create] == [
+        "aggregate"]
+    assert _status(body).phase == Phase.AGGREGATING
+
+
+def test_a_secret_gone_after_start_is_refused_not_a_failure() -> None:
+    body, cluster = _body(), Cluster()
+    _running(body, cluster)
+    decision = decide(RunObject.from_body(body), cluster.observed(secrets=("rollout-storage",)),
+                      SETTINGS, NOW)
+    assert decision.status is not None
+    body["status"] = status_patch(decision.status)
+    assert _condition(body, ConditionType.SPEC_REFUSED) == ("True", Reason.INVALID_SPEC)
+    assert "llm-api-key" in _message(body, ConditionType.SPEC_REFUSED)
+    assert _status(body).phase == Phase.RUNNING
     _step(body, cluster)
-    assert _condition(body, ConditionType.FAILED)[0] == "False"
-    assert _status(body).phase == Phase.SYNCING
+    assert _condition(body, ConditionType.SPEC_REFUSED) == ("False", Reason.RESUMED)
+
+
+def test_a_failed_run_stays_failed_whatever_its_spec_does() -> None:
+    body, cluster = _body(), Cluster()
+    _running(body, cluster)
+    cluster.finish_job("workers", {0: {"shard": 0, "done": 3}}, ok=False)
+    _step(body, cluster)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.WORKERS_FAILED)
+    for turns in (3, 10):  # edited, then reverted
+        body["spec"]["agent"]["maxTurns"] = turns
+        _step(body, cluster)
+        assert _condition(body, ConditionType.FAILED) == ("True", Reason.WORKERS_FAILED)
+        assert _status(body).phase == Phase.FAILED
+    assert _condition(body, ConditionType.SPEC_REFUSED) == ("False", Reason.RESUMED)
 
 
 def test_a_run_starts_once_its_missing_secret_appears() -> None:

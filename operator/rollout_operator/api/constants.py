@@ -32,8 +32,11 @@ class ConditionType:
     INFERENCE_READY: Final = "InferenceReady"
     COMPLETE: Final = "Complete"
     FAILED: Final = "Failed"
+    SPEC_REFUSED: Final = "SpecRefused"
+    """True while the spec differs from the one the run started with: the run goes on with its
+    own spec and children, and creates nothing from the refused one."""
 
-    ALL: Final = (SYNCED, TOOLS_READY, INFERENCE_READY, COMPLETE, FAILED)
+    ALL: Final = (SYNCED, TOOLS_READY, INFERENCE_READY, COMPLETE, FAILED, SPEC_REFUSED)
 
 
 class ConditionStatus:

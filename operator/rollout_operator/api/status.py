@@ -132,7 +132,8 @@ class Condition(StatusModel):
     type: str = Field(
         min_length=1,
         max_length=64,
-        description="Condition type: Synced, ToolsReady, InferenceReady, Complete or Failed.",
+        description="Condition type: Synced, ToolsReady, InferenceReady, Complete, Failed or "
+                    "SpecRefused.",
     )
     status: Literal["True", "False", "Unknown"] = Field(
         description="Whether the condition holds: True, False or Unknown."
@@ -275,7 +276,7 @@ class RolloutRunStatus(StatusModel):
         BeforeValidator(_list_capper(MAX_CONDITIONS)),
     ] = Field(
         default_factory=list,
-        description="Synced, ToolsReady, InferenceReady, Complete and Failed.",
+        description="Synced, ToolsReady, InferenceReady, Complete, Failed and SpecRefused.",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],

@@ -124,7 +124,8 @@ class _Step:
         )
         changed = before is None or (before.status, before.reason) != (status, reason)
         if changed and status != UNKNOWN:
-            warning = type_ == ConditionType.FAILED and status == TRUE
+            warning = type_ in (ConditionType.FAILED, ConditionType.SPEC_REFUSED) and \
+                status == TRUE
             self.decision.events.append(
                 Event("Warning" if warning else "Normal", reason, message)
             )
@@ -138,6 +139,8 @@ class _Step:
                 self.decision.create.append(manifest)
 
     def finish(self, spec: RolloutRunSpec | None) -> Decision:
+        if is_true(self.status.conditions, ConditionType.SPEC_REFUSED):
+            self.decision.create = []  # nothing is built from a refused spec
         self.status.observed_generation = self.run.generation
         self.status.phase = derive_phase(
             self.status.conditions, suspended=bool(spec and spec.suspend)
@@ -160,25 +163,23 @@ def decide(
     if spec is not None:
         problems += policy_problems(spec, settings)
         problems += missing_secrets(spec, observed.secrets, run.namespace)
-    if problems:
+    status = step.status
+    refusal = _refusal(status, spec, problems)
+    if refusal is not None:  # the run goes on as it started; `finish` creates nothing new
+        step.condition(ConditionType.SPEC_REFUSED, TRUE, *refusal)
+        if spec is None:
+            return step.finish(None)
+    elif problems:
         step.fail(Reason.INVALID_SPEC, "; ".join(problems))
         return step.finish(None)
     assert spec is not None
-    status = step.status
-    current_hash = spec_hash(spec)
     if status.spec_hash is None:  # the first pass with a valid spec starts the run
-        status.spec_hash = current_hash
+        status.spec_hash = spec_hash(spec)
         status.start_time = now
         _clear_spec_failure(step)
-    elif status.spec_hash != current_hash:
-        step.fail(
-            Reason.SPEC_CHANGED,
-            "Only spec.suspend and spec.ttlSecondsAfterFinished may change once a run has "
-            "started; revert the edit, or create a new RolloutRun for the new spec.",
-        )
-        return step.finish(spec)
-    else:
-        _clear_spec_failure(step)
+    elif refusal is None and is_true(status.conditions, ConditionType.SPEC_REFUSED):
+        step.condition(ConditionType.SPEC_REFUSED, FALSE, Reason.RESUMED,
+                       "The spec is the one the run started with again.")
 
     if _finished(status):
         _after_finish(step, spec, observed, now)
@@ -216,10 +217,27 @@ def _context(run: RunObject, spec: RolloutRunSpec, status: RolloutRunStatus,
 
 
 def _clear_spec_failure(step: _Step) -> None:
+    """Before the run has started, an invalid spec (a Secret not there yet) may be fixed."""
     failed = find_condition(step.status.conditions, ConditionType.FAILED)
-    if failed and failed.status == TRUE and failed.reason in (Reason.SPEC_CHANGED,
-                                                               Reason.INVALID_SPEC):
+    if failed and failed.status == TRUE and failed.reason == Reason.INVALID_SPEC:
         step.condition(ConditionType.FAILED, FALSE, Reason.RESUMED, "The spec is valid again.")
+
+
+def _refusal(status: RolloutRunStatus, spec: RolloutRunSpec | None,
+             problems: list[str]) -> tuple[str, str] | None:
+    """(reason, message) of the SpecRefused condition for a started run whose spec was edited
+    or no longer checks out (a Secret gone); None when there is nothing to refuse."""
+    if status.spec_hash is None:
+        return None
+    detail = f" Problems: {'; '.join(problems)}." if problems else ""
+    if spec is None or spec_hash(spec) != status.spec_hash:
+        return Reason.SPEC_CHANGED, (
+            "Only spec.suspend and spec.ttlSecondsAfterFinished may change once a run has "
+            "started; revert the edit, or create a new RolloutRun for the new spec." + detail)
+    if problems:
+        return Reason.INVALID_SPEC, "The run's spec no longer checks out; the run creates " \
+            f"nothing new until it does.{detail}"
+    return None
 
 
 def _finished(status: RolloutRunStatus) -> bool:
