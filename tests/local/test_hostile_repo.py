@@ -156,6 +156,8 @@ def test_a_tool_that_kills_its_server_masks_only_what_it_lost(
     document["spec"]["dataset"] = {"path": "data.jsonl", "samplesPerPrompt": SAMPLES}
     document["spec"]["scoring"] = {"functions": [HONEST]}
     document["spec"]["workers"] = {"shards": 1, "concurrency": 2}
+    # The tool kills its server on every attempt: no retries, and its rows may stay masked.
+    document["spec"]["faults"] = {"maskedRetries": 0, "maxMaskedFraction": 0.5}
     done = run_local(write_manifest(tmp_path / "run.yaml", document), "--json", cwd=tmp_path,
                      timeout=300)
     result = result_json(done)

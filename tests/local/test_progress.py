@@ -85,10 +85,11 @@ def test_plain_lines_and_summary_table() -> None:
     view.summary({"state": "Succeeded", "summary": {
         "progress": {"total": 4, "completed": 3, "failed": 1, "masked": 0},
         "summary": {REF: {"mean": 0.5, "std": 0.5, "min": 0.0, "max": 1.0,
-                          "pass_at_k": {"1": 0.5}}},
+                          "pass_at_k": {"1": 0.5}, "prompts": 2, "rollouts": 4}},
         "artifacts": {"results": "file:///out/results.json"}}})
     text = console.export_text()
     assert "using [weird] commit" in text
+    assert "2 prompts, 4 rollouts" in text
     assert "4/4 done, 1 failed, 0 masked" in text and "numbers_match_reward 0.667" in text
     assert "calc (default/calc-1234abcd): Succeeded" in text
     assert "0.500" in text and "@1 0.50" in text

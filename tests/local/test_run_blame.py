@@ -69,7 +69,8 @@ def test_hanging_model_is_masked_and_slow_tool_times_out(own_model: str,
     path = write_manifest(tmp_path / "run.yaml", manifest(
         "blame", str(repo), own_model, (tmp_path / "out").as_uri(), rows=6, samples=2,
         shards=2, model="scripted:hang-on-7",
-        agent={"maxTurns": 4, "toolTimeoutSeconds": 60, "rolloutTimeoutSeconds": 3}))
+        agent={"maxTurns": 4, "toolTimeoutSeconds": 60, "rolloutTimeoutSeconds": 3},
+        faults={"maskedRetries": 0, "maxMaskedFraction": 0.5}))  # a third stays masked
     done = run_local(path, "--json", *([] if sandbox_available() else ["--no-sandbox"]),
                      cwd=tmp_path)
     result = result_json(done)
@@ -110,7 +111,8 @@ def test_a_run_where_the_model_always_hangs_scores_nothing(own_model: str,
     path = write_manifest(tmp_path / "run.yaml", manifest(
         "hung", str(EXAMPLE), own_model, (tmp_path / "out").as_uri(), rows=2, samples=2,
         shards=1, model="scripted:hang-on-What",
-        agent={"maxTurns": 4, "toolTimeoutSeconds": 10, "rolloutTimeoutSeconds": 2}))
+        agent={"maxTurns": 4, "toolTimeoutSeconds": 10, "rolloutTimeoutSeconds": 2},
+        faults={"maskedRetries": 0, "maxMaskedFraction": 1.0}))
     done = run_local(path, "--json", *([] if sandbox_available() else ["--no-sandbox"]),
                      cwd=tmp_path)
     result = result_json(done)
@@ -118,7 +120,8 @@ def test_a_run_where_the_model_always_hangs_scores_nothing(own_model: str,
     assert result["progress"] == {"total": 4, "completed": 0, "failed": 0, "masked": 4,
                                   "invalid": 0}
     # Nothing was scored, so there is no mean at all: not a mean of 0.
-    assert result["summary"] == {REWARD: {"mean": None, "std": None, "min": None, "max": None}}
+    assert result["summary"] == {REWARD: {"mean": None, "std": None, "min": None, "max": None,
+                                          "prompts": 0, "rollouts": 0}}
     assert all(r["status"] == "masked" and r["error"]["category"] == "inference"
                for r in records(file_path(result["runPrefix"])))
 

@@ -401,6 +401,8 @@ def test_rollouts_masked_by_a_burst_of_503s_are_run_again_at_the_end_of_the_shar
     results = json.loads(_run(store.get("results.json")))
     assert [(r["row_index"], r["run_index"]) for r in results["runs"]] == sorted(kept)
     assert results["summary"]["total_runs"] == 40
+    assert summary["summary"][REWARD]["prompts"] == 20
+    assert summary["summary"][REWARD]["rollouts"] == 40
     parquet = tmp_path / "trajectories.parquet"
     parquet.write_bytes(_run(store.get("trajectories.parquet")))
     in_parquet = list(read_parquet_records(parquet))
@@ -587,7 +589,7 @@ async def test_a_run_with_nothing_scored_reports_no_statistics(tmp_path: Path) -
     assert summary["progress"] == {"total": 3, "completed": 0, "failed": 0, "masked": 2,
                                    "invalid": 1}
     assert summary["summary"] == {REWARD: {"mean": None, "std": None, "min": None,
-                                           "max": None}}
+                                           "max": None, "prompts": 0, "rollouts": 0}}
     results = json.loads(await store.get("results.json"))
     assert results["summary"]["total_runs"] == 0  # results.json keeps the eval summary
 
@@ -598,9 +600,42 @@ def test_summary_without_masked_runs_is_the_eval_summary() -> None:
     runs = [{"row_index": r, "run_index": s, "success": True, "scores": {"f": float(r == s)},
              "tokens": 3, "duration_ms": 1.0, "model_tag": None, "left_out": False}
             for r in range(3) for s in range(2)]
-    assert build_summary(runs, ["f"], n_runs=2, pass_threshold=1.0) == build_eval_summary(
-        runs, ["f"], n_runs=2, pass_threshold=1.0
-    )
+    summary = build_summary(runs, ["f"], n_runs=2, pass_threshold=1.0)
+    eval_summary = build_eval_summary(runs, ["f"], n_runs=2, pass_threshold=1.0)
+    # The eval summary's keys, unchanged, and beside them what each figure is over.
+    assert summary.pop("total_prompts") == 3
+    assert summary["eval_fns"]["f"].pop("prompts") == 3
+    assert summary["eval_fns"]["f"].pop("rollouts") == 6
+    assert summary == eval_summary
+
+
+async def test_the_summary_says_over_how_many_prompts_and_rollouts(tmp_path: Path) -> None:
+    """Every sample of row 2 masked, one of row 1: the figures are over 2 of 3 prompts."""
+    from rollout_operator.api.status import ScorerSummary
+
+    config = make_config((tmp_path / "out").as_uri(), "http://127.0.0.1:1/v1",
+                         "http://127.0.0.1:2/mcp", samples=2)
+    store = open_store(config.run_prefix)
+    async with ShardWriter(store, "", 0) as writer:
+        await writer.add(record(0, 0, 1.0))
+        await writer.add(record(0, 1, 0.0))
+        await writer.add(record(1, 0, 1.0))
+        await writer.add(record(1, 1, None, status="masked"))
+        await writer.add(record(2, 0, None, status="masked"))
+        await writer.add(record(2, 1, None, status="masked"))
+    summary = await aggregate_run(config, environ={}, write_parquet=False)
+    stats = summary["summary"][REWARD]
+    assert (stats["prompts"], stats["rollouts"]) == (2, 3)
+    assert stats["pass_at_k"] == {"1": pytest.approx(0.75), "2": 1.0}  # over rows 0 and 1
+    status = ScorerSummary.model_validate(stats)
+    assert (status.prompts, status.rollouts) == (2, 3)
+
+    results = json.loads(await store.get("results.json"))
+    eval_stats = results["summary"]["eval_fns"][REWARD]
+    assert {"mean", "std", "min", "max", "pass_at_k"} <= set(eval_stats)
+    assert (eval_stats["prompts"], eval_stats["rollouts"]) == (2, 3)
+    assert results["summary"]["total_prompts"] == 3
+    assert results["summary"]["total_runs"] == 3  # the eval key, as before
 
 
 def test_advantages_are_per_prompt() -> None:

@@ -226,6 +226,17 @@ class ScorerSummary(StatusModel):
         default=None,
         description="Unbiased pass@k estimate by k (as a string key), at scoring.passThreshold.",
     )
+    prompts: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Dataset rows the figures are computed over: rows with at least one rollout that "
+            "was neither masked nor invalid."
+        ),
+    )
+    rollouts: int | None = Field(
+        default=None, ge=0, description="Rollouts the figures are computed over."
+    )
 
 
 class TrajectorySample(StatusModel):

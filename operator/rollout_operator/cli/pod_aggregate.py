@@ -180,9 +180,11 @@ def build_summary(
 ) -> dict[str, Any]:
     """The eval `summary` over the runs that were neither masked nor invalid.
 
-    With none of those this is exactly `osmosis eval`'s summary. Masked and invalid runs
-    (`left_out`) are left out of the statistics, and pass@k of a row counts only its other
-    samples.
+    With none of those this is `osmosis eval`'s summary, with keys added beside its own: per
+    scorer the `prompts` (rows) and `rollouts` its figures are computed over, and
+    `total_prompts`, the rows of every run. Masked and invalid runs (`left_out`) are left out
+    of the statistics, and pass@k of a row counts only its other samples, so a row none of
+    whose samples was scored is not among the `prompts` of its mean or pass@k.
     """
     from rollout_operator.runtime.metrics import (
         build_eval_summary,
@@ -202,6 +204,11 @@ def build_summary(
             stats["pass_at_k"] = {
                 str(k): v for k, v in mean_pass_at_k(by_row, 1, pass_threshold, ks).items()
             }
+    prompts = len({run["row_index"] for run in scored})
+    for stats in summary["eval_fns"].values():
+        stats["prompts"] = prompts
+        stats["rollouts"] = len(scored)
+    summary["total_prompts"] = len({run["row_index"] for run in runs})
     return summary
 
 
@@ -330,13 +337,14 @@ def compact_summary(
     scorers: dict[str, Any] = {}
     nothing_scored = summary.get("total_runs") == 0
     for name, stats in summary["eval_fns"].items():
+        over = {"prompts": stats.get("prompts", 0), "rollouts": stats.get("rollouts", 0)}
         if nothing_scored:
-            scorers[name] = dict.fromkeys(("mean", "std", "min", "max"))
+            scorers[name] = {**dict.fromkeys(("mean", "std", "min", "max")), **over}
             continue
         entry = {key: stats[key] for key in ("mean", "std", "min", "max")}
         if "pass_at_k" in stats:
             entry["pass_at_k"] = stats["pass_at_k"]
-        scorers[name] = entry
+        scorers[name] = {**entry, **over}
     message: dict[str, Any] = {
         "progress": {"total": len(scan.runs), **scan.counts},
         "summary": scorers,

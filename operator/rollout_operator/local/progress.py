@@ -223,12 +223,15 @@ class ProgressView:
         for column in ("mean", "std", "min", "max"):
             table.add_column(column, justify="right")
         table.add_column("pass@k", justify="left")
+        table.add_column("over", justify="left")
         for name, stats in (summary.get("summary") or {}).items():
             passes = stats.get("pass_at_k") or {}
+            over = (f"{stats['prompts']} prompts, {stats.get('rollouts', 0)} rollouts"
+                    if stats.get("prompts") is not None else "")
             table.add_row(
                 name, *("-" if stats.get(key) is None else f"{stats[key]:.3f}"
                         for key in ("mean", "std", "min", "max")),
-                "  ".join(f"@{k} {v:.2f}" for k, v in passes.items()),
+                "  ".join(f"@{k} {v:.2f}" for k, v in passes.items()), over,
             )
         if table.row_count:
             self.console.print(table)
