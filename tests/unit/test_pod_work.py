@@ -34,7 +34,7 @@ from rollout_operator.cli.pod_common import (
 )
 from rollout_operator.runtime.records import RecordError, TrajectoryRecord, read_parquet_records
 from rollout_operator.runtime.run_config import RUN_CONFIG_ENV, RunConfig, RunConfigError
-from rollout_operator.runtime.run_layout import run_prefix
+from rollout_operator.runtime.run_layout import part_key, run_prefix
 from rollout_operator.runtime.shards import ShardWriter
 from rollout_operator.runtime.storage import open_store
 from tests.operator.harness import scorer_server
@@ -541,8 +541,8 @@ async def test_aggregate_fills_advantages_and_leaves_masked_out(tmp_path: Path) 
         await writer.add(record(1, 0, 1.0))
         await writer.add(record(1, 1, None, status="masked"))
         await writer.add(record(1, 2, 0.0))
-    async with ShardWriter(store, "", 1) as late:  # a second attempt that committed again
-        await late.add(record(1, 0, 0.0))
+    # An item committed again, as writers that did not read each other's parts could leave it.
+    await store.put(part_key(1, 2), record(1, 0, 0.0).model_dump_json().encode() + b"\n")
 
     summary = await aggregate_run(config, environ={})
     assert summary["progress"] == {"total": 9, "completed": 8, "failed": 0, "masked": 1,

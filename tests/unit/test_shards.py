@@ -217,7 +217,7 @@ async def test_a_killed_writer_then_a_retry_leaves_no_gaps_and_no_duplicates(
     assert stats.duplicates == 0 and stats.parts == 9
 
 
-async def test_racing_writers_never_overwrite_and_readers_keep_the_first(
+async def test_racing_writers_never_overwrite_and_never_write_a_record_twice(
     store: ObjectStore,
 ) -> None:
     a = ShardWriter(store, PREFIX, 0, part_size=100)
@@ -227,13 +227,15 @@ async def test_racing_writers_never_overwrite_and_readers_keep_the_first(
     for row in range(3):
         await a.add(record(row, 0, reward=1.0))
         await b.add(record(row, 0, reward=0.0))
+    await b.add(record(3, 0, reward=0.0))
     await a.close()
-    await b.close()
+    await b.close()  # finds part 1 taken by `a`, reads it, commits only row 3
     assert [n for n, _ in await list_parts(store, PREFIX, 0)] == [1, 2]
+    assert (a.committed, b.committed, b.dropped) == (3, 1, 3)
     stats = ReadStats()
     kept = [r async for r in read_all_records(store, PREFIX, stats=stats)]
-    assert [r.reward for r in kept] == [1.0, 1.0, 1.0]
-    assert stats.duplicates == 3
+    assert [r.reward for r in kept] == [1.0, 1.0, 1.0, 0.0]
+    assert stats.duplicates == 0
 
 
 async def test_read_all_records_spans_shards_in_order(store: ObjectStore) -> None:

@@ -13,12 +13,28 @@ same shard. A retried shard reads the items already committed and skips them, ex
 ones, which are run again as records with the next attempt number. Readers keep one record per
 item: a non-masked one over a masked one, else the latest attempt; if two writers did commit
 the same item, the first committed (lowest part number).
+
+A part is committed exactly once, and a record never twice, even when the network loses the
+answer to a create, a create outlives the client's timeout, or two writers (two pods of one
+index) run the same items. The writer reads every part other writers committed, at open and
+whenever a create finds its number taken, and drops from its buffer the records whose (row,
+sample, attempt) such a part already holds. A create whose answer is an error (the object may
+or may not be there; obstore does not retry a timed-out PUT) is tried again, create-only, under
+the same number. A create that finds the object there compares bytes: the very bytes this writer
+sent under that number mean its own earlier request landed (obstore retries a PUT whose answer
+was lost, and the retry meets the object the first one made), so the part is committed; any
+other bytes are another writer's part, whose records leave the buffer before the rest goes
+under the next number. Bytes, not ETags or sizes, decide, because they mean the same on S3, GCS
+and local files. Part keys stay numbered rather than named after their content: two writers
+batch records by when they finish, so their parts rarely hold the same items, and the numbers
+give readers the commit order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -37,7 +53,7 @@ from rollout_operator.runtime.run_layout import (
     shard_dir,
 )
 from rollout_operator.runtime.scrub import Scrubber, process_scrubber
-from rollout_operator.runtime.storage import ObjectStore
+from rollout_operator.runtime.storage import ObjectStore, StorageConfigError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +64,9 @@ ItemKey = tuple[int, int]
 DEFAULT_PART_SIZE = 256
 DEFAULT_INTERVAL_S = 10.0
 _READ_AHEAD = 8
-_CREATE_ATTEMPTS = 5
+_CREATE_ATTEMPTS = 4
+"""Tries of one create whose answer was an error, before the error is raised."""
+_CREATE_BACKOFF_S = 0.2
 
 
 def rollout_id(run_name: str, row_index: int, sample_index: int) -> str:
@@ -329,8 +347,15 @@ class ShardWriter:
         self.interval_s = interval_s
         self.scrubber = scrubber if scrubber is not None else process_scrubber()
         self.committed = 0
+        self.dropped = 0
+        """Records left out because another writer committed the same (row, sample, attempt)."""
         self.parts: list[str] = []
         self._lines: list[bytes] = []
+        self._keys: list[RecordKey] = []
+        self._taken: set[RecordKey] = set()
+        """What parts this writer did not create hold (or its own, found by their bytes)."""
+        self._sent: dict[int, set[bytes]] = {}
+        """Per part number, digests of bytes sent there whose create has not been answered."""
         self._oldest: float | None = None
         self._next_part: int | None = None
         self._lock = asyncio.Lock()
@@ -343,9 +368,9 @@ class ShardWriter:
         return len(self._lines)
 
     async def open(self) -> None:
-        """Find the highest existing part and start the timer that commits slow trickles."""
+        """Read the parts already there and start the timer that commits slow trickles."""
         if self._next_part is None:
-            self._next_part = await self._after_last_part()
+            await self._catch_up()
         if self._ticker is None:
             self._ticker = asyncio.create_task(self._tick(), name=f"shard-{self.index}-commits")
 
@@ -356,30 +381,30 @@ class ShardWriter:
         if self.scrubber:
             line = self.scrubber.scrub_json(line, ensure_ascii=False, separators=(",", ":"))
         self._lines.append(line.encode() + b"\n")
+        self._keys.append((record.row_index, record.sample_index, record.attempt))
         if self._oldest is None:
             self._oldest = time.monotonic()
         if len(self._lines) >= self.part_size:
             await self.flush()
 
     async def flush(self) -> str | None:
-        """Commit whatever is waiting as one part now; returns its key (None if nothing was)."""
+        """Commit whatever is waiting as one part now; returns its key, or None when nothing
+        was waiting or other writers had committed all of it."""
         async with self._lock:
             if not self._lines:
                 return None
             if self._next_part is None:
-                self._next_part = await self._after_last_part()
-            lines, self._lines = self._lines, []
+                await self._catch_up()
+            batch = _Batch(self._lines, self._keys)
+            self._lines, self._keys = [], []
             oldest, self._oldest = self._oldest, None
             try:
-                key = await self._create(b"".join(lines))
-            except BaseException:
-                self._lines[:0] = lines
-                self._oldest = oldest
-                raise
-            self.committed += len(lines)
-            self.parts.append(key)
-            logger.debug("Committed %s (%d records)", key, len(lines))
-            return key
+                return await self._commit(batch)
+            finally:
+                if batch.lines:  # not committed: kept for the next flush
+                    self._lines[:0] = batch.lines
+                    self._keys[:0] = batch.keys
+                    self._oldest = oldest
 
     async def close(self) -> None:
         """Stop the timer and commit what is left."""
@@ -408,25 +433,73 @@ class ShardWriter:
             logger.exception("Could not commit the last %d records of shard %d",
                              self.pending, self.index)
 
-    async def _create(self, data: bytes) -> str:
-        assert self._next_part is not None
-        for _ in range(_CREATE_ATTEMPTS):
-            key = _key(self.run_prefix, part_key(self.index, self._next_part))
-            if await self.store.put(key, data, if_absent=True):
-                self._next_part += 1
+    async def _commit(self, batch: _Batch) -> str | None:
+        """Commit `batch` under the next free number; returns the key of this writer's last
+        part, or None when other writers had committed every record of it already."""
+        self.dropped += batch.drop(self._taken)
+        mine: str | None = None
+        while batch.lines:
+            assert self._next_part is not None
+            number = self._next_part
+            key = _key(self.run_prefix, part_key(self.index, number))
+            data = b"".join(batch.lines)
+            if await self._put(number, key, data):
+                self._next_part = number + 1
+                self._mine(key, len(batch.lines))
+                batch.drop(set(batch.keys))
                 return key
-            # Another writer took this number: continue after its parts.
-            logger.warning("%s already exists; another writer is committing shard %d",
-                           self.store.url_for(key), self.index)
-            self._next_part = max(self._next_part + 1, await self._after_last_part())
-        raise RuntimeError(
-            f"Could not commit a part of shard {self.index} after {_CREATE_ATTEMPTS} attempts: "
-            "other writers keep taking the next part number"
-        )
+            # The number is taken, by a request of this writer whose answer never came back,
+            # or by another writer: the bytes tell which.
+            stored = await self.store.get(key)
+            self._next_part = number + 1
+            keys = _record_keys(self.store.url_for(key), stored)
+            self._taken.update(keys)
+            if _digest(stored) in self._sent.pop(number, set()):
+                self._mine(key, len(keys))
+                mine = key
+                batch.drop(set(keys))
+                continue
+            dropped = batch.drop(set(keys))
+            self.dropped += dropped
+            logger.warning("%s was committed by another writer of shard %d; %d records waiting "
+                           "here were in it and are left out", self.store.url_for(key),
+                           self.index, dropped)
+        return mine
 
-    async def _after_last_part(self) -> int:
+    async def _put(self, number: int, key: str, data: bytes) -> bool:
+        """Create `key` with `data`; False when something is there. An error answer leaves
+        the outcome open (the object may have been written), so the same create is tried
+        again before the error is raised; the bytes sent are remembered either way."""
+        sent = self._sent.setdefault(number, set())
+        sent.add(_digest(data))
+        for attempt in range(1, _CREATE_ATTEMPTS + 1):
+            try:
+                created = await self.store.put(key, data, if_absent=True)
+            except StorageConfigError:
+                raise
+            except StorageError as exc:
+                if attempt == _CREATE_ATTEMPTS:
+                    raise
+                logger.warning("Committing %s failed; trying again (%s)", self.store.url_for(key),
+                               exc)
+                await asyncio.sleep(_CREATE_BACKOFF_S * attempt)
+                continue
+            if created:
+                self._sent.pop(number, None)
+            return created
+        raise AssertionError("unreachable")
+
+    def _mine(self, key: str, records: int) -> None:
+        self.committed += records
+        self.parts.append(key)
+        logger.debug("Committed %s (%d records)", key, records)
+
+    async def _catch_up(self) -> None:
+        """Read what the parts already there hold; the next part goes after the last."""
         parts = await list_parts(self.store, self.run_prefix, self.index)
-        return parts[-1][0] + 1 if parts else 1
+        async for key, data in _read_ahead(self.store, [key for _, key in parts]):
+            self._taken.update(_record_keys(self.store.url_for(key), data))
+        self._next_part = parts[-1][0] + 1 if parts else 1
 
     async def _tick(self) -> None:
         period = min(self.interval_s, 1.0)
@@ -447,3 +520,44 @@ class ShardWriter:
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
+
+
+RecordKey = tuple[int, int, int]
+"""(row_index, sample_index, attempt): one record; a second with the same key is a duplicate."""
+
+
+class _Batch:
+    """Records on their way into a part, with their keys."""
+
+    __slots__ = ("keys", "lines")
+
+    def __init__(self, lines: list[bytes], keys: list[RecordKey]) -> None:
+        self.lines = lines
+        self.keys = keys
+
+    def drop(self, keys: set[RecordKey]) -> int:
+        """Leave out the records whose key is in `keys`; how many were."""
+        kept = [(line, key) for line, key in zip(self.lines, self.keys, strict=True)
+                if key not in keys]
+        dropped = len(self.lines) - len(kept)
+        if dropped:
+            self.lines = [line for line, _ in kept]
+            self.keys = [key for _, key in kept]
+        return dropped
+
+
+def _record_keys(url: str, data: bytes) -> list[RecordKey]:
+    keys: list[RecordKey] = []
+    for number, line in _lines(data):
+        try:
+            fields = json.loads(line)
+            keys.append((int(fields["row_index"]), int(fields.get("sample_index", 0)),
+                         int(fields.get("attempt") or 0)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecordReadError(f"{url} line {number} is not a trajectory record: {exc}") \
+                from None
+    return keys
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
