@@ -250,13 +250,14 @@ def services(repo: Path = EXAMPLE, scorers: Sequence[str] = ()) -> Iterator[str]
 
 
 @contextmanager
-def tool_server(repo: Path = EXAMPLE) -> Iterator[str]:
-    """A repo's (the calculator's) tools served the way the tool Service's pods serve them."""
+def tool_server(repo: Path = EXAMPLE, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A repo's (the calculator's) tools served the way the tool Service's pods serve them;
+    `env` is added to the server's environment."""
     process = subprocess.Popen(
         [sys.executable, "-m", "rollout_operator.runtime.tool_server", "--mcp",
          str(repo / "mcp"), "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
+        env={**os.environ, "PYTHONPATH": str(ROOT / "operator"), **(env or {})},
     )
     try:
         assert process.stdout is not None

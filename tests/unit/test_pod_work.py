@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from rollout_operator.runtime.run_config import RUN_CONFIG_ENV, RunConfig, RunCo
 from rollout_operator.runtime.run_layout import part_key, run_prefix
 from rollout_operator.runtime.shards import ShardWriter
 from rollout_operator.runtime.storage import open_store
-from tests.operator.harness import scorer_server
+from tests.operator.harness import scorer_server, tool_server
 from tests.support.cli import EXAMPLE, REPO_ROOT, cli_env, rolloutctl_argv
 from tests.support.s3 import S3Server, s3_server  # noqa: F401 - the fixture
 from tests.support.scripted_model import start_process
@@ -62,20 +61,8 @@ def model_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def tool_url() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rollout_operator.runtime.tool_server",
-         "--mcp", str(EXAMPLE / "mcp"), "--port", "0"],
-        cwd=REPO_ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    try:
-        assert line[:1] == ["READY"], f"tool server did not start: {line}"
-        yield line[1]
-    finally:
-        process.kill()
-        process.wait(10)
+    with tool_server(EXAMPLE) as url:
+        yield url
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from rollout_operator.api.spec import RolloutRunSpec
 from rollout_operator.runtime.records import read_parquet_records
 from rollout_operator.runtime.run_config import MODEL_API_KEY_ENV, RUN_CONFIG_ENV, RunConfig
 from rollout_operator.runtime.run_layout import run_prefix
+from tests.operator.harness import tool_server
 from tests.support.cli import REPO_ROOT, cli_env, rolloutctl_argv
 from tests.support.loopback import free_port
 from tests.support.s3 import S3Server, s3_server  # noqa: F401 - the fixture
@@ -59,20 +59,8 @@ def model_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def leaky_tool_url() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rollout_operator.runtime.tool_server",
-         "--mcp", str(LEAKY / "mcp"), "--port", "0"],
-        cwd=REPO_ROOT, env=cli_env({"LEAKY_TOOL_TEXT": f"{MODEL_KEY} {STORAGE_SECRET}"}),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    try:
-        assert line[:1] == ["READY"], f"tool server did not start: {line}"
-        yield line[1]
-    finally:
-        process.kill()
-        process.wait(10)
+    with tool_server(LEAKY, {"LEAKY_TOOL_TEXT": f"{MODEL_KEY} {STORAGE_SECRET}"}) as url:
+        yield url
 
 
 @contextmanager
