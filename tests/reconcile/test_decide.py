@@ -647,6 +647,20 @@ def test_suspend_holds_the_workers_and_a_failed_shard_fails_the_run() -> None:
     assert _condition(body, ConditionType.FAILED) == ("True", Reason.WORKERS_FAILED)
 
 
+def test_a_failed_job_says_what_its_pods_said() -> None:
+    """The Job's own condition only says it reached its backoff limit; the cause is in the
+    pods' termination messages."""
+    body, cluster = _body(), Cluster()
+    _started(body, cluster)
+    cause = "Cannot list s3://rollouts/calculator/ after 6 retries: connection refused"
+    cluster.finish_job("workers", {0: {"shard": 0, "error": cause}}, ok=False)
+    _step(body, cluster)
+    failed = find_condition(_status(body).conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.WORKERS_FAILED
+    assert "reached the specified backoff limit" in failed.message
+    assert f"the pods said: {cause}" in failed.message
+
+
 @pytest.mark.parametrize(("masked", "limit", "failed"), [
     (16, None, True),     # 20% masked, above the default 5%
     (4, None, False),     # exactly 5%: within it

@@ -341,6 +341,14 @@ def _inspection(message: Mapping[str, Any] | None) -> tuple[InspectionReport | N
         return None, "; ".join(str(error["msg"]) for error in exc.errors())[:300]
 
 
+def _job_cause(job: JobState, otherwise: str) -> str:
+    """Why a Job failed: its condition's message, and what its pods said."""
+    said = job.pod_errors
+    parts = [part for part in (job.failure_message, f"the pods said: {said}" if said else "")
+             if part]
+    return "; ".join(parts) or otherwise
+
+
 def _past_deadline(step: _Step, job: JobState, what: str, value: str, hint: str = "") -> bool:
     """A Job that Kubernetes stopped at its activeDeadlineSeconds fails the run saying which
     chart value gives it more time."""
@@ -469,7 +477,7 @@ def _workers(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obser
                        f"{_shards_done(job)}.")
         step.fail(Reason.WORKERS_FAILED,
                   f"Worker Job {job.name} failed ({_shards_done(job)}): "
-                  f"{job.failure_message or 'see the worker pods logs'}")
+                  f"{_job_cause(job, 'see the worker pods logs')}")
         return False
     if not job.complete:
         reason, text = (Reason.SUSPENDED, "The run is suspended.") if spec.suspend else (
@@ -517,7 +525,7 @@ def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) 
         return
     if job.failed_terminal:
         step.fail(Reason.AGGREGATE_FAILED,
-                  f"Aggregate Job {job.name} failed: {job.failure_message or 'see its logs'}")
+                  f"Aggregate Job {job.name} failed: {_job_cause(job, 'see its logs')}")
 
 
 __all__ = ["Decision", "Event", "RunObject", "decide"]

@@ -38,6 +38,18 @@ class JobState:
     """Termination message of each completion index's latest finished pod (parsed JSON)."""
 
     @property
+    def pod_errors(self) -> str:
+        """What the pods said about their failure: the distinct `error`s of their termination
+        messages (the cause behind a Job's "reached the specified backoff limit")."""
+        seen: list[str] = []
+        for index in sorted(self.messages):
+            error = self.messages[index].get("error")
+            if error and str(error) not in seen:
+                seen.append(str(error))
+        shown = "; ".join(text[:300] for text in seen[:2])
+        return shown + (f" (and {len(seen) - 2} more)" if len(seen) > 2 else "")
+
+    @property
     def done(self) -> int:
         """Completions done: completed indexes as the Job reports them (`status.succeeded`
         counts pods, and lags behind them) or, for a Job that is not Indexed, succeeded pods."""
