@@ -223,7 +223,7 @@ async def record_inspection(store: Any, config: RunConfig) -> None:
     if not isinstance(document, dict):
         return
     document["tools"] = list(config.tools)
-    document["scorers"] = list(config.scorers or config.spec.scoring.functions or [])
+    document["scorers"] = config.scorer_refs
     document.setdefault("versions", {})["fastmcp"] = config.fastmcp_version
     data = json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
     await store.put(RUN_JSON, data)

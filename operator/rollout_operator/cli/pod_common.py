@@ -104,14 +104,15 @@ def write_termination_message(
 ) -> str:
     """Write `payload` (scrubbed, made to fit 4 KiB) to the termination-message file and
     stdout; fields in `NOT_LOGGED` (signed URLs) go to the file only, never to the log."""
-    text = fit_json(process_scrubber().scrub_data(payload))
+    scrubbed = process_scrubber().scrub_data(payload)
+    text = fit_json(scrubbed)
     path = termination_message_path(environ)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         logger.warning("Could not write the termination message to %s: %s", path, exc)
-    hidden = {k: ("(not logged)" if k in NOT_LOGGED and v else v) for k, v in payload.items()}
-    print(fit_json(process_scrubber().scrub_data(hidden)), flush=True)
+    hidden = {k: ("(not logged)" if k in NOT_LOGGED and v else v) for k, v in scrubbed.items()}
+    print(fit_json(hidden), flush=True)
     return text
 
 

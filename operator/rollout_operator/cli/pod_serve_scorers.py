@@ -58,7 +58,7 @@ def serve_scorers_command(repo: str | None, host: str, port: int, listen_fd: int
     root = repo
     if os.environ.get(RUN_CONFIG_ENV):
         config = RunConfig.from_env()
-        refs = refs or list(config.scorers or config.spec.scoring.functions or [])
+        refs = refs or config.scorer_refs
         timeout_s = timeout_s if timeout_s is not None else config.spec.scoring.timeout_seconds
         root = root or config.repo_dir
     folder = Path(root or DEFAULT_REPO_DIR).resolve()

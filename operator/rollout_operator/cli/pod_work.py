@@ -432,7 +432,7 @@ async def _scoring(config: RunConfig) -> Any:
     from rollout_operator.runtime.scorer_client import RemoteScorers, ScoringUnavailable
     from rollout_operator.runtime.scorer_protocol import ProtocolError
 
-    refs = list(config.scorers or config.spec.scoring.functions or [])
+    refs = config.scorer_refs
     if not config.scorer_url:
         if refs:
             raise PodFailure(

@@ -324,17 +324,12 @@ class LocalBackend:
         try:
             report = InspectionReport.model_validate(raw)
         except ValueError:
-            raise RunFailed(f"inspecting the repository failed (exit {code}): "
-                            f"{raw.get('error') or tail(child.log_path)}") from None
+            raise _phase_failed("inspecting the repository", code, raw, child,
+                                retryable=True) from None
         if report.problems:
-            problems = [p.model_dump() for p in report.problems]
-            lines = [f"{p.file}: {p.message}" if p.file else p.message for p in report.problems]
-            raise RunFailed("the repository has problems:\n  " + "\n  ".join(lines),
-                            exit_code=EXIT_INVALID, problems=problems)
+            raise _repo_problems([p.model_dump() for p in report.problems])
         if code != 0 or not raw.get("ok"):
-            raise RunFailed(f"inspecting the repository failed (exit {code}): "
-                            f"{raw.get('error') or tail(child.log_path)}",
-                            exit_code=EXIT_INVALID if code == EXIT_CONFIG else EXIT_FAILED)
+            raise _phase_failed("inspecting the repository", code, raw, child)
         return report
 
     async def _sync_process(self, config: RunConfig, workdir: Path, checkout: Path,
@@ -370,13 +365,8 @@ class LocalBackend:
             return report
         problems = [p for p in report.get("problems") or [] if isinstance(p, dict)]
         if problems:
-            lines = [f"{p['file']}: {p['message']}" if p.get("file") else str(p.get("message"))
-                     for p in problems]
-            raise RunFailed("the repository has problems:\n  " + "\n  ".join(lines),
-                            exit_code=EXIT_INVALID, problems=problems)
-        error = report.get("error") or tail(child.log_path)
-        raise RunFailed(f"sync failed (exit {code}): {error}",
-                        exit_code=EXIT_INVALID if code == EXIT_CONFIG else EXIT_FAILED)
+            raise _repo_problems(problems)
+        raise _phase_failed("sync", code, report, child)
 
     async def _wait_or_stop(self, child: Child) -> int:
         """The child's exit code; stops it (and the run) when a stop is requested first."""
@@ -653,6 +643,24 @@ class LocalBackend:
         if too_many:  # the results are written, but this is no success
             raise RunFailed(too_many)
         self.result.state, self.result.exit_code = "Succeeded", EXIT_OK
+
+
+def _repo_problems(problems: list[dict[str, Any]]) -> RunFailed:
+    """The repo must change: each problem with the file it is in."""
+    lines = [f"{p['file']}: {p['message']}" if p.get("file") else str(p.get("message"))
+             for p in problems]
+    return RunFailed("the repository has problems:\n  " + "\n  ".join(lines),
+                     exit_code=EXIT_INVALID, problems=problems)
+
+
+def _phase_failed(what: str, code: int, report: Mapping[str, Any], child: Child, *,
+                  retryable: bool = False) -> RunFailed:
+    """A phase process failed: its report's error, else the end of its log. Exit 2 (a
+    configuration error) means the spec or repo must change, unless `retryable`."""
+    error = report.get("error") or tail(child.log_path)
+    invalid = code == EXIT_CONFIG and not retryable
+    return RunFailed(f"{what} failed (exit {code}): {error}",
+                     exit_code=EXIT_INVALID if invalid else EXIT_FAILED)
 
 
 def _count_lines(path: Path, marker: str) -> int:

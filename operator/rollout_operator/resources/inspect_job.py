@@ -14,12 +14,9 @@ from rollout_operator.resources.context import INSPECT, RunContext
 from rollout_operator.resources.pod_template import (
     REPO_DIR,
     fetch_bundle_container,
-    job_manifest,
-    pod_failure_policy,
-    pod_spec,
+    run_once_job,
     sandbox_container,
     sandbox_resources,
-    scratch_volumes,
 )
 from rollout_operator.resources.user_code import cidr_egress, dns_egress, server_network_policy
 
@@ -41,24 +38,14 @@ def inspect_container(ctx: RunContext) -> dict[str, Any]:
 
 
 def build_inspect_job(ctx: RunContext) -> dict[str, Any]:
-    deadline = ctx.settings.sync_deadline_seconds
-    spec = pod_spec(
-        ctx,
-        containers=[inspect_container(ctx)],
-        init_containers=[fetch_bundle_container(ctx)],
-        volumes=scratch_volumes(ctx, workspace=True),
-        restart_policy="Never",
-        deadline_seconds=deadline,
-    )
-    return job_manifest(
+    return run_once_job(
         ctx,
         INSPECT,
-        spec,
-        job_spec={
-            "backoffLimit": INSPECT_BACKOFF_LIMIT,
-            "activeDeadlineSeconds": deadline,
-            "podFailurePolicy": pod_failure_policy(INSPECT_CONTAINER, on_config_error="FailJob"),
-        },
+        inspect_container(ctx),
+        deadline_seconds=ctx.settings.sync_deadline_seconds,
+        backoff_limit=INSPECT_BACKOFF_LIMIT,
+        workspace=True,
+        init_containers=[fetch_bundle_container(ctx)],
     )
 
 

@@ -336,11 +336,14 @@ def run_once_job(
     deadline_seconds: int,
     backoff_limit: int,
     workspace: bool,
+    init_containers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A one-pod Job (sync, aggregate): retried on crashes, failed at once on a config error."""
+    """A one-pod Job (sync, inspection, aggregate): retried on crashes, failed at once on a
+    config error."""
     spec = pod_spec(
         ctx,
         containers=[container],
+        init_containers=init_containers,
         volumes=scratch_volumes(ctx, workspace=workspace),
         restart_policy="Never",
         deadline_seconds=deadline_seconds,

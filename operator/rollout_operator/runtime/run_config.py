@@ -93,6 +93,12 @@ class RunConfig(BaseModel):
         return {RUN_CONFIG_ENV: self.to_env_value()}
 
     @property
+    def scorer_refs(self) -> list[str]:
+        """The scorers the run uses: what inspection found, else spec.scoring.functions (empty:
+        every scorer the scorer server finds)."""
+        return list(self.scorers or self.spec.scoring.functions or [])
+
+    @property
     def model_name(self) -> str:
         """The model the rollouts request (`spec.model.name`, or the served model)."""
         return self.spec.model.served_name

@@ -21,18 +21,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rollout_operator.runtime.interfaces import Message
 from rollout_operator.runtime.lean_http import ConnectFailed, ConnectionBroken, LeanHttp
 from rollout_operator.runtime.scorer_protocol import (
-    HEALTH_PATH,
     MAX_RESPONSE_BYTES,
     PROTOCOL_VERSION,
     SCORE_PATH,
     SCORERS_PATH,
-    Health,
     ItemScores,
     ProtocolError,
     ScoreResponse,
@@ -61,7 +59,6 @@ class _Died(Exception):
 class _Pending:
     payload: dict[str, Any]
     future: asyncio.Future[ItemScores]
-    queued_at: float = field(default_factory=time.monotonic)
 
 
 class RemoteScorers:
@@ -285,10 +282,6 @@ class RemoteScorers:
             delay = min(delay * 2, 2.0)
         raise ScoringUnavailable(f"no scorer server answered at {self.url} within "
                                  f"{wait_s:.0f} s ({last})")
-
-    async def health(self) -> Health:
-        async with self._http().get(self.url + HEALTH_PATH) as response:
-            return parse_response(await response.read(), Health)
 
     async def aclose(self) -> None:
         if self._timer is not None:

@@ -51,6 +51,7 @@ from rollout_operator.runtime.scorer_protocol import (
     PROTOCOL_VERSION,
     SCORE_PATH,
     SCORERS_PATH,
+    Health,
     LoadProblem,
     ScoreItem,
     ScoreRequest,
@@ -276,8 +277,7 @@ def build_app(service: ScorerService) -> Any:
     from aiohttp import web
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"version": PROTOCOL_VERSION, "ok": True,
-                                  "generation": service.generation})
+        return web.json_response(Health(generation=service.generation).model_dump())
 
     async def scorers(_: web.Request) -> web.Response:
         return web.json_response(service.scorer_list())
