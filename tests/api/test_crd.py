@@ -108,6 +108,7 @@ def test_names_scope_and_subresources(crd: dict[str, Any]) -> None:
         "Phase": ("string", ".status.phase"),
         "Progress": ("string", ".status.progress.percent"),
         "Score": ("string", ".status.score"),
+        "Policy": ("string", ".spec.model.policyVersion"),
         "Age": ("date", ".metadata.creationTimestamp"),
     }
 

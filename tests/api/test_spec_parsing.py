@@ -329,3 +329,17 @@ def test_mapping_views_and_tuples_are_accepted() -> None:
     )
     spec = parse_spec(view)
     assert spec.sandbox.egress[0].ports == [443]
+
+
+def test_policy_version_is_free_text_within_bounds() -> None:
+    spec = parse_spec(with_(model={"name": "openai/m", "policyVersion": "lora:math-v2 @ step 120"}))
+    assert spec.model.policy_version == "lora:math-v2 @ step 120"
+    assert parse_spec(MINIMAL).model.policy_version is None
+    with pytest.raises(SpecError) as caught:
+        parse_spec(with_(model={"name": "openai/m", "policyVersion": "v" * 129}))
+    assert caught.value.problems == [
+        "spec.model.policyVersion: must be at most 128 characters (got 129)"]
+    for bad in ("step-1\nstep-2", " step-1", ""):
+        with pytest.raises(SpecError) as caught:
+            parse_spec(with_(model={"name": "openai/m", "policyVersion": bad}))
+        assert caught.value.problems[0].startswith("spec.model.policyVersion: "), bad

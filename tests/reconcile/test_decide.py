@@ -253,6 +253,18 @@ def test_a_run_from_creation_to_completion_and_cleanup() -> None:
     assert ttl.delete_run
 
 
+def test_the_policy_version_is_in_status_from_the_start_and_in_the_workers_config() -> None:
+    body, cluster = _body(), Cluster()
+    body["spec"]["model"]["policyVersion"] = "step-120"
+    _step(body, cluster)
+    assert _status(body).policy_version == "step-120"
+    assert status_patch(_status(body))["policyVersion"] == "step-120"
+    _started(body, cluster)
+    workers = cluster.component("Job", "workers")
+    assert _run_config(workers).policy_version == "step-120"
+    assert _status(body).policy_version == "step-120"
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -71,6 +71,7 @@ def completed(row_index: int = 0, sample_index: int = 0) -> TrajectoryRecord:
         ],
         tools=["multiply"],
         fastmcp_version="4.2.3",
+        policy_version="step-120",
     )
 
 
@@ -204,6 +205,17 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
     assert back[0].messages[3] == TOOL_RESULT
     assert "tool_calls" not in back[0].messages[4]
     assert not (tmp_path / ".trajectories.parquet.partial").exists()
+
+
+def test_parquet_written_before_policy_versions_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "old.parquet"
+    records_to_parquet([completed(0)], path)
+    table = pq.read_table(path)
+    old = table.drop_columns(["policy_version"])
+    pq.write_table(old.replace_schema_metadata(table.schema.metadata), path)
+    (back,) = read_parquet_records(path)
+    assert back.policy_version is None
+    assert back == completed(0).model_copy(update={"policy_version": None})
 
 
 def test_parquet_of_no_records(tmp_path: Path) -> None:

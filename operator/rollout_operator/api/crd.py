@@ -278,6 +278,11 @@ def crd_manifest() -> dict[str, Any]:
                         },
                         {"name": "Score", "type": "string", "jsonPath": ".status.score"},
                         {
+                            "name": "Policy",
+                            "type": "string",
+                            "jsonPath": ".spec.model.policyVersion",
+                        },
+                        {
                             "name": "Age",
                             "type": "date",
                             "jsonPath": ".metadata.creationTimestamp",

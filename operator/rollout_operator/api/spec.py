@@ -31,6 +31,9 @@ QUANTITY_PATTERN = (
 
 MAX_URL_LENGTH = 2048
 MAX_NAME_LENGTH = 253
+MAX_POLICY_VERSION_LENGTH = 128
+# Printable text without line breaks or surrounding spaces: it is shown in kubectl's table.
+POLICY_VERSION_PATTERN = r"^[^\s](.*[^\s])?$"
 
 
 class ApiModel(BaseModel):
@@ -259,6 +262,18 @@ class ModelSpec(ApiModel):
         default=None,
         description=(
             "A vLLM or SGLang server the operator runs for this run. Set either name or serve."
+        ),
+    )
+    policy_version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_POLICY_VERSION_LENGTH,
+        pattern=POLICY_VERSION_PATTERN,
+        description=(
+            "Which version of the policy produces this run's rollouts, in your own words: a "
+            "training step (step-120), a checkpoint or a LoRA adapter name. Every trajectory "
+            "record carries it as policy_version, the status shows it, and kubectl get "
+            "rolloutruns lists it."
         ),
     )
 

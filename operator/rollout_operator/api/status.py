@@ -308,6 +308,11 @@ class RolloutRunStatus(StatusModel):
         default=None, description="Repository bundle (code and dependencies) the pods run."
     )
     fastmcp_version: Name | None = Field(default=None, description="FastMCP version in the bundle.")
+    policy_version: Name | None = Field(
+        default=None,
+        description="spec.model.policyVersion: the policy version every record of the run "
+                    "carries (its policy_version).",
+    )
     tools: Annotated[
         list[Name], Field(max_length=MAX_TOOLS), BeforeValidator(_list_capper(MAX_TOOLS))
     ] = Field(

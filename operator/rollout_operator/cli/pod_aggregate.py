@@ -311,6 +311,8 @@ def results_document(
         "run": f"{config.namespace}/{config.name}",
         "uid": config.uid,
     }
+    if config.policy_version is not None:
+        identity["policy_version"] = config.policy_version
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     config_hash = xxhash.xxh3_128_hexdigest(json.dumps(identity, sort_keys=True).encode())
     return {

@@ -419,6 +419,7 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
         score_timeout_s=spec.scoring.timeout_seconds,
         fastmcp_version=config.fastmcp_version,
         scoring=scoring,
+        policy_version=config.policy_version,
     )
     return runner, closers
 

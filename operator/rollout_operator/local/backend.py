@@ -117,6 +117,7 @@ class RunResult:
             "name": self.run.name,
             "namespace": self.run.namespace,
             "uid": self.run.uid,
+            "policyVersion": self.run.spec.model.policy_version,
             "runPrefix": self.run_prefix,
             "commit": self.commit,
             "source": self.source,

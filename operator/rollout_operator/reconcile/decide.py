@@ -175,6 +175,7 @@ def decide(
     assert spec is not None
     if status.spec_hash is None:  # the first pass with a valid spec starts the run
         status.spec_hash = spec_hash(spec)
+        status.policy_version = spec.model.policy_version
         status.start_time = now
         _clear_spec_failure(step)
     elif refusal is None and is_true(status.conditions, ConditionType.SPEC_REFUSED):

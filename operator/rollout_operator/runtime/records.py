@@ -119,6 +119,8 @@ class TrajectoryRecord(BaseModel):
     attempt: int = Field(default=0, ge=0)
     """0 for the first run of this (row, sample); a masked rollout run again gets a new record
     with the next number. Readers keep one record per (row, sample): see `runtime.shards`."""
+    policy_version: str | None = None
+    """The run's `spec.model.policyVersion`: which policy produced this trajectory."""
 
     @model_validator(mode="after")
     def _error_explains_failure(self) -> Self:
@@ -327,6 +329,7 @@ def _parquet_schema() -> Any:
         ("tools", pa.list_(pa.string())),
         ("fastmcp_version", pa.string()),
         ("attempt", pa.int64()),
+        ("policy_version", pa.string()),
     ]
     if [name for name, _ in fields] != list(TrajectoryRecord.model_fields):
         raise RuntimeError("the Parquet layout no longer matches TrajectoryRecord's fields")

@@ -67,6 +67,8 @@ class RolloutRunner:
     fastmcp_version: str | None = None
     scoring: ScoringService | None = None
     """Out-of-process scorers; when set, `scorers` is not used."""
+    policy_version: str | None = None
+    """Stamped on every record (`spec.model.policyVersion`)."""
 
     async def run(self, item: WorkItem, observer: AgentObserver | None = None) -> TrajectoryRecord:
         """The agent loop, then scoring: the whole rollout."""
@@ -165,5 +167,6 @@ class RolloutRunner:
             sample_index=item.sample_index,
             model_tag=item.model_tag,
             fastmcp_version=self.fastmcp_version,
+            policy_version=self.policy_version,
             **fields,
         )

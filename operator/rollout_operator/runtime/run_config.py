@@ -99,6 +99,11 @@ class RunConfig(BaseModel):
         return list(self.scorers or self.spec.scoring.functions or [])
 
     @property
+    def policy_version(self) -> str | None:
+        """`spec.model.policyVersion`, stamped on every record the run writes."""
+        return self.spec.model.policy_version
+
+    @property
     def model_name(self) -> str:
         """The model the rollouts request (`spec.model.name`, or the served model)."""
         return self.spec.model.served_name
