@@ -24,6 +24,7 @@ def cli() -> None:
 
 def _register() -> None:
     from rollout_operator.cli.eval_cmd import eval_group
+    from rollout_operator.cli.export_cmd import export_command
     from rollout_operator.cli.operator_cmd import operator_command
     from rollout_operator.cli.pod_aggregate import aggregate_command
     from rollout_operator.cli.pod_inspect import inspect_command
@@ -42,6 +43,7 @@ def _register() -> None:
     cli.add_command(operator_command)
     cli.add_command(render_command)
     cli.add_command(run_command)
+    cli.add_command(export_command)
     cli.add_command(work_command)
     cli.add_command(aggregate_command)
     cli.add_command(sync_command)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -146,6 +147,7 @@ async def run_shard(
             logger.info("Shard %d: all %d items are already committed", index, result.total)
             return result
         runner, closers = await _runner(config, environ)
+        await _save_tool_schemas(store, runner.tool_schemas)
         main = asyncio.current_task()
         assert main is not None
         stopping = False
@@ -484,6 +486,19 @@ async def _tools(config: RunConfig) -> tuple[Any, list[Any]]:
         logger.info("Tools from %s: %s", config.tool_url,
                     ", ".join(s["function"]["name"] for s in schemas))
         return tools, schemas
+
+
+async def _save_tool_schemas(store: Any, schemas: list[Any]) -> None:
+    """`tools.json`: the tools' schemas as the model saw them, for exports (the first worker
+    to get there writes it; it is the same for every shard)."""
+    from rollout_operator.runtime.run_layout import TOOLS_JSON
+    from rollout_operator.runtime.storage import StorageError
+
+    data = json.dumps(schemas, indent=1, sort_keys=True).encode() + b"\n"
+    try:
+        await store.put(TOOLS_JSON, data, if_absent=True)
+    except StorageError as exc:  # exports fall back to the tool names in the records
+        logger.warning("Could not write %s: %s", store.url_for(TOOLS_JSON), exc)
 
 
 async def _report_progress(result: ShardResult) -> None:

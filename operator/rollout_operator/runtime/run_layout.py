@@ -3,6 +3,7 @@
 ```
 <output.url>/<namespace>/<name>-<uid8>/
   run.json                         spec snapshot (no secrets), commit, tools, versions
+  tools.json                       the tools' schemas as the model saw them (first worker)
   shards/<index>/part-<n>.jsonl    trajectory records; each part written once, atomically
   results.json                     eval-compatible summary
   trajectories.parquet             compaction of every record, advantages filled in
@@ -20,6 +21,7 @@ import re
 
 RUN_JSON = "run.json"
 RESULTS_JSON = "results.json"
+TOOLS_JSON = "tools.json"
 TRAJECTORIES_PARQUET = "trajectories.parquet"
 SHARDS_DIR = "shards"
 BUNDLES_DIR = "bundles"
