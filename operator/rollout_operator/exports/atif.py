@@ -62,7 +62,19 @@ def to_atif(record: TrajectoryRecord, *, model_name: str | None = None,
     final: dict[str, Any] = {"total_prompt_tokens": record.usage.prompt_tokens,
                              "total_completion_tokens": record.usage.completion_tokens,
                              "total_steps": len(steps)}
-    document = {
+    details: dict[str, Any] = {
+        "status": record.status,
+        "finish_reason": record.finish_reason,
+        "scores": dict(record.scores),
+        "attempt": record.attempt,
+        "policy_version": record.policy_version,
+        "model_tag": record.model_tag,
+        "num_llm_calls": record.usage.num_llm_calls,
+        "num_tool_calls": record.usage.num_tool_calls,
+    }
+    if record.error is not None:
+        details["error"] = record.error.model_dump()
+    return {
         "schema_version": ATIF_VERSION,
         "session_id": record.rollout_id,
         "trajectory_id": record.rollout_id,
@@ -77,21 +89,9 @@ def to_atif(record: TrajectoryRecord, *, model_name: str | None = None,
                 "request_extra_fields": {"row_index": record.row_index,
                                          "run_index": record.sample_index},
             },
-            "rollout_operator": {
-                "status": record.status,
-                "finish_reason": record.finish_reason,
-                "scores": dict(record.scores),
-                "attempt": record.attempt,
-                "policy_version": record.policy_version,
-                "model_tag": record.model_tag,
-                "num_llm_calls": record.usage.num_llm_calls,
-                "num_tool_calls": record.usage.num_tool_calls,
-            },
+            "rollout_operator": details,
         },
     }
-    if record.error is not None:
-        document["extra"]["rollout_operator"]["error"] = record.error.model_dump()
-    return document
 
 
 def _source(role: Any) -> str:
