@@ -20,6 +20,11 @@ per request through the model name, `scripted[:flag[:flag...]]`:
 - `sleep-MS`: waits MS milliseconds before answering (a hang, with a large MS).
 - `hang-on-TEXT`: a request whose last user message contains TEXT is not answered for an hour
   (an endpoint that accepted the connection and hangs), the others as usual.
+- `alternate-on-TEXT`: after the tool result, a request whose last user message contains TEXT
+  answers `#### -1` every second time for that prompt (per model), so that the samples of such a
+  prompt differ in reward; the others answer as usual.
+- `gated-on-TEXT`: a request whose last user message contains TEXT is answered only once
+  `model.gate` is set (aiohttp server only): a run that cannot end until the test lets it.
 - `logprobs`: adds `token_ids` / `logprobs` lists to each choice.
 - `openai-logprobs`: when the request asks `logprobs: true`, adds OpenAI-style
   `logprobs: {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]}` to the choice.
@@ -46,6 +51,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -65,7 +71,8 @@ _PRODUCT = re.compile(r"(-?\d+(?:\.\d+)?)\s*[*x×]\s*(-?\d+(?:\.\d+)?)")
 def _flags(model: str) -> dict[str, str]:
     flags: dict[str, str] = {}
     for part in model.split("/")[-1].split(":")[1:]:
-        for prefix in ("fail-every-", "status-", "sleep-", "hang-on-", "burst-", "fail-on-"):
+        for prefix in ("fail-every-", "status-", "sleep-", "hang-on-", "burst-", "fail-on-",
+                       "alternate-on-", "gated-on-"):
             if part.startswith(prefix):
                 flags[prefix[:-1]] = part[len(prefix):]
                 break
@@ -104,6 +111,9 @@ class ScriptedModel:
         self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.first_seen: dict[str, float] = {}
+        self.gate = threading.Event()
+        """Opens the `gated-on-TEXT` requests."""
+        self._answers: Counter[tuple[str, str]] = Counter()
         self._ids = 0
 
     def _reply(self, body: dict[str, Any], flags: dict[str, str]) -> dict[str, Any]:
@@ -127,7 +137,7 @@ class ScriptedModel:
                 finish = "stop"
         else:
             value = str(last.get("content"))
-            answer = "-1" if "wrong" in flags else value
+            answer = "-1" if "wrong" in flags or self._alternate(body, flags) else value
             message = {"role": "assistant", "content": f"The result is {value}\n#### {answer}"}
             finish = "stop"
         prompt_tokens = sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages)
@@ -155,6 +165,20 @@ class ScriptedModel:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+    def _alternate(self, body: dict[str, Any], flags: dict[str, str]) -> bool:
+        """Whether this final answer is the wrong one of an `alternate-on-TEXT` pair."""
+        text = _last_user_text(body.get("messages") or [])
+        if not flags.get("alternate-on") or flags["alternate-on"] not in text:
+            return False
+        key = (str(body.get("model")), text)
+        self._answers[key] += 1
+        return self._answers[key] % 2 == 0
+
+    def gated(self, body: dict[str, Any]) -> bool:
+        """Whether this request waits for `gate` (`gated-on-TEXT`)."""
+        text = _flags(str(body.get("model", "scripted"))).get("gated-on")
+        return bool(text) and text in _last_user_text(body.get("messages") or [])
 
     def answer(self, body: dict[str, Any], authorization: str = "") -> Answer:
         """What to send for one chat request, decided when it arrives; both servers use it."""
@@ -194,7 +218,10 @@ class ScriptedModel:
         return Answer(200, self._reply(body, flags), delay)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        answer = self.answer(await request.json(), request.headers.get("Authorization", ""))
+        body = await request.json()
+        if self.gated(body):
+            await asyncio.to_thread(self.gate.wait)
+        answer = self.answer(body, request.headers.get("Authorization", ""))
         if answer.delay_s:
             await asyncio.sleep(answer.delay_s)
         if answer.body is None:
