@@ -88,8 +88,11 @@ def test_a_trainer_streams_a_running_local_run_then_exports_it(
     assert sorted(json.dumps(r["messages"]) for r in rows) == sorted(
         json.dumps(r["messages"]) for r in passing)
     assert len(rows) == ROWS * SAMPLES - 1
-    assert {t["function"]["name"] for t in rows[0]["tools"]} == {"add", "multiply"}
-    assert all("parameters" in t["function"] for t in rows[0]["tools"])
+    # the tools' schemas, as the workers wrote them to tools.json beside run.json
+    assert (run_dir / "tools.json").is_file()
+    tools = {t["function"]["name"]: t["function"] for t in rows[0]["tools"]}
+    assert set(tools) == {"add", "multiply"}
+    assert set(tools["multiply"]["parameters"]["properties"]) == {"first_val", "second_val"}
 
     dpo = tmp_path / "dpo.jsonl"
     done = run_cli(["export", run.run_prefix, "--format", "dpo", "-o", str(dpo)], cwd=tmp_path)
