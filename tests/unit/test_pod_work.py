@@ -687,3 +687,27 @@ def test_run_config_round_trips_through_the_environment() -> None:
     with pytest.raises(RunConfigError, match=r"spec\.model"):
         RunConfig.from_env({RUN_CONFIG_ENV: value.replace('"model":{', '"model":{"bogus":1,')})
 
+
+
+def test_the_first_worker_writes_the_tool_schemas_once_scrubbed(tmp_path: Path) -> None:
+    import asyncio
+
+    from rollout_operator.cli.pod_work import _save_tool_schemas
+    from rollout_operator.runtime.scrub import Scrubber, process_scrubber, use_process_scrubber
+    from rollout_operator.runtime.storage import open_store
+
+    store = open_store(str(tmp_path))
+    schema = {"type": "function", "function": {"name": "lookup",
+                                               "description": "uses key sk-tool-secret-123"}}
+    before = process_scrubber()
+    use_process_scrubber(Scrubber(["sk-tool-secret-123"]))
+    try:
+        asyncio.run(_save_tool_schemas(store, [schema]))
+        asyncio.run(_save_tool_schemas(store, [{"type": "function",
+                                                "function": {"name": "other"}}]))
+    finally:
+        use_process_scrubber(before)
+    written = (tmp_path / "tools.json").read_text()
+    assert "sk-tool-secret-123" not in written
+    (saved,) = json.loads(written)
+    assert saved["function"]["name"] == "lookup"

@@ -490,11 +490,14 @@ async def _tools(config: RunConfig) -> tuple[Any, list[Any]]:
 
 async def _save_tool_schemas(store: Any, schemas: list[Any]) -> None:
     """`tools.json`: the tools' schemas as the model saw them, for exports (the first worker
-    to get there writes it; it is the same for every shard)."""
+    to get there writes it; it is the same for every shard), scrubbed as records are."""
     from rollout_operator.runtime.run_layout import TOOLS_JSON
+    from rollout_operator.runtime.scrub import process_scrubber
     from rollout_operator.runtime.storage import StorageError
 
-    data = json.dumps(schemas, indent=1, sort_keys=True).encode() + b"\n"
+    text = process_scrubber().scrub_json(json.dumps(schemas, indent=1, sort_keys=True),
+                                         indent=1, sort_keys=True)
+    data = text.encode() + b"\n"
     try:
         await store.put(TOOLS_JSON, data, if_absent=True)
     except StorageError as exc:  # exports fall back to the tool names in the records
