@@ -16,6 +16,7 @@ from rollout_operator.client import ClusterBackend, submit
 from rollout_operator.runtime.run_layout import run_prefix
 from tests.client.test_stream import write
 from tests.exports.records import record
+from tests.k8s.server import EmulatedCluster
 
 
 def _manifest(output: str | None) -> dict[str, Any]:
@@ -27,7 +28,8 @@ def _manifest(output: str | None) -> dict[str, Any]:
             "metadata": {"name": "train-120"}, "spec": spec}
 
 
-def test_a_run_is_created_streamed_and_waited_for(k8s_api: Any, tmp_path: Path) -> None:
+def test_a_run_is_created_streamed_and_waited_for(k8s_api: Any, k8s_cluster: EmulatedCluster,
+                                                  tmp_path: Path) -> None:
     client.ApiextensionsV1Api(k8s_api).create_custom_resource_definition(crd_manifest())
     client.CoreV1Api(k8s_api).create_namespace({"metadata": {"name": "team"}})
     custom = client.CustomObjectsApi(k8s_api)
@@ -39,6 +41,11 @@ def test_a_run_is_created_streamed_and_waited_for(k8s_api: Any, tmp_path: Path) 
     assert run.uid == created["metadata"]["uid"]
     assert run.run_prefix == run_prefix(tmp_path.as_uri(), "team", "train-120", run.uid)
     assert not asyncio.run(run.finished())
+    # runs are listed with their policy version
+    table = k8s_cluster.kubectl("get", "rolloutruns", "-n", "team").stdout.splitlines()
+    header = table[0].split()
+    assert header[:1] == ["NAME"] and "POLICY" in header
+    assert table[1].split()[0] == "train-120" and "step-120" in table[1].split()
     with pytest.raises(TimeoutError, match="still Pending"):
         run.wait(timeout_s=0)
 
