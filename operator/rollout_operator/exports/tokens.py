@@ -29,10 +29,11 @@ from rollout_operator.runtime.metrics import group_advantages
 from rollout_operator.runtime.records import TrajectoryRecord
 
 CAPTURE_HINT = (
-    "Records carry token ids only when the model endpoint returns them with each reply: "
-    "token_ids (and logprobs) on the choice and prompt_token_ids beside it, as vLLM's "
-    "OpenAI server does with return_token_ids. Run against such an endpoint (spec.model.serve "
-    "with a vLLM that returns them, or baseURL of one), then export again."
+    "Records carry token ids only when the model endpoint returns them with each reply, as "
+    "the fields vLLM adds for return_token_ids: token_ids (and logprobs) on the choice, "
+    "prompt_token_ids beside it. This run's endpoint returned none; put the policy behind an "
+    "endpoint that returns them (a gateway in front of vLLM that asks for them, for "
+    "instance), run again, then export."
 )
 
 
