@@ -128,3 +128,22 @@ async def test_header_click_sorts_and_the_filter_narrows(
         narrowed = await table(browser)
         assert len(narrowed["rows"]) == SAMPLES
         assert all("52 *" in row[head.index("prompt")] for row in narrowed["rows"])
+
+
+def test_without_samples_the_prompts_come_from_the_dataset(eval_output: Path, tmp_path: Path
+                                                           ) -> None:
+    from rollout_operator.report.load import load_report_input
+
+    alone = tmp_path / eval_output.name
+    alone.write_text(eval_output.read_text())
+    report = load_report_input(str(alone))
+    assert any("--log-samples" in note and "test_data.jsonl" in note for note in report.notes)
+    rows = [json.loads(line) for line in (EXAMPLE / "test_data.jsonl").read_text().splitlines()]
+    for rollout in report.rollouts:
+        assert rollout.messages == [
+            {"role": "system", "content": rows[rollout.row_index]["system_prompt"]},
+            {"role": "user", "content": rows[rollout.row_index]["user_prompt"]}]
+    with_samples = load_report_input(str(eval_output))
+    assert with_samples.notes == []
+    assert all(r.messages and r.messages[-1]["role"] in ("assistant", "user")
+               for r in with_samples.rollouts)
