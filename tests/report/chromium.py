@@ -143,11 +143,15 @@ class Browser:
         loaded.clear()
         await self.send("Page.navigate", url=url)
         await asyncio.wait_for(loaded.wait(), 60)
-        await self.evaluate("""new Promise((resolve) => {
-            const check = () => document.body && document.body.dataset.ready
-                ? resolve(true) : setTimeout(check, 10);
+        ready = await self.evaluate("""new Promise((resolve) => {
+            const until = performance.now() + 30000;
+            const check = () => document.body && document.body.dataset.ready ? resolve(true)
+                : performance.now() > until ? resolve(false) : setTimeout(check, 10);
             check();
         })""")
+        if not ready:
+            raise AssertionError(f"{url} never marked itself ready; console: {self.console}, "
+                                 f"exceptions: {self.exceptions}")
 
     async def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (promises are awaited)."""

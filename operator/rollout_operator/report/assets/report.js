@@ -221,10 +221,12 @@
       ["status", cols.status[index]], ["finish", cols.finish[index]], ["scores", scores],
       ["reward", fmt(cols.reward[index], 3)], ["advantage", fmt(t.advantage, 3)],
       ["attempt", t.attempt || null], ["ground truth", t.groundTruth],
-      ["tokens", `${t.usage.total} (prompt ${t.usage.prompt}, completion ${t.usage.completion})`],
+      ["tokens", t.usage.total + (t.usage.prompt || t.usage.completion
+        ? ` (prompt ${t.usage.prompt}, completion ${t.usage.completion})` : "")],
       ["calls", `${t.usage.llmCalls} model, ${t.usage.toolCalls} tool`],
-      ["time", `${fmt(t.timing.total / 1000, 2)} s (model ${fmt(t.timing.llm / 1000, 2)}, ` +
-        `tools ${fmt(t.timing.tool / 1000, 2)}, scoring ${fmt(t.timing.scoring / 1000, 2)})`],
+      ["time", `${fmt(t.timing.total / 1000, 2)} s` + (t.timing.llm || t.timing.tool
+        ? ` (model ${fmt(t.timing.llm / 1000, 2)}, tools ${fmt(t.timing.tool / 1000, 2)}, ` +
+          `scoring ${fmt(t.timing.scoring / 1000, 2)})` : "")],
     ])];
     if (t.error) {
       const box = el("div", "error-box");
