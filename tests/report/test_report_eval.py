@@ -147,3 +147,25 @@ def test_without_samples_the_prompts_come_from_the_dataset(eval_output: Path, tm
     assert with_samples.notes == []
     assert all(r.messages and r.messages[-1]["role"] in ("assistant", "user")
                for r in with_samples.rollouts)
+
+
+def test_a_baseline_model_gets_its_own_figures_and_column(
+    scripted_model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    done = run_cli(["eval", "--mcp", "mcp", "-d", "test_data.jsonl", "--eval-fn", REWARD,
+                    "--model", "scripted", "--base-url", scripted_model.base_url,
+                    "--baseline-model", "scripted:wrong",
+                    "--baseline-base-url", scripted_model.base_url, "--limit", "3",
+                    "--batch-size", "6", "-o", str(tmp_path / "out"), "-q"],
+                   env={"OSMOSIS_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    results = next((tmp_path / "out").rglob("results_*.json"))
+    html = _report(results, tmp_path / "report.html").read_text()
+    runs = _read_json(results)["runs"]
+    for tag, label in ((None, ""), ("baseline", "baseline")):
+        mine = [r for r in runs if r["model_tag"] == tag]
+        assert len(mine) == 3
+        mean = sum(r["scores"][REWARD] for r in mine) / 3
+        assert (f'data-stat="mean" data-scorer="{REWARD}" data-tag="{label}" '
+                f'data-value="{mean!r}">{mean:.4f}<') in html
+    assert '"tag":[null,"baseline",null,"baseline",null,"baseline"]' in html
