@@ -38,5 +38,6 @@ def report_command(path: str, output: Path) -> None:
     partial.write_text(page, encoding="utf-8")
     partial.replace(output)
     size = output.stat().st_size
-    click.echo(f"Report: {output} ({len(report.rollouts)} rollouts, {size / 1e6:.1f} MB, "
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} KB"
+    click.echo(f"Report: {output} ({len(report.rollouts)} rollouts, {shown}, "
                f"{time.perf_counter() - started:.1f} s)")

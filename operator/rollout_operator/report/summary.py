@@ -60,9 +60,11 @@ def score_values(report: ReportInput, name: str, tag: str | None) -> list[float]
 
 
 def status_counts(report: ReportInput) -> dict[str, int]:
+    """Rollouts per status: the four record statuses always, in their order."""
     counts = Counter(r.status for r in report.rollouts)
-    return {status: counts.get(status, 0) for status in (*STATUSES, *sorted(counts))
-            if status in STATUSES or counts.get(status)}
+    ordered = {status: counts.get(status, 0) for status in STATUSES}
+    ordered.update(sorted((k, n) for k, n in counts.items() if k not in STATUSES))
+    return ordered
 
 
 def failure_counts(report: ReportInput) -> dict[str, int]:
