@@ -38,6 +38,19 @@ OPEN_EVERY_ROW = """(async () => {
 })()"""
 
 
+async def open_row(browser: Browser, index: int) -> str:
+    """Open row `index` through the address (`#t=<index>`); the trajectory's title."""
+    value = await browser.evaluate(f"""(async () => {{
+        location.hash = 't={index}';
+        await new Promise((resolve) => {{ const check = () =>
+            document.body.dataset.trajectory === '{index}' ? resolve() : setTimeout(check, 5);
+            check(); }});
+        return document.querySelector('#trajectory h2').textContent;
+    }})()""")
+    assert isinstance(value, str)
+    return value
+
+
 async def table(browser: Browser) -> dict[str, Any]:
     value = await browser.evaluate(TABLE)
     assert isinstance(value, dict)

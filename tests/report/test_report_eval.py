@@ -11,7 +11,7 @@ import pytest
 
 from tests.report.chromium import Browser
 from tests.report.conftest import keep_artifact
-from tests.report.pages import open_every_row, plots, shown_stat, table
+from tests.report.pages import open_every_row, open_row, plots, shown_stat, table
 from tests.support.cli import EXAMPLE, run_cli
 from tests.support.scripted_model import ScriptedModelServer
 
@@ -86,7 +86,7 @@ async def test_eval_report_renders_offline_with_every_row_plot_mean_and_tool_cal
         assert charts["failures"]["points"] == sum(1 for r in runs if not r["success"])
         assert charts["latency"]["points"] == charts["tokens"]["points"] == len(runs)
 
-        await browser.evaluate("location.hash = 't=0'")
+        assert (await open_row(browser, 0)).startswith("eval-0-run-0: row 0, sample 0")
         screenshot = keep_artifact(tmp_path / "report-eval.png", await browser.screenshot())
 
         samples = _samples(eval_output)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rollout_operator.runtime.records import JsonlRecordWriter, TrajectoryRecord, Usage
 from tests.report.chromium import Browser
-from tests.report.pages import table
+from tests.report.pages import open_row, table
 from tests.support.cli import run_cli
 
 COUNT = 250
@@ -51,12 +51,7 @@ async def test_pages_sort_across_pages_and_any_row_opens(tmp_path: Path, chromiu
         everyone = sorted(((i * 37) % 1009 for i in range(COUNT)), reverse=True)
         assert [int(row[tokens]) for row in top["rows"]] == everyone[:100]
 
-        await browser.evaluate("location.hash = 't=240'")
-        title = await browser.evaluate("""new Promise((resolve) => { const check = () =>
-            document.body.dataset.trajectory === '240'
-                ? resolve(document.querySelector('#trajectory h2').textContent)
-                : setTimeout(check, 5); check(); })""")
-        assert title == "r240: row 120, sample 0"
+        assert await open_row(browser, 240) == "r240: row 120, sample 0"
         assert await browser.evaluate(
             "document.querySelector('#trajectory .tool-call .arguments').textContent"
         ) == '{\n  "first_val": 240\n}'

@@ -22,7 +22,7 @@ from tests.local.support import (
 )
 from tests.report.chromium import Browser
 from tests.report.conftest import keep_artifact
-from tests.report.pages import open_every_row, plots, shown_stat, table
+from tests.report.pages import open_every_row, open_row, plots, shown_stat, table
 from tests.support.cli import run_cli
 from tests.support.s3 import S3Server
 from tests.support.scripted_model import ScriptedModelServer
@@ -74,6 +74,7 @@ async def _check_page(chromium: str, page: Path, run_dir: Path, screenshot: str)
         charts = await plots(browser)
         assert charts["scores"]["points"] == len(found) and charts["scores"]["marks"] >= 1
         assert charts["pass-at-k"]["marks"] > 0
+        assert "row 0, sample 0" in await open_row(browser, 0)
         keep_artifact(page.with_name(screenshot), await browser.screenshot())
         for seen, row in zip(await open_every_row(browser), shown["rows"], strict=True):
             record = found[(int(row[1]), int(row[2]))]

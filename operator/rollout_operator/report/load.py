@@ -29,12 +29,15 @@ from rollout_operator.runtime.storage import StorageError
 
 
 def load_report_input(path: str, scrubber: Scrubber | None = None) -> ReportInput:
-    """The rollouts and run details at `path`; `ReportSourceError` says what is wrong.
+    """The rollouts and run details at `path`, rollouts in row and sample order (the primary
+    model's before a baseline's); `ReportSourceError` says what is wrong.
 
     With `scrubber`, the secrets it knows are scrubbed from every conversation and error (the
     writers of records scrubbed theirs; an eval's samples file is as the model wrote it).
     """
     report = _load(path)
+    report.rollouts.sort(key=lambda r: (r.row_index, r.sample_index, r.model_tag is not None,
+                                        r.model_tag or ""))
     if scrubber:
         for rollout in report.rollouts:
             rollout.messages = scrubber.scrub_data(rollout.messages)
