@@ -15,6 +15,8 @@ from tests.report.pages import open_every_row, open_row, plots, shown_stat, tabl
 from tests.support.cli import EXAMPLE, run_cli
 from tests.support.scripted_model import ScriptedModelServer
 
+pytestmark = pytest.mark.slow
+
 REWARD = "reward_fn.compute_reward:numbers_match_reward"
 ROWS = 6
 SAMPLES = 2
