@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import subprocess
@@ -50,9 +51,17 @@ REWARD = "reward_fn.compute_reward:numbers_match_reward"
 SYSTEM = ("You are a calculator assistant. Use the provided tools to compute the answer, then "
           "respond with #### followed by the numeric result.")
 LOADS = 3
+WORDS = ("alpha", "beta", "gamma", "delta", "tool", "result", "value", "error", "row", "sum",
+         "product", "matrix", "vector", "token", "model", "answer", "check", "retry")
 
 
-def make_record(index: int, samples: int = 4) -> TrajectoryRecord:
+def filler(index: int, words: int) -> str:
+    """`words` words drawn at random (seeded by `index`): text that compresses like prose."""
+    pick = random.Random(index)
+    return " ".join(pick.choice(WORDS) + str(pick.randrange(100)) for _ in range(words))
+
+
+def make_record(index: int, words: int = 0, samples: int = 4) -> TrajectoryRecord:
     row, sample = divmod(index, samples)
     a, b = 3 + row * 7 % 97, 2 + row * 13 % 89
     wrong = index % 10 == 3
@@ -64,7 +73,8 @@ def make_record(index: int, samples: int = 4) -> TrajectoryRecord:
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": f"What is {a} * {b}?"},
         {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": call["id"], "content": f"{float(a * b)}"},
+        {"role": "tool", "tool_call_id": call["id"],
+         "content": f"{float(a * b)}" + (f"\n{filler(index, words)}" if words else "")},
         {"role": "assistant", "content": f"The result is {float(a * b)}\n#### {answer}"},
     ]
     status, error = "completed", None
@@ -126,6 +136,8 @@ def build(records: Path, page: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--words", type=int, default=300,
+                        help="Random words in each tool result of the last, varied input.")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "report.md")
     args = parser.parse_args()
     binary = find_chromium()
@@ -134,16 +146,18 @@ def main() -> None:
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
     rows = []
     with tempfile.TemporaryDirectory(prefix="report-bench-") as folder:
-        for size in args.sizes:
-            records, page = Path(folder) / f"records-{size}.jsonl", Path(folder) / f"r-{size}.html"
+        inputs = [(size, 0) for size in args.sizes] + [(max(args.sizes), args.words)]
+        for size, words in inputs:
+            records = Path(folder) / f"records-{size}-{words}.jsonl"
+            page = records.with_suffix(".html")
             with JsonlRecordWriter(records) as writer:
-                writer.write_many(make_record(i) for i in range(size))
+                writer.write_many(make_record(i, words) for i in range(size))
             seconds = build(records, page)
             html = page.read_text(encoding="utf-8")
             blob = re.search(r'id="report-trajectories">([^<]*)<', html)
             packed = len(blob.group(1)) if blob else 0
             figures = asyncio.run(measure_page(binary, page))
-            rows.append((size, records.stat().st_size, len(html.encode()), packed, seconds,
+            rows.append((size, words, records.stat().st_size, len(html.encode()), packed, seconds,
                          figures))
             print(size, figures, flush=True)
     lines = [
@@ -153,22 +167,29 @@ def main() -> None:
         f"- machine: {cpu_model()}, nproc {os.cpu_count()}, {platform.system()} "
         f"{platform.release()}",
         f"- Python {platform.python_version()}; {version}, headless; median of {LOADS} loads",
-        "- input: calculator trajectories (5 messages, one tool call each), as a records file",
+        f"- load average when it ran: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+        "(the machine is shared)",
+        "- input: calculator trajectories (5 messages, one tool call each), as a records file;",
+        f"  the last row's tool results also hold {args.words} random words each (text that",
+        "  compresses like real tool output rather than like the repeated calculator lines)",
         "",
-        "| trajectories | records MB | page MB | of it compressed trajectories MB | build s "
+        "| trajectories | words per tool result | records MB | page MB "
+        "| of it compressed trajectories MB | build s "
         "| first paint ms | table drawn ms | first trajectory opened ms | sort all ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for size, source, total, packed, seconds, f in rows:
-        lines.append(f"| {size} | {source / 1e6:.2f} | {total / 1e6:.2f} | {packed / 1e6:.2f} | "
+    for size, words, source, total, packed, seconds, f in rows:
+        lines.append(f"| {size} | {words} | {source / 1e6:.2f} | {total / 1e6:.2f} | "
+                     f"{packed / 1e6:.2f} | "
                      f"{seconds:.2f} | {f['paint']:.0f} | {f['table']:.0f} | {f['open']:.0f} | "
                      f"{f['sort']:.0f} |")
     lines += [
         "",
         "First paint and the table are timed from navigation start. The summary and charts are",
         "static HTML and SVG, so they paint before the script runs; the table shows 100 rows a",
-        "page. The trajectories are decompressed and parsed once, when the first row is opened;",
-        "later rows open without that cost.",
+        "page. The trajectories come after the page's script, so the table is drawn before the",
+        "browser reads them; they are decompressed and parsed once, when the first row is",
+        "opened, and later rows open without that cost.",
         "",
     ]
     args.out.write_text("\n".join(lines), encoding="utf-8")

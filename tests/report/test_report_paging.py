@@ -55,3 +55,11 @@ async def test_pages_sort_across_pages_and_any_row_opens(tmp_path: Path, chromiu
         assert await browser.evaluate(
             "document.querySelector('#trajectory .tool-call .arguments').textContent"
         ) == '{\n  "first_val": 240\n}'
+
+        # a link with #t=<index> opens that rollout as the page loads
+        await browser.send("Page.navigate", url="about:blank")
+        await browser.open(page.as_uri() + "#t=17")
+        assert await browser.evaluate("""new Promise((resolve) => { const check = () =>
+            document.body.dataset.trajectory === '17'
+                ? resolve(document.querySelector('#trajectory h2').textContent)
+                : setTimeout(check, 5); check(); })""") == "r17: row 8, sample 1"

@@ -132,15 +132,24 @@
   filter.addEventListener("input", () => { state.page = 0; rebuild(); });
   statusFilter.addEventListener("change", () => { state.page = 0; rebuild(); });
 
-  // Trajectories: decompressed and parsed once, when a row is first opened.
+  // Trajectories: decompressed and parsed once, when a row is first opened. Their element
+  // comes after this script, so that the table is drawn before the browser reads them.
   let trajectories = null;
+  function decodeBase64(text) {
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
   async function loadTrajectories() {
     if (!trajectories) {
       trajectories = (async () => {
-        const packed = document.getElementById("report-trajectories").textContent.trim();
-        const binary = atob(packed);
-        const bytes = new Uint8Array(binary.length);
-        for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+        if (document.readyState === "loading") {
+          await new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve));
+        }
+        const bytes = decodeBase64(
+          document.getElementById("report-trajectories").textContent.trim());
         const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
         return JSON.parse(await new Response(stream).text());
       })();
