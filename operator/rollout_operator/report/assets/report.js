@@ -31,7 +31,7 @@
     { key: "tokens", label: "tokens", value: (i) => cols.tokens[i], num: true },
     { key: "ms", label: "latency s", value: (i) => cols.ms[i], num: true, show: (v) => fmt(v / 1000, 2) },
     { key: "tools", label: "tool calls", value: (i) => cols.tools[i], num: true },
-    { key: "category", label: "error", value: (i) => cols.category[i] },
+    { key: "category", label: "error", value: (i) => cols.category[i], tip: (i) => cols.error[i] },
     { key: "prompt", label: "prompt", value: (i) => cols.prompt[i], text: true },
   );
 
@@ -106,6 +106,7 @@
         const td = el("td", column.num ? "num" : column.text ? "text" : null, text);
         if (column.status) td.classList.add("status-" + String(v).replace(/[^a-z]/g, ""));
         if (column.text && v) td.title = v;
+        if (column.tip && column.tip(i)) td.title = column.tip(i);
         tr.appendChild(td);
       }
       rows.appendChild(tr);
