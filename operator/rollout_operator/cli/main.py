@@ -33,6 +33,7 @@ def _register() -> None:
     from rollout_operator.cli.pod_sync import sync_command
     from rollout_operator.cli.pod_work import work_command
     from rollout_operator.cli.render_cmd import render_command
+    from rollout_operator.cli.report_cmd import report_command
     from rollout_operator.cli.run_cmd import run_command
     from rollout_operator.cli.test_cmd import test_command
     from rollout_operator.cli.validate_cmd import validate_command
@@ -51,6 +52,7 @@ def _register() -> None:
     cli.add_command(serve_scorers_command)
     cli.add_command(inspect_command)
     cli.add_command(unpack_bundle_command)
+    cli.add_command(report_command)
 
 
 _register()
