@@ -62,3 +62,12 @@ FAULTS_ROWS = [  # (row_index, status, reward, tokens, error_type, has trajector
     (3, "skipped", None, 85, None, True),
 ]
 FAULTS_FAILED_ROWS = [(1, "timeout"), (2, "validation_error"), (3, None)]
+REPEATED_SUMMARY: dict[str, Any] = {  # configs/eval/repeated.toml (n = 3) with --rows 0,2-3
+    "total_samples": 9, "completed_samples": 9, "graded": 9, "passed": 3, "failed": 0,
+    "skipped": 0, "pass_rate": 0.3333333333333333, "pass_threshold": 0.5, "tokens_used": 942,
+    "reward_stats": {"mean": 0.3333333333333333, "median": 0.0, "std": 0.4714045207910317,
+                     "min": 0.0, "max": 1.0},
+    "n_runs": 3,
+    "pass_at_k": [{"k": 1, "value": 0.3333333333333333}, {"k": 2, "value": 0.3333333333333333}],
+}
+REPEATED_SELECTION = "0,2-3"

@@ -16,6 +16,7 @@ from tests.workspaces import reference
 from tests.workspaces.conftest import PROVIDER_KEY, Workspace
 
 DATASET = ("--dataset-file", "data/calculator.jsonl")
+pytestmark = pytest.mark.slow  # about 45 s: a uv sync, then seven runs of a real rollout server
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,15 @@ def test_failure_paths_are_the_references(workspace: Workspace) -> None:
     assert resource["metrics"] == reference.FAULTS_SUMMARY
     events = _lines(workspace.run_dir("faults") / "events.jsonl")
     assert sorted(event["row_index"] for event in events) == [0, 1, 1, 2, 2, 3, 3]
+
+
+def test_repeated_runs_give_the_references_pass_at_k(workspace: Workspace) -> None:
+    code, envelope = workspace.eval_run("configs/eval/repeated.toml", *DATASET,
+                                        "--rows", "0,2-3", "--name", "repeated")
+    assert code == 0, envelope
+    assert envelope["resource"]["metrics"] == reference.REPEATED_SUMMARY
+    manifest = json.loads((workspace.run_dir("repeated") / "manifest.json").read_text())
+    assert manifest["inputs"]["dataset"]["selected_source_rows"] == reference.REPEATED_SELECTION
+    index = _lines(workspace.run_dir("repeated") / "index.jsonl")
+    assert [(row["row_index"], row["run_index"]) for row in index] == [
+        (row, run) for row in range(3) for run in range(3)]
