@@ -172,3 +172,17 @@ def test_repeated_runs_give_the_references_pass_at_k(workspace: Workspace) -> No
     index = _lines(workspace.run_dir("repeated") / "index.jsonl")
     assert [(row["row_index"], row["run_index"]) for row in index] == [
         (row, run) for row in range(3) for run in range(3)]
+
+
+def test_a_rollout_server_that_dies_is_restarted_and_the_run_goes_on(
+    workspace: Workspace,
+) -> None:
+    code, envelope = workspace.eval_run("configs/eval/faults.toml", "--dataset-file",
+                                        "data/crash.jsonl", "--name", "crash",
+                                        "--max-in-flight", "1")
+    assert code == 0, envelope
+    index = _lines(workspace.run_dir("crash") / "index.jsonl")
+    assert [(row["row_index"], row["status"], row.get("reward"), row.get("error_type"))
+            for row in index] == [(0, "success", 1.0, None),
+                                  (1, "failed", None, "rollout_server_died"),
+                                  (2, "success", 1.0, None)]  # answered by a new server

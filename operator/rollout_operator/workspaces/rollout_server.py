@@ -107,8 +107,16 @@ class RolloutServer:
         finally:
             await client.close()
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+    def exited_within(self, timeout_s: float) -> bool:
+        """Whether the process has ended, or ends within `timeout_s` (a connection that broke
+        because the server died comes a moment before its exit)."""
+        if self.process is None:
+            return True
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.process is None:

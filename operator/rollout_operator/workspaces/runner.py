@@ -462,7 +462,7 @@ class _Driver:
             with contextlib.suppress(Exception):
                 await self.client.cancel([rollout_id])
         except (RolloutServerError, aiohttp.ClientError, ConnectionError) as exc:
-            if not self.server.alive():
+            if await asyncio.to_thread(self.server.exited_within, 5.0):
                 error_type = "rollout_server_died"
                 await self._restart(generation)
             else:
