@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rollout_operator.workspaces import atif
+from tests.support.cli import run_cli
 from tests.workspaces import reference
 from tests.workspaces.conftest import PROVIDER_KEY, Workspace
 
@@ -30,6 +31,9 @@ def calculator(workspace: Workspace) -> dict[str, Any]:
     results["first_files"] = _files(workspace.run_dir("ref"))
     results["again"] = workspace.eval_run("configs/eval/calculator.toml", *DATASET,
                                           "--name", "ref")
+    results["console"] = run_cli(["eval", "run", "configs/eval/calculator.toml", *DATASET,
+                                  "--name", "ref", "--yes"], cwd=workspace.path,
+                                 env=workspace.env)
     tools = workspace.path / "rollouts" / "calculator" / "calculator_tools.py"
     original = tools.read_text()
     tools.write_text(original + "# edited\n")
@@ -112,6 +116,16 @@ def test_a_second_identical_run_dispatches_nothing(calculator: dict[str, Any]) -
     assert {key: resource[key] for key in reference.RESUMED_COUNTS} == reference.RESUMED_COUNTS
     assert envelope["message"] == reference.RESUMED_MESSAGE
     assert resource["metrics"] == reference.CALCULATOR_SUMMARY
+
+
+def test_the_console_summary(calculator: dict[str, Any]) -> None:
+    done = calculator["console"]
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0] == reference.RESUMED_MESSAGE
+    assert "  succeeded: 5  failed: 0  skipped: 0" in lines
+    assert "  pass rate: 0.600 (threshold 1.0)  tokens: 537" in lines
+    assert ("  reward mean 0.600  median 1.000  std 0.490  min 0.000  max 1.000" in lines)
 
 
 def test_an_edited_rollout_is_refused(calculator: dict[str, Any]) -> None:

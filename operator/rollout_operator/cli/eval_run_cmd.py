@@ -45,7 +45,7 @@ from rollout_operator.workspaces.secrets import resolve_secrets
 @click.option("--listener-port", type=click.IntRange(1, 65535), default=None,
               help="Fixed port for the model gateway.")
 @click.option("--advertise-url", default=None, help="Not supported in local mode.")
-@click.option("--verbose", is_flag=True, help="Print progress per work item.")
+@click.option("--verbose", is_flag=True, help="Print one line per finished work item.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result envelope only.")
 @click.option("--plain", is_flag=True, help="Same as --json (machine output).")
 def eval_run_command(config: Path, name: str | None, output: Path | None,
@@ -64,7 +64,7 @@ def eval_run_command(config: Path, name: str | None, output: Path | None,
     try:
         result = _run(config, name, output, dataset_file, secrets_file, rows, fresh,
                       retry_failed, max_in_flight, yes, tunnel, upload, rollout_port,
-                      listener_port, advertise_url, machine, say)
+                      listener_port, advertise_url, verbose, machine, say)
     except WorkspaceError as exc:
         if machine:
             click.echo(json.dumps({"schema_version": 1, "command": "eval run",
@@ -87,7 +87,7 @@ def _run(config: Path, name: str | None, output: Path | None, dataset_file: Path
          secrets_file: str | None, rows: str | None, fresh: bool, retry_failed: bool,
          max_in_flight: int | None, yes: bool, tunnel: str | None, upload: bool,
          rollout_port: int | None, listener_port: int | None, advertise_url: str | None,
-         machine: bool, say: Any) -> RunResult:
+         verbose: bool, machine: bool, say: Any) -> RunResult:
     for flag, given in (("--tunnel", tunnel), ("--upload", upload),
                         ("--advertise-url", advertise_url)):
         if given:
@@ -117,7 +117,7 @@ def _run(config: Path, name: str | None, output: Path | None, dataset_file: Path
         output_root=output_root, dataset_file=dataset_file.resolve(), rows=selected,
         fresh=fresh, retry_failed=retry_failed, max_in_flight=max_in_flight,
         rollout_port=rollout_port, listener_port=listener_port, secrets=secrets,
-        environ=dict(os.environ))
+        environ=dict(os.environ), verbose=verbose)
     if not yes:
         if machine or not sys.stdin.isatty():
             raise WorkspaceError("confirmation needed: pass --yes to run without a prompt",

@@ -77,6 +77,7 @@ class RunOptions:
     listener_port: int | None
     secrets: dict[str, str]
     environ: Mapping[str, str]
+    verbose: bool = False
 
 
 @dataclass(slots=True)
@@ -399,9 +400,11 @@ class _Driver:
             while not queue.empty():
                 item = queue.get_nowait()
                 record = await self._one(item)
-                if record is not None:
-                    self.journal.append(record)
-                    self.records[item.key] = record
+                if record is None:
+                    continue
+                self.journal.append(record)
+                self.records[item.key] = record
+                if self.run_.options.verbose:
                     self.run_.say(f"row {item.row.row_index} run {item.run_index}: "
                                   f"{record['status']}"
                                   + (f" reward={record['reward']}" if "reward" in record
