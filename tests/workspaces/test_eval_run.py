@@ -199,4 +199,10 @@ def test_a_rollout_server_that_dies_is_restarted_and_the_run_goes_on(
     assert [(row["row_index"], row["status"], row.get("reward"), row.get("error_type"))
             for row in index] == [(0, "success", 1.0, None),
                                   (1, "failed", None, "rollout_server_died"),
-                                  (2, "success", 1.0, None)]  # answered by a new server
+                                  (2, "success", 1.0, None),  # answered by a new server
+                                  (3, "success", 1.0, None)]
+    # faults.toml names no secret: the rollout server holds no provider key, though this
+    # process's environment has OPENAI_API_KEY (the gateway's)
+    trajectory = json.loads((workspace.run_dir("crash") / "trajectories" /
+                             "row_3_run_0.json").read_text())
+    assert trajectory["extra"]["osmosis"]["sample_metrics"]["api_key_variables"] == 0.0
