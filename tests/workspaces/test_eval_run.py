@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rollout_operator.workspaces import atif
-from tests.support.cli import run_cli
+from tests.support.cli import cli_env, rolloutctl_argv, run_cli
 from tests.workspaces import reference
 from tests.workspaces.conftest import PROVIDER_KEY, Workspace
 
@@ -206,3 +209,32 @@ def test_a_rollout_server_that_dies_is_restarted_and_the_run_goes_on(
     trajectory = json.loads((workspace.run_dir("crash") / "trajectories" /
                              "row_3_run_0.json").read_text())
     assert trajectory["extra"]["osmosis"]["sample_metrics"]["api_key_variables"] == 0.0
+
+
+def test_an_interrupted_run_is_partial_and_resumes(workspace: Workspace) -> None:
+    run_dir = workspace.run_dir("interrupted")
+    process = subprocess.Popen(
+        rolloutctl_argv(["eval", "run", "configs/eval/faults.toml", "--dataset-file",
+                         "data/faults.jsonl", "--name", "interrupted", "--max-in-flight", "1",
+                         "--yes", "--json"]),
+        cwd=workspace.path, env=cli_env(workspace.env), stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL)
+    events = run_dir / "events.jsonl"
+    while not (events.exists() and events.read_text().count("\n") >= 1):
+        assert process.poll() is None, "the run ended before its first result"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    envelope = json.loads(out)
+    assert envelope["status"] == "partial"
+    assert envelope["message"] == ("Interrupted. Resume the pending work items: rolloutctl eval "
+                                   "run configs/eval/faults.toml --name interrupted")
+    resource = envelope["resource"]
+    assert resource["cancelled"] is True
+    assert resource["dispatched"] == len(_lines(run_dir / "index.jsonl")) < 4
+    code, envelope = workspace.eval_run("configs/eval/faults.toml", "--dataset-file",
+                                        "data/faults.jsonl", "--name", "interrupted")
+    assert code == 0
+    assert envelope["resource"]["resumed"] + envelope["resource"]["dispatched"] == 4
+    assert envelope["resource"]["metrics"] == reference.FAULTS_SUMMARY

@@ -86,7 +86,8 @@ class RolloutClient:
                 return RolloutResult(rollout_id, status,
                                      sample if isinstance(sample, dict) else None,
                                      body.get("err_message"), body.get("err_category"))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.05)  # the server long-polls; this only guards against one
+            # that answers a running rollout at once
 
     async def cancel(self, ids: list[str]) -> None:
         async with self._client().post(f"{self.base_url}/rollout/cancel", json={"ids": ids},

@@ -205,16 +205,24 @@ class EvalRun:
             write_json(self.run_dir / "progress.json",
                        {"total_runs": len(items), "sampled_rows": len(rows),
                         "total_dataset_rows": total_rows})
-            fresh_records: dict[ItemKey, dict[str, Any]] = {}
             interrupted = False
+            failure: WorkspaceError | None = None
             if pending:
                 self.say(f"{options.name}: {len(pending)} of {len(items)} work items pending")
                 try:
-                    fresh_records = asyncio.run(self._drive(pending, journal))
+                    asyncio.run(self._drive(pending, journal))
                 except KeyboardInterrupt:
                     interrupted = True
-            return self._finish(manifest, items, done, fresh_records, started,
-                                interrupted=interrupted)
+                except WorkspaceError as exc:
+                    failure = exc
+            # What this invocation recorded, from the journal itself (also after a failure).
+            fresh_records = {key: record for key, record in journal.replay().items()
+                             if recorded.get(key) != record}
+            result = self._finish(manifest, items, done, fresh_records, started,
+                                  interrupted=interrupted)
+            if failure is not None:
+                raise failure
+            return result
 
     def _manifest(self, inputs: dict[str, Any]) -> dict[str, Any]:
         options = self.options
@@ -263,8 +271,7 @@ class EvalRun:
             manifest["provenance"]["sdk_version"] = version
             write_json(path, manifest)
 
-    async def _drive(self, pending: list[_Item], journal: Journal
-                     ) -> dict[ItemKey, dict[str, Any]]:
+    async def _drive(self, pending: list[_Item], journal: Journal) -> None:
         options = self.options
         config = options.config
         log = self.run_dir / "logs.txt"
@@ -294,8 +301,7 @@ class EvalRun:
             wanted = options.max_in_flight or config.batch_size
             in_flight = min(wanted, limit) if wanted and limit else (wanted or limit or 1)
             self.say(f"rollout server ready on {server.url}; {in_flight} in flight")
-            driver = _Driver(self, gateway, token, server, client, journal, in_flight)
-            return await driver.run(pending)
+            await _Driver(self, gateway, token, server, client, journal, in_flight).run(pending)
         finally:
             if client is not None:
                 await client.close()
@@ -382,7 +388,6 @@ class _Driver:
         self.client = client
         self.journal = journal
         self.in_flight = in_flight
-        self.records: dict[ItemKey, dict[str, Any]] = {}
         self.restarts = 0
         self._restart_lock = asyncio.Lock()
         self._generation = 0
@@ -391,7 +396,7 @@ class _Driver:
                            if config.agent_timeout_s is not None
                            and config.grader_timeout_s is not None else 3600.0)
 
-    async def run(self, pending: list[_Item]) -> dict[ItemKey, dict[str, Any]]:
+    async def run(self, pending: list[_Item]) -> None:
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         for item in pending:
             queue.put_nowait(item)
@@ -403,7 +408,6 @@ class _Driver:
                 if record is None:
                     continue
                 self.journal.append(record)
-                self.records[item.key] = record
                 if self.run_.options.verbose:
                     self.run_.say(f"row {item.row.row_index} run {item.run_index}: "
                                   f"{record['status']}"
@@ -413,7 +417,6 @@ class _Driver:
                                      else ""))
 
         await asyncio.gather(*(worker() for _ in range(self.in_flight)))
-        return self.records
 
     def _request(self, item: _Item, rollout_id: str) -> dict[str, Any]:
         config = self.run_.options.config
