@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from rollout_operator.gateway.server import Gateway
-from rollout_operator.gateway.upstream import OpenAICompatibleUpstream
+from rollout_operator.gateway.upstream import LitellmUpstream, OpenAICompatibleUpstream
 from tests.support.scripted_model import ScriptedModelServer
 
 TOKEN = "run-token-0123456789"
@@ -285,3 +285,26 @@ async def test_a_stream_whose_call_fails_carries_the_error(model: ScriptedModelS
             if block.startswith("data: ")]
     assert data[-1] == "[DONE]"
     assert json.loads(data[0])["error"]["type"] == "bad_gateway"
+
+
+async def test_a_provider_model_goes_through_litellm(
+    model: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOSTED_VLLM_API_BASE", model.base_url)
+    upstream = LitellmUpstream("hosted_vllm/scripted", PROVIDER_KEY)
+    gateway = Gateway(upstream, TOKEN, provider_key=PROVIDER_KEY)
+    await gateway.start()
+    gateway.ledger.open("r1")
+    before = len(model.requests)
+    try:
+        status, reply = await _post(gateway, {"model": "agent-side", "messages": PROMPT,
+                                              "tools": [{"type": "function", "function": {
+                                                  "name": "multiply", "parameters": {}}}]})
+    finally:
+        await gateway.close()
+    assert status == 200, reply
+    assert reply["model"] == "agent-side"
+    assert reply["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "multiply"
+    assert [request["model"] for request in model.requests[before:]] == ["scripted"]
+    account = gateway.ledger.get("r1")
+    assert account is not None and account.total_tokens == reply["usage"]["total_tokens"] > 0
