@@ -3,6 +3,7 @@ no uv, no model and no rollout server are needed."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 from pathlib import Path
@@ -119,3 +120,13 @@ def test_without_yes_a_script_must_confirm(ws: Path) -> None:
                    env={"OPENAI_API_KEY": "sk-test-0123456789"})
     assert done.returncode == 1
     assert json.loads(done.stdout)["error"]["code"] == "CONFIRMATION_REQUIRED"
+
+
+def test_a_run_in_use_is_refused(ws: Path) -> None:
+    locks = ws / ".osmosis" / "evals" / ".locks"
+    locks.mkdir(parents=True)
+    with (locks / "busy.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        error = _error(ws, "configs/eval/calculator.toml", *DATASET, "--name", "busy")
+    assert error["code"] == "RUN_LOCKED"
+    assert error["message"].startswith("run 'busy' is in use by another `eval run`")

@@ -135,3 +135,15 @@ def test_atif_validation() -> None:
     nan = _trajectory()
     nan["final_metrics"]["total_cost_usd"] = float("nan")
     assert atif.validate(nan)
+
+
+def test_csv_rows_and_limit(tmp_path: Path) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("user_prompt,ground_truth,notes\nWhat is 2 * 3?,6,x\nWhat is 4 * 5?,20,y\n"
+                    "What is 1 * 1?,1,z\n")
+    rows, total = load_rows(data, limit=2, rows=None)
+    assert total == 3
+    assert [(row.source_row_index, row.label) for row in rows] == [(0, "6"), (1, "20")]
+    assert rows[1].messages == [{"role": "user", "content": "What is 4 * 5?"}]
+    with pytest.raises(WorkspaceError, match="Unsupported dataset format"):
+        load_rows(tmp_path / "d.txt", limit=None, rows=None)
