@@ -22,6 +22,9 @@ from tests.support.scripted_model import ScriptedModelServer
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "workspaces" / "calculator"
 PROVIDER_KEY = "sk-provider-key-for-tests-0123456789"
+FIRST_ID = 100
+"""Where the scripted model's tool-call ids start: three digits, as when the reference figures
+were recorded, so token counts do not depend on which tests ran before."""
 
 
 def _python312() -> str | None:
@@ -100,7 +103,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         pytest.skip("PyPI is not reachable: the rollout's environment (osmosis-ai 0.3.8) "
                     "comes from it")
     path = copy_workspace(tmp_path_factory.mktemp("ws") / "calculator")
-    with ScriptedModelServer() as model:
+    with ScriptedModelServer(first_id=FIRST_ID) as model:
         env = {"OPENAI_BASE_URL": model.base_url, "OPENAI_API_KEY": PROVIDER_KEY,
                "UV_PYTHON": python, "UV_PYTHON_DOWNLOADS": "never",
                "PATH": os.pathsep.join([uv_dir, os.environ.get("PATH", "")])}

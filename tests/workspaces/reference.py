@@ -1,5 +1,7 @@
 """What osmosis-ai 0.3.8 (`osmosis eval run`, CPython 3.12, `--dataset-file`, the scripted
-model behind `OPENAI_BASE_URL`) produced on tests/fixtures/workspaces/calculator.
+model behind `OPENAI_BASE_URL`, started with `--first-id 100`) produced on
+tests/fixtures/workspaces/calculator, in the order of the tests: calculator, the same again, an
+edit, `--fresh`; faults, `--retry-failed`; repeated.
 
 Recorded by running the reference locally (docs/osmosis-v03.md says how); its code is not part
 of this repository. Durations and rollout ids differ from run to run and are not pinned.
@@ -11,18 +13,18 @@ from typing import Any
 
 CALCULATOR_SUMMARY: dict[str, Any] = {
     "total_samples": 5, "completed_samples": 5, "graded": 5, "passed": 3, "failed": 0,
-    "skipped": 0, "pass_rate": 0.6, "pass_threshold": 1.0, "tokens_used": 537,
+    "skipped": 0, "pass_rate": 0.6, "pass_threshold": 1.0, "tokens_used": 540,
     "reward_stats": {"mean": 0.6, "median": 1.0, "std": 0.4898979485566356, "min": 0.0,
                      "max": 1.0},
 }
 CALCULATOR_COUNTS = {"total_work_items": 5, "dispatched": 5, "succeeded": 5, "failed": 0,
                      "skipped": 0, "resumed": 0}
 CALCULATOR_ROWS = [  # (row_index, status, reward, tokens)
-    (0, "success", 1.0, 133),
+    (0, "success", 1.0, 134),
     (1, "success", 1.0, 136),
-    (2, "success", 0.0, 131),
+    (2, "success", 0.0, 132),
     (3, "success", 0.0, 50),
-    (4, "success", 1.0, 87),
+    (4, "success", 1.0, 88),
 ]
 RESUMED_COUNTS = {"total_work_items": 5, "dispatched": 0, "succeeded": 5, "failed": 0,
                   "skipped": 0, "resumed": 5}
@@ -52,19 +54,19 @@ MANIFEST_INPUTS_WITHOUT_DIGEST: dict[str, Any] = {
 }
 FAULTS_SUMMARY: dict[str, Any] = {
     "total_samples": 4, "completed_samples": 3, "graded": 1, "passed": 1, "failed": 2,
-    "skipped": 1, "pass_rate": 0.3333333333333333, "pass_threshold": 1.0, "tokens_used": 253,
+    "skipped": 1, "pass_rate": 0.3333333333333333, "pass_threshold": 1.0, "tokens_used": 256,
     "reward_stats": {"mean": 1.0, "median": 1.0, "std": 0.0, "min": 1.0, "max": 1.0},
 }
 FAULTS_ROWS = [  # (row_index, status, reward, tokens, error_type, has trajectory)
-    (0, "success", 1.0, 85, None, True),
+    (0, "success", 1.0, 86, None, True),
     (1, "failed", None, None, "timeout", False),
-    (2, "failed", None, 83, "validation_error", True),
-    (3, "skipped", None, 85, None, True),
+    (2, "failed", None, 84, "validation_error", True),
+    (3, "skipped", None, 86, None, True),
 ]
 FAULTS_FAILED_ROWS = [(1, "timeout"), (2, "validation_error"), (3, None)]
 REPEATED_SUMMARY: dict[str, Any] = {  # configs/eval/repeated.toml (n = 3) with --rows 0,2-3
     "total_samples": 9, "completed_samples": 9, "graded": 9, "passed": 3, "failed": 0,
-    "skipped": 0, "pass_rate": 0.3333333333333333, "pass_threshold": 0.5, "tokens_used": 942,
+    "skipped": 0, "pass_rate": 0.3333333333333333, "pass_threshold": 0.5, "tokens_used": 948,
     "reward_stats": {"mean": 0.3333333333333333, "median": 0.0, "std": 0.4714045207910317,
                      "min": 0.0, "max": 1.0},
     "n_runs": 3,

@@ -127,7 +127,7 @@ def test_the_console_summary(calculator: dict[str, Any]) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == reference.RESUMED_MESSAGE
     assert "  succeeded: 5  failed: 0  skipped: 0" in lines
-    assert "  pass rate: 0.600 (threshold 1.0)  tokens: 537" in lines
+    assert "  pass rate: 0.600 (threshold 1.0)  tokens: 540" in lines
     assert ("  reward mean 0.600  median 1.000  std 0.490  min 0.000  max 1.000" in lines)
 
 
