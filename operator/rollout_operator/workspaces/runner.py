@@ -468,7 +468,8 @@ class _Driver:
             with contextlib.suppress(Exception):
                 await self.client.cancel([rollout_id])
         except (RolloutServerError, aiohttp.ClientError, ConnectionError) as exc:
-            if await asyncio.to_thread(self.server.exited_within, 5.0):
+            if generation != self._generation or await asyncio.to_thread(
+                    self.server.exited_within, 5.0):  # restarted meanwhile, or dying now
                 error_type = "rollout_server_died"
                 await self._restart(generation)
             else:
