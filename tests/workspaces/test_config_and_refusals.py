@@ -14,6 +14,7 @@ from tests.support.cli import run_cli
 from tests.workspaces.conftest import copy_workspace
 
 DATASET = ("--dataset-file", "data/calculator.jsonl")
+pytestmark = pytest.mark.slow  # a dozen rolloutctl processes, 1-2 s each
 
 
 @pytest.fixture
