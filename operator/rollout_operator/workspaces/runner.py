@@ -152,8 +152,6 @@ def _upstream(config: EvalConfig, secrets: Mapping[str, str], environ: Mapping[s
     base_url = None
     if provider == "openai":
         base_url = environ.get("OPENAI_BASE_URL") or environ.get("OPENAI_API_BASE") or None
-    if provider == "hosted_vllm":
-        base_url = environ.get("HOSTED_VLLM_API_BASE") or None
     return make_upstream(config.model_path, base_url, key), key
 
 
