@@ -33,6 +33,11 @@ per request through the model name, `scripted[:flag[:flag...]]`:
 - `drop`: sends the headers and part of the body, then closes the connection.
 - `echo-auth`: answers with the request's `Authorization` header as the content.
 
+Usage counts characters (about 4 per token), and a tool call's id comes from a server-wide
+counter (`call_<n>_1`), so its tokens depend on how many digits n has: `first_id`
+(`--first-id`) starts the counter there, for tests that pin token counts (100 keeps three
+digits for the first 899 requests).
+
 `--latency-ms` adds a fixed delay to every request (benchmarks). Requests are recorded in
 `server.requests` when `record=True`.
 
@@ -105,7 +110,8 @@ class Answer:
 
 
 class ScriptedModel:
-    def __init__(self, latency_ms: float = 0.0, record: bool = False) -> None:
+    def __init__(self, latency_ms: float = 0.0, record: bool = False, first_id: int = 0
+                 ) -> None:
         self.latency_s = latency_ms / 1000.0
         self.record = record
         self.requests: list[dict[str, Any]] = []
@@ -114,7 +120,7 @@ class ScriptedModel:
         self.gate = threading.Event()
         """Opens the `gated-on-TEXT` requests."""
         self._answers: Counter[tuple[str, str]] = Counter()
-        self._ids = 0
+        self._ids = first_id
 
     def _reply(self, body: dict[str, Any], flags: dict[str, str]) -> dict[str, Any]:
         messages: list[dict[str, Any]] = body.get("messages") or []
@@ -253,8 +259,8 @@ def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
 class ScriptedModelServer(BackgroundApp):
     """The scripted model served from a background thread (for in-process tests)."""
 
-    def __init__(self, latency_ms: float = 0.0, record: bool = True) -> None:
-        self.model = ScriptedModel(latency_ms=latency_ms, record=record)
+    def __init__(self, latency_ms: float = 0.0, record: bool = True, first_id: int = 0) -> None:
+        self.model = ScriptedModel(latency_ms=latency_ms, record=record, first_id=first_id)
         super().__init__(self.model.app, "scripted-model")
 
     @property
@@ -386,12 +392,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--first-id", type=int, default=0)
     parser.add_argument("--lean", action="store_true",
                         help="serve with the lean HTTP server instead of aiohttp's (benchmarks)")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        model = ScriptedModel(latency_ms=args.latency_ms)
+        model = ScriptedModel(latency_ms=args.latency_ms, first_id=args.first_id)
         if args.lean:
             server = await serve_lean(model, args.host, args.port)
             print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)

@@ -35,7 +35,19 @@ class EchoServer(BackgroundApp):
             return web.Response(body=body[::-1], status=status,
                                 content_type="application/json")
 
+        async def chunked(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            reply = web.StreamResponse()
+            reply.enable_chunked_encoding()
+            await reply.prepare(request)
+            await reply.write(request.headers.get("Authorization", "").encode())
+            for part in body.split(b","):
+                await reply.write(b"|" + part)
+            await reply.write_eof()
+            return reply
+
         app.router.add_post("/echo", echo)
+        app.router.add_post("/chunked", chunked)
         return app
 
 
@@ -83,3 +95,12 @@ async def test_nothing_listening_is_a_failed_connect() -> None:
         await client.post("/echo", b"abc")
     with pytest.raises(ValueError, match="http://host:port"):
         LeanHttp("https://example.com")
+
+
+async def test_chunked_answers_and_extra_headers(server: EchoServer) -> None:
+    client = LeanHttp(f"http://127.0.0.1:{server.port}", headers={"Authorization": "Bearer k"})
+    try:
+        assert await client.post("/chunked", b"a,bb,ccc") == (200, b"Bearer k|a|bb|ccc")
+        assert await client.post("/echo", b"still") == (200, b"llits")  # the connection is fine
+    finally:
+        await client.close()

@@ -412,8 +412,10 @@ def _write_outputs(
 
 def _register_cache() -> None:
     from rollout_operator.cli.eval_cache_cmd import cache_group
+    from rollout_operator.cli.eval_run_cmd import eval_run_command
 
     eval_group.add_command(cache_group)
+    eval_group.add_command(eval_run_command)
 
 
 _register_cache()

@@ -2,8 +2,9 @@
 small pool, `Content-Length` bodies only, no redirects, cookies, proxies or TLS.
 
 The worker posts every finished trajectory to the scorer server; at a few hundred a second,
-aiohttp's client costs about 0.4 ms of CPU per request, this one a fraction of that. It is only
-for our own servers (the scoring API), which answer with a `Content-Length` body.
+aiohttp's client costs about 0.4 ms of CPU per request, this one a fraction of that. It serves
+our own servers (the scoring API) and the model gateway's plain-HTTP upstreams (vLLM, SGLang, a
+local OpenAI-compatible server); answers come with a `Content-Length` or a chunked body.
 
 Failures come in two kinds, which callers treat differently: `ConnectFailed` (nothing accepted
 the connection: the server is not there yet) and `ConnectionBroken` (the request went out and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -43,7 +45,8 @@ class _Connection:
 class LeanHttp:
     """POSTs to `http://host:port`, keeping up to `keep` idle connections."""
 
-    def __init__(self, url: str, *, keep: int = 8, max_response_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, url: str, *, keep: int = 8, max_response_bytes: int = 64 * 2**20,
+                 headers: Mapping[str, str] | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"LeanHttp needs an http://host:port URL, got {url!r}")
@@ -53,11 +56,14 @@ class LeanHttp:
         self.keep = keep
         self.max_response_bytes = max_response_bytes
         self._idle: list[_Connection] = []
+        self._extra_head = "".join(f"{name}: {value}\r\n"
+                                   for name, value in (headers or {}).items())
 
     async def post(self, path: str, body: bytes, *, fresh: bool = False) -> tuple[int, bytes]:
         """(status, body) of `POST path`; `fresh` uses a new connection and closes it after."""
         head = (f"POST {self.base_path}{path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"{self._extra_head}\r\n"
                 ).encode("ascii")
         for attempt in range(2):
             connection = None if fresh else self._take()
@@ -113,14 +119,34 @@ class LeanHttp:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        if "content-length" not in headers:
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            data = await self._read_chunked(reader)
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            if length > self.max_response_bytes:
+                raise ValueError(
+                    f"the response is {length} bytes (limit {self.max_response_bytes})")
+            data = await reader.readexactly(length)
+        else:
             raise ValueError("the response has no Content-Length")
-        length = int(headers["content-length"])
-        if length > self.max_response_bytes:
-            raise ValueError(f"the response is {length} bytes (limit {self.max_response_bytes})")
-        data = await reader.readexactly(length)
         keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
         return status, data, keep_alive
+
+    async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > self.max_response_bytes:
+                raise ValueError(f"the response is over {self.max_response_bytes} bytes")
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
 
     async def close(self) -> None:
         for connection in self._idle:
