@@ -11,6 +11,11 @@ request in full (so the object is written):
   sent, if the client is still there;
 - `None`: the answer is passed on.
 
+Setting `outage` takes the upstream server away, for every request, until it is set back to
+None: `"reset"` closes each connection without an answer (as a server that is gone, or a
+connection reset), `"503"` answers 503 Service Unavailable (as a load balancer with no backend
+behind it). `refused` counts the requests turned away so.
+
 `drop_first(method, substring)` and `delay_first(...)` build the usual rule: the first request
 of that method to each path containing `substring` is faulted, its repeats are not.
 `requests` lists (method, path, status, fault) of every request the upstream answered.
@@ -26,6 +31,9 @@ from typing import Literal, Self
 from tests.support.loopback import HOST
 
 Fault = Literal["drop", "delay"] | None
+Outage = Literal["reset", "503"] | None
+_UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 19\r\nConnection: close\r\n\r\nService Unavailable")
 Rule = Callable[[str, str], Fault]
 
 
@@ -61,6 +69,8 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.rule: Rule = rule or (lambda method, path: None)
         self.delay_s = delay_s
+        self.outage: Outage = None
+        self.refused = 0
         self.requests: list[tuple[str, str, int, Fault]] = []
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -114,9 +124,18 @@ class FaultProxy:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
+            if self.outage == "reset":
+                self.refused += 1
+                return
             while True:
                 request = await _read_message(reader, request=True)
                 if request is None:
+                    return
+                if self.outage is not None:
+                    self.refused += 1
+                    if self.outage == "503":
+                        writer.write(_UNAVAILABLE)
+                        await writer.drain()
                     return
                 head, body = request
                 method, path = _request_line(head)
