@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -167,3 +168,19 @@ def test_waiting_is_reported_to_the_caller_and_by_dependency() -> None:
 def test_a_negative_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="0 or more seconds"):
         OutageGate("x", -1)
+
+
+def test_the_wait_is_logged_with_the_budget(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        dependency = Dependency(refusals=3)
+        await gate().call(lambda: dependency.request(), refused)
+
+    with caplog.at_level(logging.WARNING, logger="rollout_operator.runtime.outage"):
+        asyncio.run(main())
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0].startswith("Test dependency unreachable (connection refused (x)); "
+                               "waiting for it, up to 60 s")
+    assert [line.split(" s of ")[1] for line in lines[1:-1]] == [
+        "60 s budget (connection refused (x))"] * 2
+    assert all(line.startswith("Test dependency unreachable, waiting ") for line in lines[1:-1])
+    assert lines[-1].startswith("Test dependency is back after")
