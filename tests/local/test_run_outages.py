@@ -50,16 +50,20 @@ class Outcome:
 
 
 def run_through(tmp_path: Path, s3: S3Server, model: ScriptedModelServer, *,
-                model_outage: Outage = None, storage_outage: Outage = None) -> Outcome:
-    """One `rolloutctl run` whose model endpoint or storage goes away for `OUTAGE_S` once
-    `STARTED_AFTER` model requests were answered."""
+                model_outage: Outage = None, storage_outage: Outage = None,
+                outage_s: float = OUTAGE_S, rows: int = ROWS, samples: int = SAMPLES,
+                started_after: int = STARTED_AFTER, concurrency: int = 2,
+                faults: dict[str, Any] | None = None) -> Outcome:
+    """One `rolloutctl run` whose model endpoint or storage goes away for `outage_s` once
+    `started_after` model requests were answered."""
     model_port = int(model.base_url.rsplit(":", 1)[1].split("/", 1)[0])
     storage_port = int(s3.endpoint.rsplit(":", 1)[1])
     bucket = s3.bucket()
     with FaultProxy(model_port) as model_proxy, FaultProxy(storage_port) as storage_proxy:
         document = manifest("outage", str(EXAMPLE), f"{model_proxy.endpoint}/v1", bucket,
-                            rows=ROWS, samples=SAMPLES, shards=2,
-                            workers={"shards": 2, "concurrency": 2})
+                            rows=rows, samples=samples, shards=2,
+                            workers={"shards": 2, "concurrency": concurrency},
+                            faults=faults or {})
         document["spec"]["output"]["endpoint"] = storage_proxy.endpoint
         path = write_manifest(tmp_path / "run.yaml", document)
         env = local_env({**s3.env, "ROLLOUT_PART_SIZE": "4"})
@@ -68,13 +72,13 @@ def run_through(tmp_path: Path, s3: S3Server, model: ScriptedModelServer, *,
                                    text=True, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120
-            while sum(r[0] == "POST" for r in model_proxy.requests) < STARTED_AFTER:
+            while sum(r[0] == "POST" for r in model_proxy.requests) < started_after:
                 assert process.poll() is None, process.communicate()
                 assert time.monotonic() < deadline, "the rollouts did not start"
                 time.sleep(0.05)
             proxy = model_proxy if model_outage else storage_proxy
             proxy.outage = model_outage or storage_outage
-            time.sleep(OUTAGE_S)
+            time.sleep(outage_s)
             proxy.outage = None
             stdout, stderr = process.communicate(timeout=240)
         finally:
