@@ -105,6 +105,9 @@ def test_past_the_budget_every_caller_gets_its_error_until_a_request_goes_throug
             return_exceptions=True)
         assert all(isinstance(o, ConnectionRefusedError) for o in outcomes)
         assert not outage.down
+        waited = outage.waited_s
+        await asyncio.sleep(0.01)
+        assert outage.waited_s == waited  # no longer waiting, no longer counted
 
         before = dependency.requests
         with pytest.raises(ConnectionRefusedError):  # given up: no waiting now

@@ -200,6 +200,7 @@ def test_shards_commit_every_item_scored_and_aggregate_matches(
     store = open_store(config.run_prefix, environ=s3_server.env)
     results = json.loads(_run(store.get("results.json")))
     assert results["task_id"] == UID.replace("-", "")[:12]
+    assert results["status"] == "completed"
     assert len(results["runs"]) == 40
     assert results["summary"]["eval_fns"][REWARD]["mean"] == 1.0
     assert results["summary"]["total_runs"] == 40
@@ -692,3 +693,29 @@ def test_run_config_round_trips_through_the_environment() -> None:
     with pytest.raises(RunConfigError, match=r"spec\.model"):
         RunConfig.from_env({RUN_CONFIG_ENV: value.replace('"model":{', '"model":{"bogus":1,')})
 
+
+
+@pytest.mark.slow
+def test_two_pods_of_one_shard_count_only_the_rollouts_they_committed(
+    s3_server: S3Server, model_url: str, tool_url: str, tmp_path: Path,  # noqa: F811
+) -> None:
+    """A retried pod while the old one still runs: both run the same items; each record is
+    committed once, and each pod's `done` counts only what it committed itself."""
+    import asyncio
+
+    from rollout_operator.cli.pod_work import run_shard
+
+    config = make_config(s3_server.bucket(), model_url, tool_url, samples=2, concurrency=4)
+    env = pod_env(config, s3_server, tmp_path / "termination-log")
+
+    async def both() -> list[Any]:
+        return list(await asyncio.gather(*(
+            run_shard(config, 0, environ=env, part_size=2, handle_sigterm=False)
+            for _ in range(2))))
+
+    first, second = asyncio.run(both())
+    records = records_in(s3_server, config)
+    assert sorted((r["row_index"], r["sample_index"]) for r in records) == [
+        (row, sample) for row in range(20) for sample in range(2)]
+    assert first.done + second.done == len(records) == 40
+    assert first.failed == second.failed == first.masked == second.masked == 0

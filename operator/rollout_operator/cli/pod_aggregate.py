@@ -293,7 +293,8 @@ async def aggregate_run(
         logger.info("Wrote %s (%d records)", store.url_for(TRAJECTORIES_PARQUET), written)
         artifacts["parquet"] = store.url_for(TRAJECTORIES_PARQUET)
 
-    document = results_document(config, names, scan.runs, summary)
+    document = results_document(config, names, scan.runs, summary,
+                                masked=scan.counts["masked"])
     text = scrubber.scrub_json(json.dumps(document, indent=1), indent=1)
     await store.put(RESULTS_JSON, text.encode())
     logger.info("Wrote %s (%d runs)", artifacts["results"], len(scan.runs))
@@ -305,10 +306,15 @@ async def aggregate_run(
 
 
 def results_document(
-    config: RunConfig, names: list[str], runs: list[dict[str, Any]], summary: dict[str, Any]
+    config: RunConfig, names: list[str], runs: list[dict[str, Any]], summary: dict[str, Any],
+    *, masked: int = 0,
 ) -> dict[str, Any]:
-    """results.json: the eval results schema, with the run's identity as its config."""
+    """results.json: the eval results schema, with the run's identity as its config. Its
+    status is `partial` when more rollouts than spec.faults.maxMaskedFraction remain masked
+    (the run fails with TooManyMasked), else `completed`."""
     import xxhash
+
+    from rollout_operator.runtime.metrics import too_many_masked
 
     spec = config.spec
     identity = {
@@ -336,7 +342,8 @@ def results_document(
         "version": RESULTS_VERSION,
         "task_id": config.uid.replace("-", "")[:12],
         "config_hash": config_hash,
-        "status": "completed",
+        "status": "partial" if too_many_masked(
+            masked, len(runs), spec.faults.max_masked_fraction) else "completed",
         "created_at": now,
         "updated_at": now,
         "config": identity,

@@ -36,7 +36,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,6 +108,13 @@ class ShardResult:
     dependencies: Dependencies | None = None
     """The outage gates of the attempt: their waits are reported."""
 
+    def uncount(self, statuses: Iterable[str]) -> None:
+        """Take back rollouts counted as done whose records another writer committed."""
+        for status in statuses:
+            self.done -= 1
+            if status in ("failed", "masked", "invalid"):
+                setattr(self, status, getattr(self, status) - 1)
+
     def outage_seconds(self) -> dict[str, float]:
         """Seconds of outage waited out, by dependency (model, tools, storage)."""
         return self.dependencies.waited() if self.dependencies is not None else {}
@@ -177,6 +184,7 @@ async def run_shard(
         if handle_sigterm:
             loop.add_signal_handler(signal.SIGTERM, terminate)
         progress = asyncio.create_task(_report_progress(result))
+        counted: dict[tuple[int, int, int], str] = {}
         try:
             async with ShardWriter(
                 store, "", index,
@@ -188,7 +196,10 @@ async def run_shard(
             ) as writer:
                 await _run_items(config, index, dataset, committed, runner, writer, result,
                                  backoff_s=_env_number(environ, MASKED_BACKOFF_ENV, float)
-                                 or MASKED_BACKOFF_S)
+                                 or MASKED_BACKOFF_S, counted=counted)
+            # Another pod of this index committed some of the same records first: they are
+            # its rollouts, not this attempt's.
+            result.uncount(counted.pop(key) for key in writer.dropped_keys if key in counted)
         except asyncio.CancelledError:
             if not stopping:
                 raise
@@ -232,6 +243,7 @@ async def _run_items(
     result: ShardResult,
     *,
     backoff_s: float = MASKED_BACKOFF_S,
+    counted: dict[tuple[int, int, int], str] | None = None,
 ) -> None:
     from rollout_operator.runtime.dataset import iter_rows_lenient
     from rollout_operator.runtime.errors import SystemicProviderError
@@ -280,6 +292,8 @@ async def _run_items(
             count(record)
 
     def count(record: TrajectoryRecord) -> None:
+        if counted is not None:
+            counted[(record.row_index, record.sample_index, record.attempt)] = record.status
         result.done += 1
         if record.status == "failed":
             result.failed += 1

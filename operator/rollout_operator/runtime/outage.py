@@ -68,8 +68,10 @@ class OutageGate:
         through, or to the end of the budget)."""
         self._waited = 0.0
         self._down_since: float | None = None
+        """While waiting for the dependency: when its outage began."""
+        self._given_up_at: float | None = None
+        """Once the budget is spent: when; calls fail at once until a request goes through."""
         self._up_since = float("-inf")
-        self._given_up = False
         self._delay = base_delay_s
         self._next_probe = 0.0
         self._ended = 0
@@ -79,7 +81,7 @@ class OutageGate:
     @property
     def down(self) -> bool:
         """The dependency is down and the gate is waiting for it."""
-        return self._down_since is not None and not self._given_up
+        return self._down_since is not None
 
     @property
     def down_for_s(self) -> float:
@@ -108,7 +110,7 @@ class OutageGate:
                 try:
                     result = await op()
                 except Exception as exc:
-                    if not is_outage(exc) or self._given_up:
+                    if not is_outage(exc) or self._given_up_at is not None:
                         raise
                     if failed_in is not None and failed_in < self._ended:
                         raise  # others got through since this request first failed
@@ -160,7 +162,6 @@ class OutageGate:
             return
         now = time.monotonic()
         self._down_since = now
-        self._given_up = False
         self.outages += 1
         self._delay = self.base_delay_s
         self._next_probe = now + self._jittered(self._delay)
@@ -181,7 +182,9 @@ class OutageGate:
         end = self._down_since + self.budget_s
         now = time.monotonic()
         if now >= end:
-            self._given_up = True
+            self._waited += now - self._down_since
+            self._down_since = None
+            self._given_up_at = now
             logger.error("%s still unreachable after %g s, the outage budget "
                          "(spec.faults.outageBudgetSeconds); its calls fail from now on",
                          _capital(self.what), self.budget_s)
@@ -191,16 +194,19 @@ class OutageGate:
 
     def _through(self, started: float) -> None:
         """A request sent at `started` got an answer: the outage, if any, is over."""
-        down_since = self._down_since
-        if down_since is None or started < down_since:
-            return
         now = time.monotonic()
-        self._waited += now - down_since
-        self._down_since = None
+        down_since, given_up_at = self._down_since, self._given_up_at
+        if down_since is not None and started >= down_since:
+            self._waited += now - down_since
+            self._down_since = None
+            logger.warning("%s is back after %.0f s", _capital(self.what), now - down_since)
+        elif given_up_at is not None and started >= given_up_at:
+            self._given_up_at = None
+            logger.warning("%s is back", _capital(self.what))
+        else:
+            return
         self._up_since = now
-        self._given_up = False
         self._ended += 1
-        logger.warning("%s is back after %.0f s", _capital(self.what), now - down_since)
 
     def _jittered(self, delay: float) -> float:
         return delay * (0.5 + random.random() / 2)
