@@ -131,8 +131,24 @@ def test_an_error_only_one_request_meets_is_not_waited_out() -> None:
                             probe=lambda: health.request("health"))
         with pytest.raises(ConnectionRefusedError, match="bad"):
             await outage.call(lambda: dependency.request("bad"), refused)
-        assert dependency.refused == 2  # its request, and once more after the probe
+        # The probe answered at once: no outage, and nobody waited.
+        assert (dependency.refused, health.requests, outage.outages) == (1, 1, 0)
         assert await outage.call(lambda: dependency.request("good"), refused) == "good"
+
+
+def test_an_error_of_one_request_after_an_outage_is_its_own() -> None:
+    """Without a probe: once others got through, the request that fails again gets its error."""
+    async def main() -> None:
+        dependency = Dependency(refusals=1, broken="bad")
+        outage = gate()
+        bad = asyncio.create_task(outage.call(lambda: dependency.request("bad"), refused))
+        await dependency.refusing.wait()
+        good = await outage.call(lambda: dependency.request("good"), refused)
+        with pytest.raises(ConnectionRefusedError, match="bad"):
+            await bad
+        assert good == "good" and outage.outages == 1
+
+    asyncio.run(main())
 
     asyncio.run(main())
 

@@ -20,11 +20,10 @@ answers they go on where they were; the shard's own retries are for crashes. The
 the progress line and, as seconds by dependency, in the result (`outageSeconds`).
 
 A model endpoint that fails for every call (bad key, gone past the outage budget) stops the
-shard: what finished is
-committed and the pod exits 1 so that the Job retries the index later. Failures of single
-rollouts never stop it: they are recorded as `failed` or, for infrastructure, `masked`; nor do
-dataset rows that cannot be used: each sample of such a row is an `invalid` record whose error
-(category `dataset`) names the file and the line.
+shard: what finished is committed and the pod exits 1 so that the Job retries the index later.
+Failures of single rollouts never stop it: they are recorded as `failed` or, for
+infrastructure, `masked`; nor do dataset rows that cannot be used: each sample of such a row is
+an `invalid` record whose error (category `dataset`) names the file and the line.
 """
 
 from __future__ import annotations

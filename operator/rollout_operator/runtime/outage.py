@@ -16,8 +16,9 @@ caller's own handling applies (a rollout is masked, a shard fails), until a requ
 through again. A budget of 0 turns waiting off.
 
 An error that persists for one request while the dependency answers (a probe or the requests of
-others go through) is that request's own, not an outage: once an outage ends, a call whose
-request fails again gets its error back.
+others go through) is that request's own, not an outage: a gate with a probe checks at once
+before it takes an error for an outage, and once an outage ends, a call whose request fails
+again gets its error back.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class OutageGate:
                         raise  # others got through since this request first failed
                     if started < self._up_since:
                         continue  # sent while the last outage was still on
+                    if self._down_since is None and await self._answers():
+                        raise exc from None  # the dependency is there: the error is this call's
                     self._trip(exc)
                     failed_in = self._ended
                     continue
@@ -156,6 +159,16 @@ class OutageGate:
             finally:
                 if on_wait is not None:
                     on_wait(time.monotonic() - waiting_since)
+
+    async def _answers(self) -> bool:
+        """Whether the gate's probe, if it has one, gets an answer now."""
+        if self.probe is None:
+            return False
+        try:
+            await self.probe()
+        except Exception:
+            return False
+        return True
 
     def _trip(self, exc: BaseException) -> None:
         if self._down_since is not None:
