@@ -37,7 +37,6 @@ T = TypeVar("T")
 
 BASE_DELAY_S = 0.5
 MAX_DELAY_S = 10.0
-DEFAULT_BUDGET_S = 300.0
 OUTAGE_SECONDS_KEY = "outageSeconds"
 """Seconds of outage waited out by dependency, in a worker's or the aggregate's termination
 message."""
@@ -258,5 +257,5 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-__all__ = ["DEFAULT_BUDGET_S", "OUTAGE_SECONDS_KEY", "STORAGE_OUTAGE_KEY", "Dependencies",
+__all__ = ["OUTAGE_SECONDS_KEY", "STORAGE_OUTAGE_KEY", "Dependencies",
            "OutageGate", "Waited"]
