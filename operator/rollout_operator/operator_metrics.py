@@ -10,6 +10,9 @@ per run and exports
   `status.progress` counts;
 - `rollout_operator_server_restarts_total{server}`: user-code servers (tools, scorers) that
   died and were started again, fed from each run's `status.restarts`;
+- `rollout_operator_outage_wait_seconds_total{dependency}`: seconds the runs' pods waited out
+  an outage of the model endpoint, the tool server or object storage, fed from each run's
+  `status.outageSeconds`;
 - `rollout_operator_reconcile_duration_seconds{trigger}` and
   `rollout_operator_reconcile_errors_total{trigger}`;
 - `rollout_operator_child_create_errors_total{kind}`.
@@ -36,6 +39,7 @@ from rollout_operator.api.status import Progress, RolloutRunStatus
 PREFIX = "rollout_operator"
 OUTCOMES = ("completed", "failed", "masked", "invalid")
 SERVERS = ("tools", "scorers")
+DEPENDENCIES = ("model", "tools", "storage")
 CONDITION_STATUSES = (ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN)
 # Reconciles are a few API calls each; the slow end is a busy API server.
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -53,6 +57,7 @@ class RunSeen:
     conditions: tuple[tuple[str, str], ...]
     outcomes: dict[str, int]
     restarts: dict[str, int] | None = None
+    outages: dict[str, float] | None = None
 
 
 def restart_counts(status: RolloutRunStatus) -> dict[str, int]:
@@ -61,6 +66,14 @@ def restart_counts(status: RolloutRunStatus) -> dict[str, int]:
     if restarts is None:
         return dict.fromkeys(SERVERS, 0)
     return {"tools": restarts.tools, "scorers": restarts.scorers}
+
+
+def outage_seconds(status: RolloutRunStatus) -> dict[str, float]:
+    """Seconds of outage waited out by dependency, as `status.outageSeconds` reports them."""
+    waited = status.outage_seconds
+    if waited is None:
+        return dict.fromkeys(DEPENDENCIES, 0.0)
+    return {"model": waited.model, "tools": waited.tools, "storage": waited.storage}
 
 
 def outcome_counts(progress: Progress | None) -> dict[str, int]:
@@ -124,6 +137,13 @@ class OperatorMetrics:
             "status.restarts.", ["server"], registry=self.registry)
         for server in SERVERS:
             self.server_restarts.labels(server)
+        self.outage_waits = Counter(
+            f"{PREFIX}_outage_wait_seconds",
+            "Seconds the runs' pods waited out an outage of a dependency (model endpoint, tool "
+            "server, object storage), from the runs' status.outageSeconds.",
+            ["dependency"], registry=self.registry)
+        for dependency in DEPENDENCIES:
+            self.outage_waits.labels(dependency)
         self.reconcile_duration = Histogram(
             f"{PREFIX}_reconcile_duration_seconds",
             "Time of one reconcile of a run (observe, decide, act), by what triggered it.",
@@ -149,6 +169,7 @@ class OperatorMetrics:
             return
         counts = outcome_counts(status.progress)
         restarts = restart_counts(status)
+        waited = outage_seconds(status)
         phase = status.phase or Phase.PENDING
         conditions = tuple((c.type, c.status) for c in status.conditions)
         with self._lock:
@@ -161,6 +182,9 @@ class OperatorMetrics:
             before = (previous.restarts or {}) if previous is not None else {}
             most = {server: max(before.get(server, 0), count)
                     for server, count in restarts.items()}
+            waited_before = (previous.outages or {}) if previous is not None else {}
+            longest = {name: max(waited_before.get(name, 0.0), seconds)
+                       for name, seconds in waited.items()}
             if previous is not None:
                 for outcome, count in highest.items():
                     increment = count - previous.outcomes.get(outcome, 0)
@@ -170,7 +194,11 @@ class OperatorMetrics:
                     increment = count - before.get(server, 0)
                     if increment > 0:
                         self.server_restarts.labels(server).inc(increment)
-            self._runs[uid] = RunSeen(phase, conditions, highest, most)
+                for name, seconds in longest.items():
+                    more = seconds - waited_before.get(name, 0.0)
+                    if more > 0:
+                        self.outage_waits.labels(name).inc(more)
+            self._runs[uid] = RunSeen(phase, conditions, highest, most, longest)
 
     def forget_run(self, uid: str) -> None:
         """Run `uid` is gone: it leaves the gauges, and later statuses of it are ignored."""
@@ -209,5 +237,5 @@ class OperatorMetrics:
             raise
 
 
-__all__ = ["OUTCOMES", "SERVERS", "OperatorMetrics", "RunSeen", "outcome_counts",
-           "restart_counts"]
+__all__ = ["DEPENDENCIES", "OUTCOMES", "SERVERS", "OperatorMetrics", "RunSeen", "outage_seconds",
+           "outcome_counts", "restart_counts"]

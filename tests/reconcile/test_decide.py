@@ -51,6 +51,9 @@ class Cluster:
             self.children[key] = copy.deepcopy(manifest)
         for _, kind, name in decision.delete:
             self.children.pop((kind, name), None)
+            if kind == "Job":  # its pods go with it, as the garbage collector does
+                self.pods = [pod for pod in self.pods
+                             if pod["metadata"]["labels"].get(JOB_NAME_LABEL) != name]
 
     def component(self, kind: str, component: str) -> dict[str, Any]:
         for (k, _), child in self.children.items():
@@ -710,3 +713,75 @@ def test_a_run_with_too_many_masked_rollouts_completes_but_fails(
     assert [e.reason for e in finished.events if e.type == "Warning"] == [
         Reason.TOO_MANY_MASKED]
     assert finished.delete  # the servers are torn down as for any finished run
+
+
+def _aggregating(body: dict[str, Any], cluster: Cluster) -> None:
+    """Workers done (having waited out some outages): the aggregate Job is created."""
+    _synced(body, cluster)
+    cluster.make_ready("tools")
+    cluster.make_ready("scorers")
+    _step(body, cluster)
+    cluster.finish_job("workers", {
+        0: {"shard": 0, "done": 40, "outageSeconds": {"storage": 12.5, "model": 3.0}},
+        1: {"shard": 1, "done": 40, "outageSeconds": {"storage": 11.0}}})
+    _step(body, cluster)
+    assert _condition(body, ConditionType.COMPLETE) == ("False", Reason.AGGREGATING)
+
+
+STORAGE_GONE = {"error": "Cannot list s3://rollouts/calculator/team/shards/: error sending "
+                         "request", "storageOutage": True}
+
+
+def test_an_aggregate_that_could_not_reach_storage_runs_again_later_and_completes() -> None:
+    body, cluster = _body(), Cluster()
+    _aggregating(body, cluster)
+    assert _status(body).outage_seconds is not None
+    assert _status(body).outage_seconds.model_dump() == {"model": 3.0, "tools": 0.0,
+                                                         "storage": 23.5}
+    name = cluster.component("Job", "aggregate")["metadata"]["name"]
+    cluster.finish_job("aggregate", {0: STORAGE_GONE}, ok=False)
+    retrying = _step(body, cluster)
+    assert ("batch/v1", "Job", name) in retrying.delete
+    status = _status(body)
+    assert _condition(body, ConditionType.COMPLETE) == ("False", Reason.AGGREGATE_RETRYING)
+    assert find_condition(status.conditions, ConditionType.FAILED) is None
+    assert status.phase == Phase.AGGREGATING
+    complete = find_condition(status.conditions, ConditionType.COMPLETE)
+    assert complete is not None
+    assert "error sending request" in complete.message and "in 60 s (retry 1 of 3)" in \
+        complete.message
+    assert status.aggregate_retries is not None and status.aggregate_retries.count == 1
+
+    assert _step(body, cluster, NOW + timedelta(seconds=30)).create == []  # not yet
+    again = _step(body, cluster, NOW + timedelta(seconds=60))
+    assert _components(again.create) == [("Job", "aggregate")]
+    assert _condition(body, ConditionType.COMPLETE) == ("False", Reason.AGGREGATING)
+
+    cluster.finish_job("aggregate", {0: dict(AGGREGATE_OK, outageSeconds={"storage": 4.0})})
+    _step(body, cluster, NOW + timedelta(seconds=90))
+    status = _status(body)
+    assert _condition(body, ConditionType.COMPLETE) == ("True", Reason.COMPLETED)
+    assert status.phase == Phase.SUCCEEDED
+    assert status.outage_seconds is not None and status.outage_seconds.storage == 27.5
+
+
+def test_an_aggregate_fails_the_run_past_its_retries_or_for_another_cause() -> None:
+    body, cluster = _body(), Cluster()
+    _aggregating(body, cluster)
+    now = NOW
+    for retry in range(1, 4):
+        cluster.finish_job("aggregate", {0: STORAGE_GONE}, ok=False)
+        _step(body, cluster, now)
+        assert _condition(body, ConditionType.COMPLETE) == ("False", Reason.AGGREGATE_RETRYING)
+        now += timedelta(seconds=60 * 2 ** (retry - 1))
+        assert _components(_step(body, cluster, now).create) == [("Job", "aggregate")]
+    cluster.finish_job("aggregate", {0: STORAGE_GONE}, ok=False)
+    _step(body, cluster, now)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.AGGREGATE_FAILED)
+
+    body, cluster = _body(), Cluster()
+    _aggregating(body, cluster)
+    cluster.finish_job("aggregate", {0: {"error": "Cannot read s3://rollouts/x: permission "
+                                                  "denied"}}, ok=False)
+    _step(body, cluster)
+    assert _condition(body, ConditionType.FAILED) == ("True", Reason.AGGREGATE_FAILED)

@@ -11,6 +11,13 @@ request in full (so the object is written):
   sent, if the client is still there;
 - `None`: the answer is passed on.
 
+Setting `outage` takes the upstream server away, for every request, until it is set back to
+None: `"refuse"` stops listening (connections are refused, as by a host whose server is down;
+open ones are closed), `"reset"` closes each connection without an answer (as a server that dies
+on every request), `"503"` answers 503 Service Unavailable (as a load balancer with no backend
+behind it). `refused` counts the requests and connections turned away so (not those refused by
+the kernel).
+
 `drop_first(method, substring)` and `delay_first(...)` build the usual rule: the first request
 of that method to each path containing `substring` is faulted, its repeats are not.
 `requests` lists (method, path, status, fault) of every request the upstream answered.
@@ -26,6 +33,9 @@ from typing import Literal, Self
 from tests.support.loopback import HOST
 
 Fault = Literal["drop", "delay"] | None
+Outage = Literal["refuse", "reset", "503"] | None
+_UNAVAILABLE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: 19\r\nConnection: close\r\n\r\nService Unavailable")
 Rule = Callable[[str, str], Fault]
 
 
@@ -61,6 +71,9 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.rule: Rule = rule or (lambda method, path: None)
         self.delay_s = delay_s
+        self._outage: Outage = None
+        self.refused = 0
+        self._server: asyncio.Server | None = None
         self.requests: list[tuple[str, str, int, Fault]] = []
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -76,6 +89,25 @@ class FaultProxy:
     def faulted(self, fault: Fault = None) -> list[tuple[str, str, int, Fault]]:
         """The requests whose answer was faulted (with `fault`, those of that kind only)."""
         return [r for r in self.requests if r[3] is not None and fault in (None, r[3])]
+
+    @property
+    def outage(self) -> Outage:
+        return self._outage
+
+    @outage.setter
+    def outage(self, kind: Outage) -> None:
+        listening = kind != "refuse"
+        changes = (self._outage != "refuse") != listening
+        self._outage = kind
+        if changes and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._listen(listening), self._loop).result(10)
+
+    async def _listen(self, on: bool) -> None:
+        if on:
+            self._server = await asyncio.start_server(self._client, HOST, self.port)
+        elif self._server is not None:
+            self._server.close()
+            self._server = None
 
     def start(self) -> Self:
         self._thread = threading.Thread(target=self._serve, name="fault-proxy", daemon=True)
@@ -102,21 +134,30 @@ class FaultProxy:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._client, HOST, 0)
-        self.port = int(server.sockets[0].getsockname()[1])
+        self._server = await asyncio.start_server(self._client, HOST, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
         self._ready.set()
-        async with server:
-            await self._stop.wait()
-            server.close()
-            for task in list(self._held):
-                task.cancel()
+        await self._stop.wait()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._held):
+            task.cancel()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
+            if self._outage in ("reset", "refuse"):
+                self.refused += 1
+                return
             while True:
                 request = await _read_message(reader, request=True)
                 if request is None:
+                    return
+                if self._outage is not None:
+                    self.refused += 1
+                    if self._outage == "503":
+                        writer.write(_UNAVAILABLE)
+                        await writer.drain()
                     return
                 head, body = request
                 method, path = _request_line(head)

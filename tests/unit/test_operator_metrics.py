@@ -134,6 +134,22 @@ def test_server_restarts_count_the_rise_from_each_status(metrics: OperatorMetric
     assert value(metrics, "rollout_operator_server_restarts_total", server="scorers") == 4
 
 
+def test_outage_waits_count_the_rise_from_each_status(metrics: OperatorMetrics) -> None:
+    from rollout_operator.api.status import OutageSeconds
+
+    first = status("Running")
+    metrics.observe_run("a", first)
+    metrics.observe_run("a", first.model_copy(
+        update={"outage_seconds": OutageSeconds(storage=12.5)}))
+    metrics.observe_run("a", first.model_copy(
+        update={"outage_seconds": OutageSeconds(model=30, storage=20)}))
+    metrics.observe_run("a", first)  # an older status read late changes nothing
+    assert value(metrics, "rollout_operator_outage_wait_seconds_total",
+                 dependency="storage") == 20
+    assert value(metrics, "rollout_operator_outage_wait_seconds_total", dependency="model") == 30
+    assert value(metrics, "rollout_operator_outage_wait_seconds_total", dependency="tools") == 0
+
+
 def test_reconcile_duration_and_errors_by_trigger(metrics: OperatorMetrics) -> None:
     with metrics.reconcile_timer("timer"):
         pass

@@ -96,6 +96,7 @@ class Reason:
     ROLLOUTS_RUNNING: Final = "RolloutsRunning"
     AGGREGATING: Final = "Aggregating"
     AGGREGATE_FAILED: Final = "AggregateFailed"
+    AGGREGATE_RETRYING: Final = "AggregateRetrying"
     COMPLETED: Final = "Completed"
     WORKERS_FAILED: Final = "WorkersFailed"
     TOO_MANY_MASKED: Final = "TooManyMasked"

@@ -390,7 +390,7 @@ class WorkersSpec(ApiModel):
 
 class FaultsSpec(ApiModel):
     """What a run does about rollouts masked by infrastructure (model endpoint, tool or scorer
-    server), and how many it tolerates."""
+    server), how many it tolerates, and how long it waits out a dependency's outage."""
 
     masked_retries: int = Field(
         default=2,
@@ -408,6 +408,17 @@ class FaultsSpec(ApiModel):
         description=(
             "Largest share of rollouts that may remain masked at the end; above it the run "
             "fails with reason TooManyMasked (its results are still written)."
+        ),
+    )
+    outage_budget_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description=(
+            "Longest a worker or the aggregate waits for a model endpoint, tool server or "
+            "object store that cannot be reached (refused or dropped connections, 502/503/504, "
+            "storage timeouts) before its calls fail as they would without waiting. Rollouts "
+            "caught by the outage are sent again once it is over, not masked. 0: no waiting."
         ),
     )
 

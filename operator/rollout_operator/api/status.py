@@ -215,6 +215,24 @@ class ServerRestarts(StatusModel):
     )
 
 
+class OutageSeconds(StatusModel):
+    """Seconds the run's pods waited out outages of what they depend on
+    (spec.faults.outageBudgetSeconds), summed over the pods that waited."""
+
+    model: float = Field(default=0, ge=0, description="The model endpoint.")
+    tools: float = Field(default=0, ge=0, description="The tool server.")
+    storage: float = Field(default=0, ge=0, description="Object storage.")
+
+
+class AggregateRetries(StatusModel):
+    """Aggregate Jobs run again because object storage could not be reached."""
+
+    count: int = Field(default=0, ge=0, description="Aggregate Jobs run again so far.")
+    next_time: datetime | None = Field(
+        default=None, description="When the next aggregate Job may start."
+    )
+
+
 class ScorerSummary(StatusModel):
     """Statistics of one scorer over all scored rollouts."""
 
@@ -328,6 +346,15 @@ class RolloutRunStatus(StatusModel):
     progress: Progress | None = Field(default=None, description="Rollouts done so far.")
     restarts: ServerRestarts | None = Field(
         default=None, description="User-code servers that died and were started again."
+    )
+    outage_seconds: OutageSeconds | None = Field(
+        default=None,
+        description="Seconds the pods waited for a model endpoint, tool server or object store "
+                    "that could not be reached.",
+    )
+    aggregate_retries: AggregateRetries | None = Field(
+        default=None,
+        description="Aggregate Jobs run again after object storage could not be reached.",
     )
     summary: (
         Annotated[

@@ -21,6 +21,9 @@ The termination message is a compact summary for the RolloutRun's status (progre
 per-scorer mean/std/min/max/pass@k, the best and worst three samples, artifact URLs), under
 4 KiB whatever the size of the run.
 
+Object storage that cannot be reached is waited out for `spec.faults.outageBudgetSeconds`, as in
+the workers (`runtime.outage`); the summary says how long (`outageSeconds`).
+
 The workers scrubbed the secrets they hold from their records; the aggregate scrubs the ones it
 holds (`runtime.scrub`) again from every record it reads, results.json and the summary.
 """
@@ -46,6 +49,7 @@ import click
 
 from rollout_operator.cli.pod_common import (
     MAX_TERMINATION_MESSAGE_BYTES,
+    PodFailure,
     fit_json,
     load_run_config,
     run_pod_command,
@@ -72,9 +76,18 @@ ItemKey = tuple[int, int]
 def aggregate_command(parquet: bool) -> None:
     """Write results.json (and trajectories.parquet) for the run in $ROLLOUT_RUN_CONFIG."""
 
+    from rollout_operator.runtime.outage import STORAGE_OUTAGE_KEY
+    from rollout_operator.runtime.storage import StorageError
+
     def body() -> Mapping[str, Any]:
         config = load_run_config()
-        return asyncio.run(aggregate_run(config, write_parquet=parquet))
+        try:
+            return asyncio.run(aggregate_run(config, write_parquet=parquet))
+        except StorageError as exc:
+            if not exc.outage:
+                raise
+            # Past the outage budget: the operator runs the aggregate again later.
+            raise PodFailure(str(exc), result={STORAGE_OUTAGE_KEY: True}) from None
 
     run_pod_command(body)
 
@@ -236,13 +249,16 @@ async def aggregate_run(
     write_parquet: bool = True,
 ) -> dict[str, Any]:
     """Write results.json (and trajectories.parquet); returns the compact summary."""
+    from rollout_operator.runtime.outage import OUTAGE_SECONDS_KEY, OutageGate
     from rollout_operator.runtime.run_layout import RESULTS_JSON, SHARDS_DIR, TRAJECTORIES_PARQUET
     from rollout_operator.runtime.scrub import Scrubber
     from rollout_operator.runtime.shards import ReadStats, read_all_records
     from rollout_operator.runtime.storage import open_store
 
     spec = config.spec
-    store = open_store(config.run_prefix, endpoint=spec.output.endpoint, environ=environ)
+    outage = OutageGate("object storage", spec.faults.outage_budget_seconds)
+    store = open_store(config.run_prefix, endpoint=spec.output.endpoint, environ=environ,
+                       outage=outage)
     scrubber = Scrubber.for_run(spec, environ)
     await record_inspection(store, config)
     scan = _Scan()
@@ -277,19 +293,28 @@ async def aggregate_run(
         logger.info("Wrote %s (%d records)", store.url_for(TRAJECTORIES_PARQUET), written)
         artifacts["parquet"] = store.url_for(TRAJECTORIES_PARQUET)
 
-    document = results_document(config, names, scan.runs, summary)
+    document = results_document(config, names, scan.runs, summary,
+                                masked=scan.counts["masked"])
     text = scrubber.scrub_json(json.dumps(document, indent=1), indent=1)
     await store.put(RESULTS_JSON, text.encode())
     logger.info("Wrote %s (%d runs)", artifacts["results"], len(scan.runs))
-    scrubbed: dict[str, Any] = scrubber.scrub_data(compact_summary(scan, summary, artifacts))
+    message = compact_summary(scan, summary, artifacts)
+    if outage.waited_s > 0:
+        message[OUTAGE_SECONDS_KEY] = {"storage": round(outage.waited_s, 1)}
+    scrubbed: dict[str, Any] = scrubber.scrub_data(message)
     return scrubbed
 
 
 def results_document(
-    config: RunConfig, names: list[str], runs: list[dict[str, Any]], summary: dict[str, Any]
+    config: RunConfig, names: list[str], runs: list[dict[str, Any]], summary: dict[str, Any],
+    *, masked: int = 0,
 ) -> dict[str, Any]:
-    """results.json: the eval results schema, with the run's identity as its config."""
+    """results.json: the eval results schema, with the run's identity as its config. Its
+    status is `partial` when more rollouts than spec.faults.maxMaskedFraction remain masked
+    (the run fails with TooManyMasked), else `completed`."""
     import xxhash
+
+    from rollout_operator.runtime.metrics import too_many_masked
 
     spec = config.spec
     identity = {
@@ -319,7 +344,8 @@ def results_document(
         "version": RESULTS_VERSION,
         "task_id": config.uid.replace("-", "")[:12],
         "config_hash": config_hash,
-        "status": "completed",
+        "status": "partial" if too_many_masked(
+            masked, len(runs), spec.faults.max_masked_fraction) else "completed",
         "created_at": now,
         "updated_at": now,
         "config": identity,

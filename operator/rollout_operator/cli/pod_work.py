@@ -12,11 +12,18 @@ server out of reach) is run again at the end of the shard, after a short backoff
 number, and readers keep the best record of each item. A retried shard, or a rerun, runs again
 every item whose kept record is masked.
 
-A model endpoint that fails for every call (bad key, gone) stops the shard: what finished is
-committed and the pod exits 1 so that the Job retries the index later. Failures of single
-rollouts never stop it: they are recorded as `failed` or, for infrastructure, `masked`; nor do
-dataset rows that cannot be used: each sample of such a row is an `invalid` record whose error
-(category `dataset`) names the file and the line.
+A model endpoint, tool server or object store that cannot be reached (refused or dropped
+connections, 502/503/504, storage timeouts) is waited out, for up to
+`spec.faults.outageBudgetSeconds`, by one gate per dependency that every rollout of the shard
+shares (`runtime.outage`): one request probes it with backoff while the others wait, and once it
+answers they go on where they were; the shard's own retries are for crashes. The wait shows in
+the progress line and, as seconds by dependency, in the result (`outageSeconds`).
+
+A model endpoint that fails for every call (bad key, gone past the outage budget) stops the
+shard: what finished is committed and the pod exits 1 so that the Job retries the index later.
+Failures of single rollouts never stop it: they are recorded as `failed` or, for
+infrastructure, `masked`; nor do dataset rows that cannot be used: each sample of such a row is
+an `invalid` record whose error (category `dataset`) names the file and the line.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +52,7 @@ from rollout_operator.cli.pod_common import (
     load_run_config,
     run_pod_command,
 )
+from rollout_operator.runtime.outage import OUTAGE_SECONDS_KEY, Dependencies
 from rollout_operator.runtime.run_config import MODEL_API_KEY_ENV, RunConfig
 
 logger = logging.getLogger(__name__)
@@ -97,9 +105,23 @@ class ShardResult:
     """Masked records this attempt ran again (each left in storage as history)."""
     scorer_restarts: int = 0
     """Restarts of the scorer server seen by this attempt (a scorer crashed its process)."""
+    dependencies: Dependencies | None = None
+    """The outage gates of the attempt: their waits are reported."""
+
+    def uncount(self, statuses: Iterable[str]) -> None:
+        """Take back rollouts counted as done whose records another writer committed."""
+        for status in statuses:
+            self.done -= 1
+            if status in ("failed", "masked", "invalid"):
+                setattr(self, status, getattr(self, status) - 1)
+
+    def outage_seconds(self) -> dict[str, float]:
+        """Seconds of outage waited out, by dependency (model, tools, storage)."""
+        return self.dependencies.waited() if self.dependencies is not None else {}
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        outages = self.outage_seconds()
+        return ({OUTAGE_SECONDS_KEY: outages} if outages else {}) | {
             "shard": self.shard,
             "total": self.total,
             "done": self.done,
@@ -136,17 +158,19 @@ async def run_shard(
     from rollout_operator.runtime.storage import open_store
 
     spec = config.spec
-    result = ShardResult(shard=index)
-    store = open_store(config.run_prefix, endpoint=spec.output.endpoint, environ=environ)
+    dependencies = Dependencies.with_budget(spec.faults.outage_budget_seconds)
+    result = ShardResult(shard=index, dependencies=dependencies)
+    store = open_store(config.run_prefix, endpoint=spec.output.endpoint, environ=environ,
+                       outage=dependencies.storage)
     with tempfile.TemporaryDirectory(prefix="rollout-dataset-") as scratch:
-        dataset = await _dataset_file(config, Path(scratch), environ)
+        dataset = await _dataset_file(config, Path(scratch), environ, dependencies)
         result.total = _shard_total(config, dataset, index)
         committed = await committed_records(store, "", index)
         if result.total and sum(not k.masked for k in committed.values()) >= result.total:
             result.skipped = result.total
             logger.info("Shard %d: all %d items are already committed", index, result.total)
             return result
-        runner, closers = await _runner(config, environ)
+        runner, closers = await _runner(config, environ, dependencies)
         await _save_tool_schemas(store, runner.tool_schemas)
         main = asyncio.current_task()
         assert main is not None
@@ -161,6 +185,7 @@ async def run_shard(
         if handle_sigterm:
             loop.add_signal_handler(signal.SIGTERM, terminate)
         progress = asyncio.create_task(_report_progress(result))
+        counted: dict[tuple[int, int, int], str] = {}
         try:
             async with ShardWriter(
                 store, "", index,
@@ -172,7 +197,10 @@ async def run_shard(
             ) as writer:
                 await _run_items(config, index, dataset, committed, runner, writer, result,
                                  backoff_s=_env_number(environ, MASKED_BACKOFF_ENV, float)
-                                 or MASKED_BACKOFF_S)
+                                 or MASKED_BACKOFF_S, counted=counted)
+            # Another pod of this index committed some of the same records first: they are
+            # its rollouts, not this attempt's.
+            result.uncount(counted.pop(key) for key in writer.dropped_keys if key in counted)
         except asyncio.CancelledError:
             if not stopping:
                 raise
@@ -216,6 +244,7 @@ async def _run_items(
     result: ShardResult,
     *,
     backoff_s: float = MASKED_BACKOFF_S,
+    counted: dict[tuple[int, int, int], str] | None = None,
 ) -> None:
     from rollout_operator.runtime.dataset import iter_rows_lenient
     from rollout_operator.runtime.errors import SystemicProviderError
@@ -264,6 +293,8 @@ async def _run_items(
             count(record)
 
     def count(record: TrajectoryRecord) -> None:
+        if counted is not None:
+            counted[(record.row_index, record.sample_index, record.attempt)] = record.status
         result.done += 1
         if record.status == "failed":
             result.failed += 1
@@ -337,7 +368,8 @@ async def _run_items(
         ) from None
 
 
-async def _dataset_file(config: RunConfig, scratch: Path, environ: Mapping[str, str]) -> Path:
+async def _dataset_file(config: RunConfig, scratch: Path, environ: Mapping[str, str],
+                        dependencies: Dependencies | None = None) -> Path:
     """The dataset as a local file: in the unpacked repo, or downloaded from object storage."""
     from rollout_operator.runtime.storage import download_url, split_object_url
 
@@ -346,7 +378,8 @@ async def _dataset_file(config: RunConfig, scratch: Path, environ: Mapping[str, 
         _, name = split_object_url(dataset.url)
         logger.info("Downloading the dataset from %s", dataset.url)
         return await download_url(
-            dataset.url, scratch / name, endpoint=config.spec.output.endpoint, environ=environ
+            dataset.url, scratch / name, endpoint=config.spec.output.endpoint, environ=environ,
+            outage=dependencies.storage if dependencies is not None else None,
         )
     assert dataset.path is not None
     path = Path(config.repo_dir) / dataset.path
@@ -370,9 +403,10 @@ def _shard_total(config: RunConfig, dataset: Path, index: int) -> int:
     return shard_rows(window, config.spec.workers.shards, index) * spec.samples_per_prompt
 
 
-async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, list[Any]]:
+async def _runner(config: RunConfig, environ: Mapping[str, str],
+                  dependencies: Dependencies) -> tuple[Any, list[Any]]:
     """The rollout runner (model client, tool client, scorers) and what to close afterwards."""
-    from rollout_operator.runtime.agent_loop import AgentConfig
+    from rollout_operator.runtime.agent_loop import AgentConfig, model_outage
     from rollout_operator.runtime.errors import SystemicProviderError
     from rollout_operator.runtime.models import (
         check_api_key,
@@ -394,12 +428,16 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
         request_timeout=spec.model.request_timeout_seconds,
     )
     closers: list[Any] = [chat.aclose]
+    # A cheap check of the endpoint, where the client has one, tells an outage from an error
+    # only some requests meet.
+    dependencies.model.probe = getattr(chat, "reachable", None)
     try:
-        await preflight(chat)
+        await dependencies.model.call(lambda: preflight(chat), model_outage)
     except SystemicProviderError as exc:
         await chat.aclose()
         raise PodFailure(f"Model check failed: {exc}", exit_code=EXIT_RETRY) from None
-    tools, schemas = await _tools(config)
+    tools, schemas = await _tools(config, wait_s=max(TOOLS_WAIT_S,
+                                                     dependencies.tools.budget_s))
     closers.append(tools.aclose)
     try:
         scoring = await _scoring(config)
@@ -415,6 +453,8 @@ async def _runner(config: RunConfig, environ: Mapping[str, str]) -> tuple[Any, l
         completion_params=config.completion_params(),
         tool_timeout_s=spec.agent.tool_timeout_seconds,
         rollout_timeout_s=spec.agent.rollout_timeout_seconds,
+        model_gate=dependencies.model,
+        tool_gate=dependencies.tools,
     )
     runner = RolloutRunner(
         chat, tools, schemas, (), agent,
@@ -459,7 +499,7 @@ async def _scoring(config: RunConfig) -> Any:
     return scoring
 
 
-async def _tools(config: RunConfig) -> tuple[Any, list[Any]]:
+async def _tools(config: RunConfig, wait_s: float = TOOLS_WAIT_S) -> tuple[Any, list[Any]]:
     """The tool Service's client and its tools, waiting a while for the Service to answer."""
     from rollout_operator.runtime.tools import HttpTools
 
@@ -469,7 +509,7 @@ async def _tools(config: RunConfig) -> tuple[Any, list[Any]]:
         max_result_chars=config.spec.agent.tool_result_max_chars,
         max_connections=max(100, config.spec.workers.concurrency),
     )
-    deadline = time.monotonic() + TOOLS_WAIT_S
+    deadline = time.monotonic() + wait_s
     delay = 0.5
     while True:
         try:
@@ -477,7 +517,7 @@ async def _tools(config: RunConfig) -> tuple[Any, list[Any]]:
         except ConnectionError as exc:
             if time.monotonic() + delay > deadline:
                 await tools.aclose()
-                message = f"{exc} (waited {TOOLS_WAIT_S:g}s)"
+                message = f"{exc} (waited {wait_s:g}s)"
                 raise PodFailure(message, exit_code=EXIT_RETRY) from None
             logger.info("Waiting for the tool server: %s", exc)
             await asyncio.sleep(delay)
@@ -512,9 +552,15 @@ async def _report_progress(result: ShardResult) -> None:
         now = time.monotonic()
         rate = (result.done - last_done) / (now - last_time)
         left = result.total - result.skipped - result.done
+        waiting = ""
+        if result.dependencies is not None:
+            gates = (result.dependencies.model, result.dependencies.tools,
+                     result.dependencies.storage)
+            waiting = "".join(f"; {gate.what} unreachable, waiting {gate.down_for_s:.0f} s of "
+                              f"{gate.budget_s:g} s budget" for gate in gates if gate.down)
         logger.info(
             "Shard %d: %d done, %d left, %d failed, %d masked, %d invalid, %d skipped; "
-            "%.1f items/s", result.shard, result.done, left, result.failed, result.masked,
-            result.invalid, result.skipped, rate,
+            "%.1f items/s%s", result.shard, result.done, left, result.failed, result.masked,
+            result.invalid, result.skipped, rate, waiting,
         )
         last_done, last_time = result.done, now

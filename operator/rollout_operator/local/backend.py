@@ -103,6 +103,8 @@ class RunResult:
     duration_s: float = 0.0
     restarts: dict[str, int] = field(default_factory=lambda: {"tools": 0, "scorers": 0})
     """Times a user-code server died and was started again (a tool or scorer killed it)."""
+    outage_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds the workers and the aggregate waited out outages, by dependency."""
 
     @property
     def ok(self) -> bool:
@@ -130,6 +132,7 @@ class RunResult:
             "problems": self.problems,
             "logs": self.logs,
             "restarts": dict(self.restarts),
+            "outageSeconds": dict(self.outage_seconds),
             "durationSeconds": round(self.duration_s, 3),
         }
 
@@ -601,7 +604,15 @@ class LocalBackend:
             with contextlib.suppress(Exception):
                 await tracker.poll()
             self.view.stop_work()
+        for outcome in outcomes:
+            self._add_outages(outcome.message.get("outageSeconds"))
         self._judge(outcomes)
+
+    def _add_outages(self, waited: Any) -> None:
+        """Add a worker's or the aggregate's `outageSeconds` to the run's."""
+        for dependency, seconds in (waited if isinstance(waited, dict) else {}).items():
+            total = self.result.outage_seconds.get(dependency, 0.0) + float(seconds)
+            self.result.outage_seconds[dependency] = round(total, 1)
 
     async def _poll(self, tracker: CommitTracker) -> None:
         while True:
@@ -636,6 +647,7 @@ class LocalBackend:
 
         summary = await aggregate_run(config, environ=self.environ)
         self.result.summary = summary
+        self._add_outages(summary.get("outageSeconds"))
         progress = summary.get("progress") or {}
         too_many = too_many_masked(int(progress.get("masked") or 0),
                                    max(self.state.total, int(progress.get("total") or 0)),

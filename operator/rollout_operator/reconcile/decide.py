@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from rollout_operator.api.constants import ConditionStatus, ConditionType, Reason
 from rollout_operator.api.spec import RolloutRunSpec
 from rollout_operator.api.status import (
+    AggregateRetries,
     Artifacts,
     RolloutRunStatus,
     find_condition,
@@ -37,6 +38,7 @@ from rollout_operator.reconcile.results import (
     apply_aggregate,
     apply_inspection,
     apply_sync,
+    outage_seconds,
     server_restarts,
     shard_progress,
 )
@@ -54,9 +56,15 @@ from rollout_operator.resources import (
 )
 from rollout_operator.resources.policy import policy_problems
 from rollout_operator.runtime.inspection import InspectionReport
+from rollout_operator.runtime.outage import STORAGE_OUTAGE_KEY
 from rollout_operator.settings import OperatorSettings
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+
+AGGREGATE_RETRIES = 3
+"""New aggregate Jobs after one failed because object storage could not be reached."""
+AGGREGATE_RETRY_DELAY_S = 60
+"""Wait before the first of them; doubled for each next one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,6 +478,8 @@ def _workers(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obser
     if job.suspended != spec.suspend and not job.complete:
         step.decision.patch_jobs.append((job.name, {"spec": {"suspend": spec.suspend}}))
     step.status.progress = shard_progress(step.status.progress, job)
+    step.status.outage_seconds = outage_seconds(step.status.outage_seconds,
+                                                job.messages.values())
     if _past_deadline(step, job, "The worker Job", "config.workerDeadlineSeconds",
                       ", or spread the run over more spec.workers.shards and parallelism"):
         return False
@@ -501,12 +511,19 @@ def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) 
     from rollout_operator.runtime.metrics import too_many_masked
 
     job = observed.jobs.get("aggregate")
+    retries = step.status.aggregate_retries
     if job is None:
+        if retries is not None and retries.next_time is not None and now < retries.next_time:
+            return  # the Complete condition says when the aggregate runs again
         step.ensure(observed, [build_aggregate_job(ctx)])
         step.condition(ConditionType.COMPLETE, FALSE, Reason.AGGREGATING,
                        "Computing the summary and writing results.json.")
         return
     message = job.messages.get(0)
+    workers = observed.jobs.get("workers")
+    step.status.outage_seconds = outage_seconds(
+        step.status.outage_seconds,
+        [*(workers.messages.values() if workers else ()), *([message] if message else [])])
     if job.complete and message is not None and "raw" not in message:
         apply_aggregate(step.status, message)
         step.status.completion_time = now
@@ -525,8 +542,34 @@ def _aggregate(step: _Step, ctx: RunContext, observed: Observed, now: datetime) 
     if _past_deadline(step, job, "The aggregate Job", "config.aggregateDeadlineSeconds"):
         return
     if job.failed_terminal:
+        if _retry_aggregate(step, job, now):
+            return
         step.fail(Reason.AGGREGATE_FAILED,
                   f"Aggregate Job {job.name} failed: {_job_cause(job, 'see its logs')}")
+
+
+def _retry_aggregate(step: _Step, job: JobState, now: datetime) -> bool:
+    """An aggregate Job that failed because object storage could not be reached (past its own
+    outage budget and retries) is deleted and made again later, a few times: every record is
+    stored, so the run should not fail for good. True while a retry is under way."""
+    complete = find_condition(step.status.conditions, ConditionType.COMPLETE)
+    if complete is not None and complete.reason == Reason.AGGREGATE_RETRYING:
+        step.decision.delete.append(("batch/v1", "Job", job.name))  # still going away
+        return True
+    message = job.messages.get(0) or {}
+    retries = step.status.aggregate_retries or AggregateRetries()
+    if not message.get(STORAGE_OUTAGE_KEY) or retries.count >= AGGREGATE_RETRIES:
+        return False
+    delay = AGGREGATE_RETRY_DELAY_S * 2 ** retries.count
+    step.status.aggregate_retries = AggregateRetries(
+        count=retries.count + 1, next_time=now + timedelta(seconds=delay))
+    step.decision.delete.append(("batch/v1", "Job", job.name))
+    step.condition(ConditionType.COMPLETE, FALSE, Reason.AGGREGATE_RETRYING,
+                   f"Aggregate Job {job.name} could not reach object storage "
+                   f"({_job_cause(job, 'see its logs')}); the records are kept and the "
+                   f"aggregate runs again in {delay} s (retry {retries.count + 1} of "
+                   f"{AGGREGATE_RETRIES}).")
+    return True
 
 
 __all__ = ["Decision", "Event", "RunObject", "decide"]

@@ -23,7 +23,7 @@ def derive_phase(conditions: Sequence[Condition], *, suspended: bool = False) ->
         return Phase.STARTING
     complete = find_condition(conditions, ConditionType.COMPLETE)
     if complete is not None and complete.status == ConditionStatus.FALSE and (
-        complete.reason == Reason.AGGREGATING
+        complete.reason in (Reason.AGGREGATING, Reason.AGGREGATE_RETRYING)
     ):
         return Phase.AGGREGATING
     return Phase.RUNNING

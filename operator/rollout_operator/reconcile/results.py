@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rollout_operator.api.status import (
     Artifacts,
+    OutageSeconds,
     Progress,
     RolloutRunStatus,
     ScorerSummary,
@@ -15,6 +16,7 @@ from rollout_operator.api.status import (
 )
 from rollout_operator.reconcile.observed import DeploymentState, JobState
 from rollout_operator.runtime.inspection import InspectionReport
+from rollout_operator.runtime.outage import OUTAGE_SECONDS_KEY
 
 
 def apply_sync(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:
@@ -70,6 +72,25 @@ def server_restarts(previous: ServerRestarts | None, tools: DeploymentState | No
     if not (tools_now or scorers_now):
         return previous
     return ServerRestarts(tools=tools_now, scorers=scorers_now)
+
+
+def outage_seconds(previous: OutageSeconds | None, messages: Iterable[Mapping[str, Any]]
+                   ) -> OutageSeconds | None:
+    """Seconds of outage the pods waited out, by dependency: the sum over the termination
+    messages at hand, never lower than before (a retried pod's message replaces the last one's).
+    None while there were none."""
+    totals = {"model": 0.0, "tools": 0.0, "storage": 0.0}
+    for message in messages:
+        waited = message.get(OUTAGE_SECONDS_KEY)
+        for dependency, seconds in (waited if isinstance(waited, Mapping) else {}).items():
+            if dependency in totals and isinstance(seconds, int | float) and seconds > 0:
+                totals[dependency] += float(seconds)
+    if previous is not None:
+        totals = {name: max(seconds, getattr(previous, name))
+                  for name, seconds in totals.items()}
+    if not any(totals.values()):
+        return previous
+    return OutageSeconds(**{name: round(seconds, 1) for name, seconds in totals.items()})
 
 
 def apply_aggregate(status: RolloutRunStatus, message: Mapping[str, Any]) -> None:

@@ -10,6 +10,11 @@ A deadline that passes is blamed on what the rollout was waiting for. When it pa
 model call that started with at least half of the deadline still ahead, the model endpoint
 hung or crawled: that is infrastructure (`inference`), not the policy's doing. Otherwise the
 loop ran long (slow tool calls, many turns) and the rollout timed out (`timeout`).
+
+With outage gates (a worker's), a model endpoint or tool server that cannot be reached is
+waited out (`runtime.outage`) and the call sent again once it is back; the time waited does not
+count against the rollout's deadline. A tool call is sent again only when it never reached the
+server (`ToolOutput.unreachable`), so no tool runs twice.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from rollout_operator.runtime.interfaces import (
     ToolSchema,
     ToolSession,
 )
+from rollout_operator.runtime.outage import OutageGate
 
 FinishReason = Literal["stop", "max_turns", "length", "timeout", "error"]
 ErrorCategory = Literal["tool", "sandbox", "inference", "reward", "timeout", "dataset"]
@@ -45,6 +51,10 @@ class AgentConfig:
     max_retries: int = 3
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
+    model_gate: OutageGate | None = None
+    """Waits out an outage of the model endpoint (None: its errors count at once)."""
+    tool_gate: OutageGate | None = None
+    """Waits out an outage of the tool server (None: a call that cannot reach it fails)."""
 
 
 @dataclass(slots=True)
@@ -128,6 +138,42 @@ class _Deadline:
         remaining = self.remaining()
         return remaining is not None and remaining <= 0
 
+    def extend(self, seconds: float) -> None:
+        """Time spent waiting out a dependency's outage is not the rollout's."""
+        if self.end is not None and seconds > 0:
+            self.end += seconds
+
+
+def model_outage(exc: BaseException) -> bool:
+    """A model call error that says the endpoint is down, not that the call is wrong."""
+    return isinstance(exc, ProviderError) and exc.outage
+
+
+class _ToolUnreachable(Exception):
+    def __init__(self, output: ToolOutput) -> None:
+        super().__init__(output.content)
+        self.output = output
+
+
+def _tool_outage(exc: BaseException) -> bool:
+    return isinstance(exc, _ToolUnreachable)
+
+
+async def _chat_once(
+    llm: ChatModel,
+    messages: Sequence[Message],
+    tools: Sequence[ToolSchema],
+    config: AgentConfig,
+    deadline: _Deadline,
+) -> ChatResult:
+    remaining = deadline.remaining()
+    if remaining is not None and remaining <= 0:
+        raise TimeoutError
+    # A timeout scope rather than `wait_for`: on Python 3.11 `wait_for` runs the call in a task
+    # of its own, which costs loop turns on every model call.
+    async with asyncio.timeout(remaining):
+        return await llm.chat(messages, tools or None, **config.completion_params)
+
 
 async def _chat_with_retries(
     llm: ChatModel,
@@ -137,15 +183,13 @@ async def _chat_with_retries(
     deadline: _Deadline,
 ) -> ChatResult:
     attempt = 0
+    gate = config.model_gate
     while True:
-        remaining = deadline.remaining()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError
         try:
-            # A timeout scope rather than `wait_for`: on Python 3.11 `wait_for` runs the call in
-            # a task of its own, which costs loop turns on every model call.
-            async with asyncio.timeout(remaining):
-                return await llm.chat(messages, tools or None, **config.completion_params)
+            if gate is None:
+                return await _chat_once(llm, messages, tools, config, deadline)
+            return await gate.call(lambda: _chat_once(llm, messages, tools, config, deadline),
+                                   model_outage, on_wait=deadline.extend)
         except ProviderError as exc:
             if not exc.retryable or attempt >= config.max_retries:
                 raise
@@ -253,10 +297,10 @@ async def _run_tool_call(
             if remaining <= 0:
                 raise TimeoutError
             timeout = remaining if timeout is None else min(timeout, remaining)
-        output = await session.call(name, arguments, timeout)
+        output = await _call_tool(session, name, arguments, timeout, config, deadline)
         if deadline.expired():
             raise TimeoutError
-    if getattr(output, "error_kind", None) == "sandbox":
+    if output.error_kind == "sandbox":
         result.sandbox_errors += 1
     result.messages.append({"role": "tool", "content": output.content, "tool_call_id": call_id})
     result.num_tool_calls += 1
@@ -264,3 +308,30 @@ async def _run_tool_call(
     if observer is not None:
         await observer.on_tool_result(call_id, name, output)
 
+
+
+async def _call_tool(session: ToolSession, name: str, arguments: dict[str, Any],
+                     timeout: float | None, config: AgentConfig,  # noqa: ASYNC109
+                     deadline: _Deadline) -> ToolOutput:
+    """One tool call; through the tool gate, a call that never reached the server is sent
+    again once the server is back (its output, past the budget)."""
+    gate = config.tool_gate
+    if gate is None:
+        return await session.call(name, arguments, timeout)
+
+    async def once() -> ToolOutput:
+        limit = timeout
+        remaining = deadline.remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise TimeoutError
+            limit = remaining if limit is None else min(limit, remaining)
+        output = await session.call(name, arguments, limit)
+        if output.unreachable:
+            raise _ToolUnreachable(output)
+        return output
+
+    try:
+        return await gate.call(once, _tool_outage, on_wait=deadline.extend)
+    except _ToolUnreachable as exc:
+        return exc.output

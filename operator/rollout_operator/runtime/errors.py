@@ -35,17 +35,21 @@ class ProviderError(LocalExecutionError):
     """A model call failed; the rollout that made it fails, the batch goes on.
 
     `status` is the HTTP status when the endpoint answered; `retryable` says whether the same
-    call may succeed later (rate limits, 5xx, timeouts, dropped connections).
+    call may succeed later (rate limits, 5xx, timeouts, dropped connections); `outage` that the
+    endpoint could not be reached or said it is unavailable (refused or dropped connections,
+    502, 503, 504): a worker waits such an outage out before it gives up on the call.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 outage: bool = False):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.outage = outage
 
 
 class SystemicProviderError(ProviderError):
     """A model call failed in a way every later call will too (auth, budget, connection, 404)."""
 
-    def __init__(self, message: str, *, status: int | None = None):
-        super().__init__(message, status=status, retryable=False)
+    def __init__(self, message: str, *, status: int | None = None, outage: bool = False):
+        super().__init__(message, status=status, retryable=False, outage=outage)

@@ -82,12 +82,15 @@ class ToolOutput:
 
     `content` is the serialised value, or `"Error: <message>"` when the call failed.
     `error_kind` says why it failed; a `"sandbox"` failure is infrastructure, not the policy's
-    doing.
+    doing. `unreachable` marks a sandbox failure where the call never reached the tool server
+    (no connection, or a proxy's 502/503/504): the tool did not run, and the same call may be
+    sent again once the server is back.
     """
 
     content: str
     is_error: bool = False
     error_kind: ToolErrorKind | None = None
+    unreachable: bool = False
 
 
 class ToolSession(Protocol):

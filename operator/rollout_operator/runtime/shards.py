@@ -349,6 +349,8 @@ class ShardWriter:
         self.committed = 0
         self.dropped = 0
         """Records left out because another writer committed the same (row, sample, attempt)."""
+        self.dropped_keys: list[RecordKey] = []
+        """Which records those were."""
         self.parts: list[str] = []
         self._lines: list[bytes] = []
         self._keys: list[RecordKey] = []
@@ -436,7 +438,7 @@ class ShardWriter:
     async def _commit(self, batch: _Batch) -> str | None:
         """Commit `batch` under the next free number; returns the key of this writer's last
         part, or None when other writers had committed every record of it already."""
-        self.dropped += batch.drop(self._taken)
+        self._left_out(batch.drop(self._taken))
         mine: str | None = None
         while batch.lines:
             assert self._next_part is not None
@@ -459,8 +461,9 @@ class ShardWriter:
                 mine = key
                 batch.drop(set(keys))
                 continue
-            dropped = batch.drop(set(keys))
-            self.dropped += dropped
+            left_out = batch.drop(set(keys))
+            self._left_out(left_out)
+            dropped = len(left_out)
             logger.warning("%s was committed by another writer of shard %d; %d records waiting "
                            "here were in it and are left out", self.store.url_for(key),
                            self.index, dropped)
@@ -488,6 +491,10 @@ class ShardWriter:
                 self._sent.pop(number, None)
             return created
         raise AssertionError("unreachable")
+
+    def _left_out(self, keys: list[RecordKey]) -> None:
+        self.dropped += len(keys)
+        self.dropped_keys.extend(keys)
 
     def _mine(self, key: str, records: int) -> None:
         self.committed += records
@@ -535,12 +542,12 @@ class _Batch:
         self.lines = lines
         self.keys = keys
 
-    def drop(self, keys: set[RecordKey]) -> int:
-        """Leave out the records whose key is in `keys`; how many were."""
-        kept = [(line, key) for line, key in zip(self.lines, self.keys, strict=True)
-                if key not in keys]
-        dropped = len(self.lines) - len(kept)
+    def drop(self, keys: set[RecordKey]) -> list[RecordKey]:
+        """Leave out the records whose key is in `keys`; their keys."""
+        dropped = [key for key in self.keys if key in keys]
         if dropped:
+            kept = [(line, key) for line, key in zip(self.lines, self.keys, strict=True)
+                    if key not in keys]
             self.lines = [line for line, _ in kept]
             self.keys = [key for _, key in kept]
         return dropped

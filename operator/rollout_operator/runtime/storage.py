@@ -7,6 +7,11 @@ renamed). `put(..., if_absent=True)` is a conditional create (`If-None-Match: *`
 a no-clobber link locally), so a part of a trajectory shard is written at most once even when
 two pods race.
 
+A store opened with an outage gate (`open_store(..., outage=gate)`, as workers and the
+aggregate do) waits out storage that cannot be reached or answers 5xx, for the gate's budget,
+and then sends the same request again; obstore's own retries only cover a second or two.
+Permission, credential and missing-bucket errors are not outages: they fail at once.
+
 Credentials come from the environment (`AWS_*` for S3, `GOOGLE_APPLICATION_CREDENTIALS` or the
 metadata server for GCS), never from the URL, and never appear in an error message.
 """
@@ -16,10 +21,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import obstore
@@ -27,6 +32,7 @@ from obstore import exceptions as obstore_errors
 from obstore.store import GCSStore, LocalStore, S3Store
 
 from rollout_operator.runtime.errors import LocalExecutionError
+from rollout_operator.runtime.outage import OutageGate
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
@@ -35,13 +41,32 @@ Scheme = Literal["s3", "gs", "file"]
 
 SUPPORTED_SCHEMES: tuple[str, ...] = ("s3://", "gs://", "file://")
 
-# A worker that loses its object store for longer than this fails; the Job's retry resumes it.
+T = TypeVar("T")
+
+# obstore's own retries ride out a blip (about 1-2.5 s in all); a longer outage is waited out by
+# the store's outage gate, when it has one (workers and the aggregate: the run's budget).
 _RETRY: RetryConfig = {"max_retries": 6, "retry_timeout": timedelta(seconds=60)}
+_PERMANENT = (
+    obstore_errors.NotFoundError, obstore_errors.AlreadyExistsError,
+    obstore_errors.PreconditionError, obstore_errors.NotModifiedError,
+    obstore_errors.PermissionDeniedError, obstore_errors.UnauthenticatedError,
+    obstore_errors.InvalidPathError, obstore_errors.NotSupportedError,
+    obstore_errors.UnknownConfigurationKeyError, FileNotFoundError, PermissionError,
+)
+_TRANSIENT_MARKS = (
+    "error sending request", "timed out", "timeout", "connection", "reset by peer",
+    "broken pipe", "error decoding response body", "500 internal server error",
+    "502 bad gateway", "503 service unavailable", "504 gateway timeout", "429 too many",
+    "slowdown", "serviceunavailable", "internalerror",
+)
 _MESSAGE_CHARS = 300
 
 
 class StorageError(LocalExecutionError):
-    """An object-storage operation or URL failed; the message says what to fix."""
+    """An object-storage operation or URL failed; the message says what to fix. `outage`:
+    storage could not be reached (or answered 5xx), so the same operation may work later."""
+
+    outage: bool = False
 
 
 class StorageConfigError(StorageError):
@@ -63,12 +88,15 @@ class ObjectStore:
         *,
         endpoint: str | None,
         environ: Mapping[str, str] = os.environ,
+        outage: OutageGate | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.scheme: Scheme = scheme
         self.endpoint = endpoint
         self._store = store
         self._environ = environ
+        self.outage = outage
+        """Waits out storage outages for every operation (None: they fail at once)."""
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r})"
@@ -83,7 +111,14 @@ class ObjectStore:
         prefix = _check_key(prefix).strip("/")
         if not prefix:
             return self
-        return open_store(self.url_for(prefix), endpoint=self.endpoint, environ=self._environ)
+        return open_store(self.url_for(prefix), endpoint=self.endpoint, environ=self._environ,
+                          outage=self.outage)
+
+    async def _run(self, op: Callable[[], Awaitable[T]]) -> T:
+        """`op` through the outage gate, if there is one."""
+        if self.outage is None:
+            return await op()
+        return await self.outage.call(op, storage_outage)
 
     async def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
         """Write `data` at `key` atomically.
@@ -94,7 +129,8 @@ class ObjectStore:
         key = _check_key(key)
         mode: Literal["create", "overwrite"] = "create" if if_absent else "overwrite"
         try:
-            await obstore.put_async(self._store, key, data, mode=mode, use_multipart=False)
+            await self._run(lambda: obstore.put_async(self._store, key, data, mode=mode,
+                                                      use_multipart=False))
         except obstore_errors.AlreadyExistsError:
             return False
         except Exception as exc:
@@ -105,15 +141,18 @@ class ObjectStore:
         """Upload a local file (large ones in parts; still atomic: visible only when complete)."""
         key = _check_key(key)
         try:
-            await obstore.put_async(self._store, key, Path(path))
+            await self._run(lambda: obstore.put_async(self._store, key, Path(path)))
         except Exception as exc:
             raise self._error("upload", key, exc) from None
 
     async def get(self, key: str) -> bytes:
         key = _check_key(key)
-        try:
+        async def read() -> bytes:
             result = await obstore.get_async(self._store, key)
             return bytes(await result.bytes_async())
+
+        try:
+            return await self._run(read)
         except Exception as exc:
             raise self._error("read", key, exc) from None
 
@@ -127,8 +166,8 @@ class ObjectStore:
         from datetime import timedelta
 
         try:
-            return str(await obstore.sign_async(self._store, "GET", key,
-                                                timedelta(seconds=expires_s)))
+            return str(await self._run(lambda: obstore.sign_async(
+                self._store, "GET", key, timedelta(seconds=expires_s))))
         except Exception as exc:
             raise self._error("sign a URL for", key, exc) from None
 
@@ -141,14 +180,20 @@ class ObjectStore:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+
+        async def fetch() -> None:
+            # From the start again after an outage.
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_TRUNC), "wb") as handle:
+                result = await obstore.get_async(self._store, key)
+                async for chunk in result.stream():
+                    handle.write(chunk)
+
         try:
-            with os.fdopen(fd, "wb") as handle:
-                try:
-                    result = await obstore.get_async(self._store, key)
-                    async for chunk in result.stream():
-                        handle.write(chunk)
-                except Exception as exc:
-                    raise self._error("download", key, exc) from None
+            try:
+                await self._run(fetch)
+            except Exception as exc:
+                raise self._error("download", key, exc) from None
             os.replace(partial, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -159,7 +204,7 @@ class ObjectStore:
     async def exists(self, key: str) -> bool:
         key = _check_key(key)
         try:
-            await obstore.head_async(self._store, key)
+            await self._run(lambda: obstore.head_async(self._store, key))
         except FileNotFoundError as exc:
             if _missing_bucket(exc):
                 raise self._error("read", key, exc) from None
@@ -172,8 +217,11 @@ class ObjectStore:
         """Every key under `prefix` (a folder-like prefix such as `shards/0/`), sorted."""
         prefix = _check_key(prefix)
         try:
-            stream = obstore.list(self._store, prefix.rstrip("/") or None, chunk_size=1000)
-            keys = [meta["path"] for meta in await stream.collect_async()]
+            def listing() -> Awaitable[Sequence[Any]]:
+                stream = obstore.list(self._store, prefix.rstrip("/") or None, chunk_size=1000)
+                return stream.collect_async()
+
+            keys = [meta["path"] for meta in await self._run(listing)]
         except FileNotFoundError as exc:
             if _missing_bucket(exc):
                 raise self._error("list", prefix, exc) from None
@@ -188,7 +236,7 @@ class ObjectStore:
         """Remove `key`; removing a key that is not there is not an error."""
         key = _check_key(key)
         try:
-            await obstore.delete_async(self._store, key)
+            await self._run(lambda: obstore.delete_async(self._store, key))
         except FileNotFoundError as exc:
             if _missing_bucket(exc):
                 raise self._error("delete", key, exc) from None
@@ -223,11 +271,14 @@ class ObjectStore:
                 f"Cannot {action} {where}: the credentials were not accepted{via}. "
                 f"{_credential_hint(self.scheme)}"
             )
-        return StorageError(f"Cannot {action} {where}{via}: {_first_line(exc)}")
+        error = StorageError(f"Cannot {action} {where}{via}: {_first_line(exc)}")
+        error.outage = storage_outage(exc)
+        return error
 
 
 def open_store(
-    url: str, *, endpoint: str | None = None, environ: Mapping[str, str] = os.environ
+    url: str, *, endpoint: str | None = None, environ: Mapping[str, str] = os.environ,
+    outage: OutageGate | None = None,
 ) -> ObjectStore:
     """The store at `url`: `s3://bucket/prefix`, `gs://bucket/prefix`, `file:///abs/path` or a
     local path.
@@ -235,8 +286,30 @@ def open_store(
     For S3, credentials and region come from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
     `AWS_SESSION_TOKEN` and `AWS_REGION` (or `AWS_DEFAULT_REGION`) in `environ`; `endpoint`
     (else `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`) points at an S3-compatible server such as
-    MinIO, and may be plain `http://`. Raises `StorageConfigError` for an unusable URL.
+    MinIO, and may be plain `http://`. With `outage`, storage outages are waited out (see the
+    module docstring). Raises `StorageConfigError` for an unusable URL.
     """
+    store = _open_store(url, endpoint, environ)
+    store.outage = outage
+    return store
+
+
+def storage_outage(exc: BaseException) -> bool:
+    """An error of an object-store request that another try may not meet: no connection, a
+    timeout, a 5xx or a throttling answer. Permissions, credentials, a missing bucket or
+    object are not."""
+    if isinstance(exc, _PERMANENT) or _missing_bucket(exc) or _no_credentials(exc):
+        return False
+    if not isinstance(exc, obstore_errors.BaseError | OSError | TimeoutError):
+        return False
+    text = str(exc).lower()
+    if "403 forbidden" in text or "401 unauthorized" in text:
+        return False
+    return isinstance(exc, TimeoutError | ConnectionError) or any(
+        mark in text for mark in _TRANSIENT_MARKS)
+
+
+def _open_store(url: str, endpoint: str | None, environ: Mapping[str, str]) -> ObjectStore:
     if not isinstance(url, str) or not url.strip():
         raise StorageConfigError(
             "A storage URL is required: s3://bucket/prefix, gs://bucket/prefix or file:///path"
@@ -294,13 +367,15 @@ async def download_url(
     *,
     endpoint: str | None = None,
     environ: Mapping[str, str] = os.environ,
+    outage: OutageGate | None = None,
 ) -> Path:
     """Download the object at `url` into the local file `path`; an `http(s)://` URL (a signed
     one) is fetched as it is, with no credential."""
     if url.lower().startswith(("http://", "https://")):
         return await _download_http(url, Path(path))
     folder, key = split_object_url(url)
-    return await open_store(folder, endpoint=endpoint, environ=environ).download(key, path)
+    store = open_store(folder, endpoint=endpoint, environ=environ, outage=outage)
+    return await store.download(key, path)
 
 
 async def _download_http(url: str, path: Path) -> Path:

@@ -29,6 +29,8 @@ FailureKind = Literal[
 ]
 
 _DETAIL_LIMIT = 300
+OUTAGE_STATUSES = frozenset({502, 503, 504})
+"""Answers that say the endpoint is unavailable (a proxy or load balancer in front of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,8 @@ def to_provider_error(failure: Failure, site: CallSite) -> ProviderError:
         case "connect":
             return SystemicProviderError(
                 f"Cannot connect to {site.endpoint} for model '{site.model}'{suffix}. "
-                "Check the base URL and that the server is running."
+                "Check the base URL and that the server is running.",
+                outage=True,
             )
         case "budget":
             return SystemicProviderError(
@@ -79,6 +82,7 @@ def to_provider_error(failure: Failure, site: CallSite) -> ProviderError:
                 f"Connection to {site.endpoint} for model '{site.model}' dropped before the "
                 f"reply was complete{suffix}",
                 retryable=True,
+                outage=True,
             )
         case "context_window":
             return ProviderError(
@@ -119,7 +123,7 @@ def _http_error(status: int, where: str, suffix: str) -> ProviderError:
                              status=status, retryable=True)
     if status >= 500 or status in (408, 409, 425):
         return ProviderError(f"Server error (HTTP {status}) from {where}{suffix}",
-                             status=status, retryable=True)
+                             status=status, retryable=True, outage=status in OUTAGE_STATUSES)
     return ProviderError(f"Request rejected (HTTP {status}) by {where}{suffix}", status=status)
 
 

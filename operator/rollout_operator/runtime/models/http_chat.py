@@ -17,6 +17,7 @@ import aiohttp
 
 from rollout_operator.runtime.interfaces import ChatResult, Message, ToolSchema
 from rollout_operator.runtime.models.failures import (
+    OUTAGE_STATUSES,
     CallSite,
     Failure,
     failure_from_exception,
@@ -25,6 +26,7 @@ from rollout_operator.runtime.models.failures import (
 from rollout_operator.runtime.models.naming import PLACEHOLDER_API_KEY, resolve_model
 from rollout_operator.runtime.models.replies import InvalidReply, error_detail, result_from_reply
 
+REACHABLE_TIMEOUT_S = 10.0
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 """litellm's default, so that both clients give up on a silent endpoint at the same time."""
 
@@ -107,6 +109,20 @@ class OpenAIHttpChat:
         except (ValueError, InvalidReply) as exc:
             failure = Failure("invalid_reply", status, str(exc))
             raise to_provider_error(failure, self._site) from exc
+
+    async def reachable(self) -> None:
+        """Raise `ProviderError` while the endpoint cannot be reached (no connection, 502, 503,
+        504); any other answer to `GET /models`, an error included, means it is there."""
+        try:
+            async with self._client().get(
+                f"{self.base_url}/models", timeout=aiohttp.ClientTimeout(total=REACHABLE_TIMEOUT_S)
+            ) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise to_provider_error(failure_from_exception(exc), self._site) from exc
+        if status in OUTAGE_STATUSES:
+            raise to_provider_error(Failure("http", status, ""), self._site)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

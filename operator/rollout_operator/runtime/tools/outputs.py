@@ -25,10 +25,12 @@ JSONRPC_INVALID_PARAMS = -32602
 class ToolCallFailed(Exception):
     """A provider's verdict on a failed call: the message for the model and why it failed."""
 
-    def __init__(self, message: str, kind: ToolErrorKind) -> None:
+    def __init__(self, message: str, kind: ToolErrorKind, *, unreachable: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind
+        self.unreachable = unreachable
+        """The call never reached the tool server (see `ToolOutput.unreachable`)."""
 
 
 @dataclass(slots=True)
@@ -89,8 +91,10 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def error_output(message: str, kind: ToolErrorKind, max_chars: int | None) -> ToolOutput:
-    return ToolOutput(truncate(f"Error: {message}", max_chars), is_error=True, error_kind=kind)
+def error_output(message: str, kind: ToolErrorKind, max_chars: int | None, *,
+                 unreachable: bool = False) -> ToolOutput:
+    return ToolOutput(truncate(f"Error: {message}", max_chars), is_error=True, error_kind=kind,
+                      unreachable=unreachable)
 
 
 def result_output(raw: RawToolResult, max_chars: int | None) -> ToolOutput:
@@ -143,7 +147,7 @@ async def guarded_call(
         if limit is not None and scope is not None and scope.expired():
             return error_output(f"Tool '{name}' timed out after {limit:g}s", "timeout", max_chars)
         if isinstance(exc, ToolCallFailed):
-            return error_output(exc.message, exc.kind, max_chars)
+            return error_output(exc.message, exc.kind, max_chars, unreachable=exc.unreachable)
         return error_output(f"Tool server failed: {describe(exc)}", "sandbox", max_chars)
     return result_output(raw, max_chars)
 

@@ -99,10 +99,20 @@ def _mirrors_arguments_into_headers(wire_tools: list[dict[str, Any]]) -> bool:
 
 
 class ToolServerUnreachable(ToolCallFailed):
-    """No HTTP answer at all: the server is down or the address is wrong."""
+    """No HTTP answer at all: the server is down or the address is wrong. `unreachable` when
+    no connection was made, so the request cannot have run."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "sandbox")
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message, "sandbox", unreachable=unreachable)
+
+
+class SessionLost(ToolCallFailed):
+    """The server no longer knows the MCP session (it was restarted): the request did not run."""
+
+
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+"""Answers of a proxy or load balancer whose tool server is not there: the request did not
+reach it."""
 
 
 class HttpToolSession:
@@ -139,10 +149,18 @@ class HttpToolSession:
         try:
             headers = await self._open()
         except ToolCallFailed as exc:
-            return error_output(exc.message, exc.kind, max_chars)
+            # No tool ran: a server that could not be reached for the handshake may be asked
+            # again, whatever the failure was.
+            unreachable = exc.unreachable or isinstance(exc.__cause__, ToolServerUnreachable)
+            return error_output(exc.message, exc.kind, max_chars, unreachable=unreachable)
 
         async def invoke() -> RawToolResult:
-            return await self._call_tool(headers, name, arguments)
+            try:
+                return await self._call_tool(headers, name, arguments)
+            except SessionLost:
+                # The server was restarted and the call did not run: a new session, once.
+                self._headers = None
+                return await self._call_tool(await self._open(), name, arguments)
 
         return await guarded_call(name, timeout, invoke, max_chars)
 
@@ -237,7 +255,7 @@ class HttpToolSession:
             await self._post(headers, jsonrpc.notification("notifications/initialized"), None)
         except ToolCallFailed as exc:
             raise ToolCallFailed(f"MCP handshake with the tool server failed: {exc.message}",
-                                 "sandbox") from exc
+                                 "sandbox", unreachable=exc.unreachable) from exc
         self.session_id = session_id
         self.protocol_version = version
         return headers
@@ -275,6 +293,9 @@ class HttpToolSession:
                 if request_id is None:
                     return session_id, None
                 return session_id, await self._read_response(response, headers, request_id)
+        except aiohttp.ClientConnectorError as exc:
+            raise ToolServerUnreachable(f"Tool server unreachable: {describe(exc)}",
+                                        unreachable=True) from exc
         except aiohttp.ClientError as exc:
             raise ToolServerUnreachable(f"Tool server unreachable: {describe(exc)}") from exc
 
@@ -359,12 +380,13 @@ async def _http_failure(
     detail = jsonrpc.error_text(error) if error is not None else (response.reason or "")
     session_id = headers.get(SESSION_HEADER)
     if response.status == 404 and session_id:
-        return ToolCallFailed(
+        return SessionLost(
             f"Tool server no longer knows MCP session {session_id} (HTTP 404: {detail}); "
             "it was restarted or ended the session",
             "sandbox",
         )
-    return ToolCallFailed(f"Tool server answered HTTP {response.status}: {detail}", "sandbox")
+    return ToolCallFailed(f"Tool server answered HTTP {response.status}: {detail}", "sandbox",
+                          unreachable=response.status in UNAVAILABLE_STATUSES)
 
 
 class HttpTools:
