@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollout_operator.resources.context import COMPONENT_LABEL
+from rollout_operator.resources.placement import KUEUE_ADMISSION_GATE
 
 JOB_NAME_LABEL = "job-name"
 JOB_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
@@ -94,6 +95,10 @@ class DeploymentState:
     """Why a pod of it cannot become ready (crash loop, image pull, unschedulable), if known."""
     restarts: int = 0
     """Container restarts of its pods that exist now (a server that died and was restarted)."""
+    pods: int = 0
+    """Its pods that exist now."""
+    gated: int = 0
+    """Its pods that Kueue holds (scheduling gate) until it admits them."""
 
     @property
     def ready(self) -> bool:
@@ -217,7 +222,14 @@ def deployment_state(deployment: Mapping[str, Any],
         problem=problem,
         restarts=sum(int(c.get("restartCount") or 0) for pod in pods
                      for c in (pod.get("status") or {}).get("containerStatuses") or []),
+        pods=len(pods),
+        gated=sum(1 for pod in pods if _awaits_admission(pod)),
     )
+
+
+def _awaits_admission(pod: Mapping[str, Any]) -> bool:
+    gates = (pod.get("spec") or {}).get("schedulingGates") or []
+    return any(gate.get("name") == KUEUE_ADMISSION_GATE for gate in gates)
 
 
 def observe(
