@@ -9,7 +9,8 @@ the API (their writes are not in `emulator.calls`):
   `replicas`, `readyReplicas`, `availableReplicas` and the `Available` condition.
 - `JobController`: carries out Jobs with a pluggable `JobRunner` (default: local processes),
   honouring `completions`, `parallelism`, `completionMode: Indexed`, `backoffLimit`,
-  `backoffLimitPerIndex`, `maxFailedIndexes`, `suspend` and `activeDeadlineSeconds`; it creates
+  `backoffLimitPerIndex`, `maxFailedIndexes`, `suspend` (no pods while suspended; the deadline
+  clock restarts on resume) and `activeDeadlineSeconds`; it creates
   the Pod objects (labelled `job-name` and `batch.kubernetes.io/job-completion-index`, with each
   container's termination message in `status.containerStatuses`) and writes Job status and
   conditions as the real controller does. `kill` ends a running pod's process mid-way.
@@ -379,7 +380,10 @@ class JobController(_Controller):
         if state.finished or meta.get("deletionTimestamp"):
             return
         if spec.get("suspend"):
+            # As the real controller: suspension deletes the active pods and stops the
+            # activeDeadlineSeconds clock; resuming starts it again from the resume time.
             self._stop_active(state)
+            state.start_time = None
             self._write_status(job, state)
             return
         state.start_time = state.start_time or _now()
@@ -584,8 +588,8 @@ class JobController(_Controller):
         spec, old = job.get("spec") or {}, job.get("status") or {}
         conditions = [c for c in old.get("conditions") or [] if c["type"] != "Suspended"]
         suspended = bool(spec.get("suspend")) and not state.finished
-        was_suspended = any(c["type"] == "Suspended" and c["status"] == "True"
-                            for c in old.get("conditions") or [])
+        # Once a Job has been suspended it keeps its Suspended condition (False after a resume).
+        was_suspended = any(c["type"] == "Suspended" for c in old.get("conditions") or [])
         if suspended or was_suspended:
             status_word = "True" if suspended else "False"
             previous = next((c for c in old.get("conditions") or [] if c["type"] == "Suspended"),
