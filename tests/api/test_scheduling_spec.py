@@ -3,9 +3,12 @@ field and the fix."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from rollout_operator.api.validation import SpecError, parse_spec
 
@@ -104,3 +107,14 @@ def test_the_server_scheduling_is_checked_too() -> None:
     assert caught.value.problems == [
         "spec.model.serve.scheduling.tolerations[0].effect: must be 'NoSchedule', "
         "'PreferNoSchedule' or 'NoExecute' (got \"Always\")"]
+
+
+def test_the_example_in_the_scheduling_docs_parses() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "scheduling.md"
+    block = re.search(r"```yaml\n(.*?)```", page.read_text(), re.S)
+    assert block is not None
+    example = yaml.safe_load(block.group(1))["spec"]
+    spec = parse_spec({"repo": BASE["repo"], **example})
+    assert spec.scheduling.queue_name == "rollouts"
+    assert spec.model.serve is not None and spec.model.serve.scheduling is not None
+    assert spec.model.serve.scheduling.queue_name == "inference"

@@ -42,7 +42,11 @@ def _run_through_a_whole_life(harness: Harness, tmp_path: Path) -> None:
                             harness.s3.endpoint, model="scripted:sleep-300", rows=6, samples=2,
                             shards=2)
     manifest["spec"]["workers"]["concurrency"] = 1
+    harness.apply(run_manifest("rbac-queued", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint, rows=2, samples=1, shards=1,
+                               scheduling={"queueName": "team-a"}))
     harness.apply(manifest)
+    _suspend_while_queued(harness, "rbac-queued")
     harness.wait_phase("rbac", ("Running",))
     for suspend, phase in ((True, "Suspended"), (False, "Running")):
         harness.cluster.kubectl("-n", NAMESPACE, "patch", "rolloutrun", "rbac", "--type=merge",
@@ -58,6 +62,23 @@ def _run_through_a_whole_life(harness: Harness, tmp_path: Path) -> None:
         return not json.loads(listed.stdout)["items"] and not harness.children(uid)
 
     wait_for(gone, 60, interval=0.3, message="the run deleted by its TTL, with its children")
+
+
+def _suspend_while_queued(harness: Harness, name: str) -> None:
+    """A run suspended while Kueue holds its worker Job: the operator deletes the Job (Kueue
+    would resume a Job it admitted that someone else suspends); then the run goes."""
+    def workers() -> list[dict[str, Any]]:
+        done = harness.cluster.kubectl("-n", NAMESPACE, "get", "jobs", "-o", "json", "-l",
+                                       f"rollouts.dev/run={name},rollouts.dev/component=workers")
+        return list(json.loads(done.stdout)["items"])
+
+    wait_for(lambda: [job for job in workers() if job["spec"].get("suspend")], 150,
+             interval=0.3, message=f"the queued worker Job of {name}")
+    harness.cluster.kubectl("-n", NAMESPACE, "patch", "rolloutrun", name, "--type=merge",
+                            "-p", json.dumps({"spec": {"suspend": True}}))
+    harness.wait_phase(name, ("Suspended",))
+    wait_for(lambda: not workers(), 30, interval=0.3, message=f"the worker Job of {name} gone")
+    harness.cluster.kubectl("-n", NAMESPACE, "delete", "rolloutrun", name)
 
 
 def _check(authorizer: Authorizer, calls: list[ApiCall]) -> None:
