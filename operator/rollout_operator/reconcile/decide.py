@@ -452,8 +452,8 @@ def _inference(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obs
         return True
     step.ensure(observed, inference_children(ctx))
     deployment = observed.deployments.get("inference")
-    queued = inference_scheduling(ctx).queue_name is not None
-    queue = inference_queue_state(inference_scheduling(ctx), deployment)
+    scheduling = inference_scheduling(ctx)
+    queue = inference_queue_state(scheduling, deployment)
     if queue is not None and "workers" not in observed.jobs:  # then Queued is the workers'
         step.condition(ConditionType.QUEUED, *queue)
     if deployment is not None and deployment.ready:
@@ -468,7 +468,7 @@ def _inference(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obs
                f"{spec.model.serve.engine} serving {spec.model.serve.model}",
                Reason.INFERENCE_STARTING, Reason.INFERENCE_FAILED,
                ctx.settings.inference_start_deadline_seconds,
-               admitted=admitted_since(step.status.conditions) if queued else None)
+               admitted=admitted_since(step.status.conditions) if scheduling.queue_name else None)
     return False
 
 
