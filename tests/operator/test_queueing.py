@@ -1,6 +1,7 @@
 """A run queued in Kueue, against the API stand-in with `rolloutctl operator` as a real process:
-the worker Job waits suspended, with no pods, and the run shows Queued, until the test admits it
-as Kueue would (patching spec.suspend to false); then the run completes."""
+the worker Job waits suspended, with no pods, and the run shows Queued (quoting the Workload Kueue
+made for the Job), until the test admits it as Kueue would (patching spec.suspend to false);
+then the run completes."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ from typing import Any
 
 import pytest
 
-from rollout_operator.resources.placement import KUEUE_QUEUE_LABEL
+from rollout_operator.resources.placement import KUEUE_JOB_UID_LABEL, KUEUE_QUEUE_LABEL
 from tests.k8s.server import wait_for
-from tests.operator.harness import NAMESPACE, Harness, Samples, make_repo, run_manifest
+from tests.operator.harness import (
+    KUEUE_WORKLOAD_CRD,
+    NAMESPACE,
+    Harness,
+    Samples,
+    make_repo,
+    run_manifest,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +45,24 @@ def _timer_reconciles(harness: Harness) -> float:
     return samples.get(TIMER_RECONCILES, 0.0)
 
 
+PENDING = "couldn't assign flavors to pod set main: insufficient quota for cpu in flavor cpu"
+def _pending_workload(job: dict[str, Any]) -> dict[str, Any]:
+    """The Workload Kueue makes for a Job it cannot admit yet."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload",
+        "metadata": {"name": f"job-{meta['name']}-1a2b3", "namespace": NAMESPACE,
+                     "labels": {KUEUE_JOB_UID_LABEL: meta["uid"]},
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                                          "name": meta["name"], "uid": meta["uid"],
+                                          "controller": True}]},
+        "spec": {"queueName": "team-a", "podSets": []},
+        "status": {"conditions": [{"type": "QuotaReserved", "status": "False",
+                                   "reason": "Pending", "message": PENDING,
+                                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+    }
+
+
 def test_a_queued_run_waits_for_admission_then_completes(harness: Harness,
                                                          tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
@@ -59,6 +85,18 @@ def test_a_queued_run_waits_for_admission_then_completes(harness: Harness,
     assert job["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "team-a"
     assert job["spec"]["template"]["spec"]["tolerations"] == [
         {"key": "dedicated", "operator": "Exists"}]
+
+    # What Kueue does next: a Workload for the Job, which says why it is not admitted yet.
+    harness.apply(KUEUE_WORKLOAD_CRD)
+    harness.apply(_pending_workload(job))
+
+    def quoted() -> dict[str, Any] | None:
+        run = harness.get("queued")
+        condition = _condition(run, "Queued") or {}
+        return run if condition.get("message", "").endswith(f"Kueue says: Pending: {PENDING}") \
+            else None
+
+    wait_for(quoted, 60, interval=0.3, message="Kueue's reason in the Queued condition")
 
     # Several more reconciles by the timer, and still nothing runs: the operator leaves a
     # queued Job suspended.

@@ -4,15 +4,24 @@ deadlines do not run while it waits."""
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
 from rollout_operator.api.constants import ConditionType, Phase, Reason
-from rollout_operator.reconcile.observed import deployment_state
-from rollout_operator.resources.placement import KUEUE_ADMISSION_GATE, KUEUE_QUEUE_LABEL
+from rollout_operator.api.status import find_condition
+from rollout_operator.reconcile.decide import RunObject, decide
+from rollout_operator.reconcile.observed import deployment_state, kueue_admission, observe
+from rollout_operator.reconcile.queueing import jobs_awaiting_admission
+from rollout_operator.resources.placement import (
+    KUEUE_ADMISSION_GATE,
+    KUEUE_JOB_UID_LABEL,
+    KUEUE_QUEUE_LABEL,
+)
 from tests.reconcile.test_decide import (
     AGGREGATE_OK,
     NOW,
+    SECRETS,
     SETTINGS,
     Cluster,
     _body,
@@ -154,3 +163,47 @@ def test_gated_pods_are_counted() -> None:
     state = deployment_state(deployment, [_server_pod(gated=True), _server_pod(gated=False)])
     assert (state.pods, state.gated) == (2, 1)
     assert deployment_state(deployment, []).gated == 0
+
+
+PENDING = ("couldn't assign flavors to pod set main: insufficient quota for cpu in flavor "
+           "cpu-batch, 4 more needed")
+
+
+def _workload(job: dict[str, Any], *conditions: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": "job-w", "labels": {KUEUE_JOB_UID_LABEL: job["metadata"]["uid"]}},
+            "status": {"conditions": list(conditions)}}
+
+
+def test_the_queued_condition_quotes_kueues_workload() -> None:
+    body, cluster = _body(scheduling=QUEUED), Cluster()
+    _started(body, cluster)
+    job = cluster.component("Job", "workers")
+    job["metadata"]["uid"] = "job-uid-1"
+    other = copy.deepcopy(job)
+    other["metadata"].update(uid="job-uid-2", name="another")
+    assert jobs_awaiting_admission([job, other, cluster.component("Job", "sync")]) == [
+        "job-uid-1", "job-uid-2"]
+
+    workload = _workload(job, {"type": "QuotaReserved", "status": "False", "reason": "Pending",
+                               "message": PENDING})
+    observed = observe(cluster.children.values(), cluster.pods, SECRETS, [workload])
+    assert observed.jobs["workers"].admission == f"Pending: {PENDING}"
+    decision = decide(RunObject.from_body(body), observed, SETTINGS, NOW)
+    assert decision.status is not None
+    queued = find_condition(decision.status.conditions, ConditionType.QUEUED)
+    assert queued is not None and queued.reason == Reason.WAITING_FOR_ADMISSION
+    assert queued.message.endswith(f"Kueue says: Pending: {PENDING}")
+
+    _kueue_admits(cluster)
+    assert jobs_awaiting_admission([cluster.component("Job", "workers")]) == []
+
+
+def test_what_a_workload_says_about_admission() -> None:
+    job = {"metadata": {"uid": "u"}}
+    assert kueue_admission(_workload(job)) == ""
+    assert kueue_admission(_workload(
+        job, {"type": "QuotaReserved", "status": "True", "reason": "QuotaReserved"},
+        {"type": "Admitted", "status": "False", "reason": "AdmissionChecks",
+         "message": "waiting for provisioning"})) == "AdmissionChecks: waiting for provisioning"
+    assert kueue_admission(_workload(
+        job, {"type": "Admitted", "status": "True", "reason": "Admitted"})) == ""

@@ -36,6 +36,10 @@ What the operator does in a namespace whose runs it serves.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Kueue's Workloads of queued worker Jobs: why Kueue has not admitted them yet.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 {{- end }}
 {{/*
 Kopf peering among several replicas; the argument is the peering resource (plural).

@@ -9,12 +9,15 @@ server's start deadline counts from its admission.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from rollout_operator.api.constants import ConditionStatus, ConditionType, Reason
 from rollout_operator.api.spec import SchedulingSpec
 from rollout_operator.api.status import Condition, find_condition
 from rollout_operator.reconcile.observed import DeploymentState, JobState
+from rollout_operator.resources.placement import KUEUE_QUEUE_LABEL
 
 QueueState = tuple[str, str, str]
 """(status, reason, message) of the Queued condition."""
@@ -27,11 +30,23 @@ def worker_queue_state(scheduling: SchedulingSpec, job: JobState) -> QueueState 
     if queue is None or job.complete or job.failed_terminal:
         return None
     if job.suspended:
+        kueue = f" Kueue says: {job.admission}" if job.admission else ""
         return (ConditionStatus.TRUE, Reason.WAITING_FOR_ADMISSION,
                 f"The worker Job {job.name} waits in Kueue LocalQueue {queue} for admission; "
-                "its deadline starts when Kueue admits it.")
+                f"its deadline starts when Kueue admits it.{kueue}")
     return (ConditionStatus.FALSE, Reason.ADMITTED,
             f"Kueue admitted the worker Job {job.name} from LocalQueue {queue}.")
+
+
+def jobs_awaiting_admission(children: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Uids of the run's Jobs that wait suspended in a Kueue queue, whose Workloads say why."""
+    uids = []
+    for child in children:
+        metadata, spec = child.get("metadata") or {}, child.get("spec") or {}
+        if (child.get("kind") == "Job" and spec.get("suspend") and metadata.get("uid")
+                and KUEUE_QUEUE_LABEL in (metadata.get("labels") or {})):
+            uids.append(str(metadata["uid"]))
+    return uids
 
 
 def inference_queue_state(scheduling: SchedulingSpec,

@@ -17,6 +17,9 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 """The label that hands a Job or a Deployment to a Kueue LocalQueue."""
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"
 """The scheduling gate Kueue puts on the pods it manages (a Deployment's) until it admits them."""
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
+"""The label of a Kueue Workload that names the uid of the Job it admits."""
+KUEUE_WORKLOADS_PATH = "/apis/kueue.x-k8s.io/v1beta1/namespaces/{ns}/workloads"
 
 
 def run_scheduling(ctx: RunContext) -> SchedulingSpec:
