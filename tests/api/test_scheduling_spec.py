@@ -25,7 +25,7 @@ def scheduled(scheduling: dict[str, Any]) -> dict[str, Any]:
 def test_a_full_scheduling_section_parses() -> None:
     spec = parse_spec({
         **scheduled({
-            "queueName": "team-a.batch_1",
+            "queueName": "team-a.batch-1",
             "priorityClassName": "batch.high",
             "nodeSelector": {"cloud.google.com/gke-nodepool": "cpu-pool", "pool": ""},
             "tolerations": [{"operator": "Exists"},
@@ -37,7 +37,7 @@ def test_a_full_scheduling_section_parses() -> None:
         }),
         "model": {"serve": {"model": "m", "scheduling": {"queueName": "gpu"}}},
     })
-    assert spec.scheduling.queue_name == "team-a.batch_1"
+    assert spec.scheduling.queue_name == "team-a.batch-1"
     assert spec.scheduling.tolerations[1].toleration_seconds == 30
     assert spec.model.serve is not None and spec.model.serve.scheduling is not None
     assert spec.model.serve.scheduling.queue_name == "gpu"
@@ -55,7 +55,9 @@ OBJECT_NAME = ("must be a Kubernetes object name: lowercase letters, digits, '-'
                "starting and ending with a letter or digit")
 INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
     ("queue name with a slash", {"queueName": "team/a"},
-     [f'spec.scheduling.queueName: {LABEL_VALUE} (got "team/a")']),
+     [f'spec.scheduling.queueName: {OBJECT_NAME} (got "team/a")']),
+    ("queue name in capitals", {"queueName": "Team_A"},
+     [f'spec.scheduling.queueName: {OBJECT_NAME} (got "Team_A")']),
     ("empty queue name", {"queueName": ""}, ["spec.scheduling.queueName: must not be empty"]),
     ("queue name too long", {"queueName": "q" * 64},
      ["spec.scheduling.queueName: must be at most 63 characters (got 64)"]),

@@ -662,9 +662,12 @@ class Affinity(ApiModel):
 class SchedulingSpec(ApiModel):
     """Where the pods run, how they rank, and the Kueue queue that admits the workload."""
 
-    queue_name: LabelValue | None = Field(
+    queue_name: str | None = Field(
         default=None,
         min_length=1,
+        # A LocalQueue's name (Kueue checks it as an object name) that is also a label value.
+        max_length=MAX_LABEL_VALUE_LENGTH,
+        pattern=DNS_SUBDOMAIN_PATTERN,
         description=(
             "Kueue LocalQueue in the run's namespace. The worker Job (and the inference "
             "Deployment, for serve.scheduling or when it falls back to this) is labelled "
