@@ -4,7 +4,8 @@ They run in the emulator's event loop and use its object methods, as in-cluster 
 the API (their writes are not in `emulator.calls`):
 
 - `PodController`: pods that no Job owns are scheduled and become Running and Ready after
-  `ready_delay` (`ready_gate` can hold chosen pods unready).
+  `ready_delay` (`ready_gate` can hold chosen pods unready); a pod with `schedulingGates` stays
+  Pending (`PodScheduled=False`, `SchedulingGated`) until they are all removed.
 - `DeploymentController`: keeps `spec.replicas` pods of the current template and reports
   `replicas`, `readyReplicas`, `availableReplicas` and the `Available` condition.
 - `JobController`: carries out Jobs with a pluggable `JobRunner` (default: local processes),
@@ -177,9 +178,26 @@ class PodController(_Controller):
             uid = pod["metadata"]["uid"]
             if _owner_kind(pod) == "Job" or uid in self._scheduled:
                 continue
+            if (pod.get("spec") or {}).get("schedulingGates"):
+                self._hold(pod)  # until every gate is removed, as the scheduler does
+                continue
             if (pod.get("status") or {}).get("phase") == "Pending" and self.ready_gate(pod):
                 self._scheduled.add(uid)
                 self.spawn(self._start(pod))
+
+    def _hold(self, pod: Obj) -> None:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("reason") == "SchedulingGated" for c in conditions):
+            return
+        meta = pod["metadata"]
+        with contextlib.suppress(kmock.KubernetesError):
+            self.emulator.patch_object("v1/pods", meta["name"], {"status": {
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False",
+                                "reason": "SchedulingGated",
+                                "message": "Scheduling is blocked due to non-empty scheduling "
+                                           "gates", "lastTransitionTime": _now()}]}},
+                meta["namespace"], subresource="status")
 
     async def _start(self, pod: Obj) -> None:
         await asyncio.sleep(self.ready_delay)

@@ -266,3 +266,34 @@ def test_a_suspended_job_has_no_pods_and_resuming_restarts_its_deadline_clock(
     assert (conditions["Suspended"]["status"], conditions["Suspended"]["reason"]) == (
         "False", "JobResumed")
     emulator.delete_object("batch/v1/jobs", "held", "default", propagation="Background")
+
+
+def test_a_gated_pod_waits_until_its_gates_are_removed(k8s_cluster: EmulatedCluster) -> None:
+    """As Kueue holds a Deployment's pods: the scheduling gate keeps the pod Pending."""
+    emulator = k8s_cluster.emulator
+    emulator.create_object("apps/v1/deployments", {
+        "metadata": {"name": "server"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "server"}},
+                 "template": {"metadata": {"labels": {"app": "server"}}, "spec": {
+                     "schedulingGates": [{"name": "kueue.x-k8s.io/admission"}],
+                     "containers": [{"name": "server", "image": "server:1"}]}}}}, "default")
+
+    def pod() -> dict[str, Any] | None:
+        pods = emulator.list_objects("v1/pods", "default", labels="app=server")
+        return pods[0] if pods else None
+
+    def gated() -> dict[str, Any] | None:
+        found = pod()
+        conditions = ((found or {}).get("status") or {}).get("conditions") or []
+        return found if any(c.get("reason") == "SchedulingGated" for c in conditions) else None
+
+    held = wait_for(gated, message="the gated pod")
+    assert held["status"]["phase"] == "Pending"
+    deployment = emulator.get_object("apps/v1/deployments", "server", "default")
+    assert not (deployment or {}).get("status", {}).get("availableReplicas")
+
+    emulator.patch_object("v1/pods", held["metadata"]["name"], {"spec": {"schedulingGates": []}},
+                          "default")
+    running = wait_for(lambda: (p := pod()) and p["status"].get("phase") == "Running" and p,
+                       message="the pod running once ungated")
+    assert running["metadata"]["uid"] == held["metadata"]["uid"]
