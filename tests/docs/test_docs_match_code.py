@@ -21,7 +21,7 @@ from rollout_operator.settings import ENV_PREFIX, OperatorSettings
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = ("install.md", "configuration.md", "security.md", "gitops.md", "troubleshooting.md",
-         "testing-limits.md")
+         "testing-limits.md", "scheduling.md")
 CHART = ROOT / "charts" / "rollout-operator"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 TOP_LEVEL_DIRS = ("operator/", "charts/", "crds/", "examples/", "sandbox-image/", "tests/",

@@ -4,12 +4,14 @@ They run in the emulator's event loop and use its object methods, as in-cluster 
 the API (their writes are not in `emulator.calls`):
 
 - `PodController`: pods that no Job owns are scheduled and become Running and Ready after
-  `ready_delay` (`ready_gate` can hold chosen pods unready).
+  `ready_delay` (`ready_gate` can hold chosen pods unready); a pod with `schedulingGates` stays
+  Pending (`PodScheduled=False`, `SchedulingGated`) until they are all removed.
 - `DeploymentController`: keeps `spec.replicas` pods of the current template and reports
   `replicas`, `readyReplicas`, `availableReplicas` and the `Available` condition.
 - `JobController`: carries out Jobs with a pluggable `JobRunner` (default: local processes),
   honouring `completions`, `parallelism`, `completionMode: Indexed`, `backoffLimit`,
-  `backoffLimitPerIndex`, `maxFailedIndexes`, `suspend` and `activeDeadlineSeconds`; it creates
+  `backoffLimitPerIndex`, `maxFailedIndexes`, `suspend` (no pods while suspended; the deadline
+  clock restarts on resume) and `activeDeadlineSeconds`; it creates
   the Pod objects (labelled `job-name` and `batch.kubernetes.io/job-completion-index`, with each
   container's termination message in `status.containerStatuses`) and writes Job status and
   conditions as the real controller does. `kill` ends a running pod's process mid-way.
@@ -176,9 +178,26 @@ class PodController(_Controller):
             uid = pod["metadata"]["uid"]
             if _owner_kind(pod) == "Job" or uid in self._scheduled:
                 continue
+            if (pod.get("spec") or {}).get("schedulingGates"):
+                self._hold(pod)  # until every gate is removed, as the scheduler does
+                continue
             if (pod.get("status") or {}).get("phase") == "Pending" and self.ready_gate(pod):
                 self._scheduled.add(uid)
                 self.spawn(self._start(pod))
+
+    def _hold(self, pod: Obj) -> None:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("reason") == "SchedulingGated" for c in conditions):
+            return
+        meta = pod["metadata"]
+        with contextlib.suppress(kmock.KubernetesError):
+            self.emulator.patch_object("v1/pods", meta["name"], {"status": {
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False",
+                                "reason": "SchedulingGated",
+                                "message": "Scheduling is blocked due to non-empty scheduling "
+                                           "gates", "lastTransitionTime": _now()}]}},
+                meta["namespace"], subresource="status")
 
     async def _start(self, pod: Obj) -> None:
         await asyncio.sleep(self.ready_delay)
@@ -379,7 +398,10 @@ class JobController(_Controller):
         if state.finished or meta.get("deletionTimestamp"):
             return
         if spec.get("suspend"):
+            # As the real controller: suspension deletes the active pods and stops the
+            # activeDeadlineSeconds clock; resuming starts it again from the resume time.
             self._stop_active(state)
+            state.start_time = None
             self._write_status(job, state)
             return
         state.start_time = state.start_time or _now()
@@ -584,8 +606,8 @@ class JobController(_Controller):
         spec, old = job.get("spec") or {}, job.get("status") or {}
         conditions = [c for c in old.get("conditions") or [] if c["type"] != "Suspended"]
         suspended = bool(spec.get("suspend")) and not state.finished
-        was_suspended = any(c["type"] == "Suspended" and c["status"] == "True"
-                            for c in old.get("conditions") or [])
+        # Once a Job has been suspended it keeps its Suspended condition (False after a resume).
+        was_suspended = any(c["type"] == "Suspended" for c in old.get("conditions") or [])
         if suspended or was_suspended:
             status_word = "True" if suspended else "False"
             previous = next((c for c in old.get("conditions") or [] if c["type"] == "Suspended"),

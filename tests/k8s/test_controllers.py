@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.k8s.controllers import _now as controllers_now
 from tests.k8s.controllers import compress_indexes
 from tests.k8s.job_runner import ContainerRun, SubprocessRunner
 from tests.k8s.server import EmulatedCluster, wait_for
@@ -224,3 +225,75 @@ def test_deployment_becomes_available_when_its_pods_are_ready(
 def test_compress_indexes() -> None:
     assert compress_indexes(set()) == ""
     assert compress_indexes({0, 1, 2, 5, 7, 8}) == "0-2,5,7-8"
+
+
+def test_a_suspended_job_has_no_pods_and_resuming_restarts_its_deadline_clock(
+        k8s_cluster: EmulatedCluster) -> None:
+    """As Kueue uses it: a Job created suspended starts only when unsuspended, and the
+    activeDeadlineSeconds clock (status.startTime) restarts when a suspended Job resumes."""
+    emulator = k8s_cluster.emulator
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    emulator.create_object("batch/v1/jobs", _job("held", sleeper, suspend=True,
+                                                 activeDeadlineSeconds=600), "default")
+
+    def suspended() -> dict[str, Any] | None:
+        status = _job_status(k8s_cluster, "held")
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        held = conditions.get("Suspended", {}).get("status") == "True"
+        return status if held and "active" not in status else None
+
+    status = wait_for(suspended, timeout=20, message="the job suspended")
+    assert "startTime" not in status
+    assert emulator.list_objects("v1/pods", "default", labels="job-name=held") == []
+
+    def running() -> dict[str, Any] | None:
+        status = _job_status(k8s_cluster, "held")
+        return status if status.get("active") and status.get("startTime") else None
+
+    emulator.patch_object("batch/v1/jobs", "held", {"spec": {"suspend": False}}, "default")
+    first = wait_for(running, timeout=20, message="the job resumed")["startTime"]
+    assert len(emulator.list_objects("v1/pods", "default", labels="job-name=held")) == 1
+
+    emulator.patch_object("batch/v1/jobs", "held", {"spec": {"suspend": True}}, "default")
+    wait_for(suspended, timeout=20, message="the job suspended again")
+    wait_for(lambda: not emulator.list_objects("v1/pods", "default", labels="job-name=held"),
+             timeout=20, message="the pod deleted")
+    wait_for(lambda: controllers_now() > first, timeout=20, message="a later second")
+    emulator.patch_object("batch/v1/jobs", "held", {"spec": {"suspend": False}}, "default")
+    second = wait_for(running, timeout=20, message="the job resumed again")["startTime"]
+    assert second > first
+    conditions = {c["type"]: c for c in _job_status(k8s_cluster, "held")["conditions"]}
+    assert (conditions["Suspended"]["status"], conditions["Suspended"]["reason"]) == (
+        "False", "JobResumed")
+    emulator.delete_object("batch/v1/jobs", "held", "default", propagation="Background")
+
+
+def test_a_gated_pod_waits_until_its_gates_are_removed(k8s_cluster: EmulatedCluster) -> None:
+    """As Kueue holds a Deployment's pods: the scheduling gate keeps the pod Pending."""
+    emulator = k8s_cluster.emulator
+    emulator.create_object("apps/v1/deployments", {
+        "metadata": {"name": "server"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "server"}},
+                 "template": {"metadata": {"labels": {"app": "server"}}, "spec": {
+                     "schedulingGates": [{"name": "kueue.x-k8s.io/admission"}],
+                     "containers": [{"name": "server", "image": "server:1"}]}}}}, "default")
+
+    def pod() -> dict[str, Any] | None:
+        pods = emulator.list_objects("v1/pods", "default", labels="app=server")
+        return pods[0] if pods else None
+
+    def gated() -> dict[str, Any] | None:
+        found = pod()
+        conditions = ((found or {}).get("status") or {}).get("conditions") or []
+        return found if any(c.get("reason") == "SchedulingGated" for c in conditions) else None
+
+    held = wait_for(gated, message="the gated pod")
+    assert held["status"]["phase"] == "Pending"
+    deployment = emulator.get_object("apps/v1/deployments", "server", "default")
+    assert not (deployment or {}).get("status", {}).get("availableReplicas")
+
+    emulator.patch_object("v1/pods", held["metadata"]["name"], {"spec": {"schedulingGates": []}},
+                          "default")
+    running = wait_for(lambda: (p := pod()) and p["status"].get("phase") == "Running" and p,
+                       message="the pod running once ungated")
+    assert running["metadata"]["uid"] == held["metadata"]["uid"]

@@ -31,6 +31,19 @@ MODEL_KEY = "sk-very-secret-model-key-0042"
 REWARD = "reward_fn.compute_reward:numbers_match_reward"
 
 
+# The stand-in knows no Kueue: this stands for Kueue's Workload kind, schema left open.
+KUEUE_WORKLOAD_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "workloads.kueue.x-k8s.io"},
+    "spec": {"group": "kueue.x-k8s.io", "scope": "Namespaced",
+             "names": {"kind": "Workload", "listKind": "WorkloadList", "plural": "workloads",
+                       "singular": "workload"},
+             "versions": [{"name": "v1beta1", "served": True, "storage": True, "schema": {
+                 "openAPIV3Schema": {"type": "object",
+                                     "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
 def make_repo(directory: Path, *, without_main: bool = False, source: Path = EXAMPLE) -> str:
     """A git repository holding a copy of `source` (the calculator example); its file://
     URL."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from rollout_operator.handlers.kube import METADATA_ONLY, USER_AGENT, KubeApi
 from tests.k8s.server import EmulatedCluster
+from tests.operator.harness import KUEUE_WORKLOAD_CRD
 
 SECRET_VALUE = "c2VjcmV0LXZhbHVlLTQy"
 
@@ -31,3 +32,17 @@ def test_secret_checks_never_receive_secret_data(k8s_cluster: EmulatedCluster,
     assert SECRET_VALUE not in repr(answer)
     full = api._call("GET", "/api/v1/namespaces/default/secrets/present")
     assert full["data"] == {"api-key": SECRET_VALUE}  # control: a plain GET would carry it
+
+
+def test_workloads_are_listed_by_job_uid_and_none_without_kueue(
+        k8s_cluster: EmulatedCluster, k8s_api: Any) -> None:
+    api = KubeApi(k8s_api)
+    assert api.list_workloads("default", "job-uid-1") == []  # no Kueue: the API answers 404
+    k8s_cluster.emulator.create_object("apiextensions.k8s.io/v1/customresourcedefinitions",
+                                       KUEUE_WORKLOAD_CRD)
+    for name, uid in (("mine", "job-uid-1"), ("other", "job-uid-2")):
+        k8s_cluster.emulator.create_object("kueue.x-k8s.io/v1beta1/workloads", {
+            "apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "Workload",
+            "metadata": {"name": name, "labels": {"kueue.x-k8s.io/job-uid": uid}}}, "default")
+    listed = api.list_workloads("default", "job-uid-1")
+    assert [w["metadata"]["name"] for w in listed] == ["mine"]

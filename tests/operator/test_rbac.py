@@ -21,7 +21,13 @@ from tests.chart.rbac import Authorizer, used_by
 from tests.chart.render import load_chart, of_kind, one, render
 from tests.k8s.http_api import ApiCall
 from tests.k8s.server import wait_for
-from tests.operator.harness import NAMESPACE, Harness, make_repo, run_manifest
+from tests.operator.harness import (
+    KUEUE_WORKLOAD_CRD,
+    NAMESPACE,
+    Harness,
+    make_repo,
+    run_manifest,
+)
 from tests.support.loopback import HOST, free_port
 
 pytestmark = pytest.mark.slow
@@ -42,7 +48,12 @@ def _run_through_a_whole_life(harness: Harness, tmp_path: Path) -> None:
                             harness.s3.endpoint, model="scripted:sleep-300", rows=6, samples=2,
                             shards=2)
     manifest["spec"]["workers"]["concurrency"] = 1
+    harness.apply(KUEUE_WORKLOAD_CRD)  # a cluster with Kueue: its Workloads are listed
+    harness.apply(run_manifest("rbac-queued", repo, harness.model_url, harness.bucket,
+                               harness.s3.endpoint, rows=2, samples=1, shards=1,
+                               scheduling={"queueName": "team-a"}))
     harness.apply(manifest)
+    _suspend_while_queued(harness, "rbac-queued")
     harness.wait_phase("rbac", ("Running",))
     for suspend, phase in ((True, "Suspended"), (False, "Running")):
         harness.cluster.kubectl("-n", NAMESPACE, "patch", "rolloutrun", "rbac", "--type=merge",
@@ -58,6 +69,29 @@ def _run_through_a_whole_life(harness: Harness, tmp_path: Path) -> None:
         return not json.loads(listed.stdout)["items"] and not harness.children(uid)
 
     wait_for(gone, 60, interval=0.3, message="the run deleted by its TTL, with its children")
+
+
+def _suspend_while_queued(harness: Harness, name: str) -> None:
+    """A run suspended while Kueue holds its worker Job: the operator asks Kueue's Workloads
+    why it waits, then deletes the Job (Kueue would resume a Job it admitted that someone else
+    suspends); then the run goes."""
+    def workers() -> list[dict[str, Any]]:
+        done = harness.cluster.kubectl("-n", NAMESPACE, "get", "jobs", "-o", "json", "-l",
+                                       f"rollouts.dev/run={name},rollouts.dev/component=workers")
+        return list(json.loads(done.stdout)["items"])
+
+    def seen_waiting() -> bool:
+        # observed suspended, after the reconcile that created it: Kueue's Workloads are asked
+        conditions = (harness.get(name).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Queued" and " waits in Kueue LocalQueue " in c["message"]
+                   for c in conditions)
+
+    wait_for(seen_waiting, 150, interval=0.3, message=f"the queued worker Job of {name}")
+    harness.cluster.kubectl("-n", NAMESPACE, "patch", "rolloutrun", name, "--type=merge",
+                            "-p", json.dumps({"spec": {"suspend": True}}))
+    harness.wait_phase(name, ("Suspended",))
+    wait_for(lambda: not workers(), 30, interval=0.3, message=f"the worker Job of {name} gone")
+    harness.cluster.kubectl("-n", NAMESPACE, "delete", "rolloutrun", name)
 
 
 def _check(authorizer: Authorizer, calls: list[ApiCall]) -> None:

@@ -71,6 +71,32 @@ SPECS: dict[str, dict[str, Any]] = {
             "resources": {"requests": {"cpu": "3"}, "limits": {"memory": "3Gi"}},
         },
     },
+    "queued-and-placed": {
+        **BASE,
+        "model": {"serve": {"model": "Qwen/Qwen3-8B", "gpus": 1, "scheduling": {
+            "queueName": "gpu", "priorityClassName": "serving",
+            "nodeSelector": {"nvidia.com/gpu.product": "H100"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                             "effect": "NoSchedule"}]}}},
+        "scheduling": {
+            "queueName": "team-a",
+            "priorityClassName": "batch",
+            "nodeSelector": {"pool": "cpu"},
+            "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoExecute",
+                             "tolerationSeconds": 60}, {"operator": "Exists"}],
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "cpu-count", "operator": "Gt", "values": ["8"]}]}]}},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 10, "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"app": "x"},
+                                          "matchExpressions": [
+                                              {"key": "tier", "operator": "Exists"}]},
+                        "topologyKey": "kubernetes.io/hostname"}}]},
+            },
+        },
+    },
 }
 
 

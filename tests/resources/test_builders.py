@@ -42,6 +42,7 @@ from rollout_operator.resources.context import (
     RunContext,
 )
 from rollout_operator.resources.names import MAX_NAME_LENGTH, is_dns_label
+from rollout_operator.resources.placement import KUEUE_QUEUE_LABEL
 from rollout_operator.resources.security import pod_spec_of, workload_security_violations
 from rollout_operator.runtime.run_config import RunConfig
 from rollout_operator.settings import OperatorSettings
@@ -107,7 +108,8 @@ def test_every_child_is_owned_named_and_labelled(ctx: RunContext) -> None:
         labels = meta["labels"]
         assert labels[RUN_LABEL] == ctx.name
         assert labels[RUN_UID_LABEL] == ctx.uid
-        assert all(k.startswith(("rollouts.dev/", "app.kubernetes.io/")) for k in labels)
+        assert all(k.startswith(("rollouts.dev/", "app.kubernetes.io/")) or k == KUEUE_QUEUE_LABEL
+                   for k in labels)
         assert (manifest["kind"], meta["name"]) not in names
         names.add((manifest["kind"], meta["name"]))
         assert "ttlSecondsAfterFinished" not in manifest["spec"]

@@ -10,10 +10,11 @@ What the operator does in a namespace whose runs it serves.
 - apiGroups: ["rollouts.dev"]
   resources: ["rolloutruns/status"]
   verbs: ["patch"]
-# A run's children: the sync, worker and aggregate Jobs, the tool and inference servers.
+# A run's children: the sync, worker and aggregate Jobs, the tool and inference servers. A
+# queued worker Job is deleted when its run is suspended (Kueue would resume it).
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "delete"]
@@ -35,6 +36,10 @@ What the operator does in a namespace whose runs it serves.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Kueue's Workloads of queued worker Jobs: why Kueue has not admitted them yet.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 {{- end }}
 {{/*
 Kopf peering among several replicas; the argument is the peering resource (plural).

@@ -36,7 +36,11 @@ class ConditionType:
     """True while the spec differs from the one the run started with: the run goes on with its
     own spec and children, and creates nothing from the refused one."""
 
-    ALL: Final = (SYNCED, TOOLS_READY, INFERENCE_READY, COMPLETE, FAILED, SPEC_REFUSED)
+    QUEUED: Final = "Queued"
+    """True while a Kueue queue holds the worker Job (suspended) or the inference server's pods
+    (gated) before admission; the run's own deadlines do not run meanwhile."""
+
+    ALL: Final = (SYNCED, TOOLS_READY, INFERENCE_READY, COMPLETE, FAILED, SPEC_REFUSED, QUEUED)
 
 
 class ConditionStatus:
@@ -103,4 +107,7 @@ class Reason:
     DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
     SUSPENDED: Final = "Suspended"
     RESUMED: Final = "Resumed"
+    # Queued
+    WAITING_FOR_ADMISSION: Final = "WaitingForAdmission"
+    ADMITTED: Final = "Admitted"
     PENDING: Final = "Pending"

@@ -29,6 +29,15 @@ QUANTITY_PATTERN = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 
+# A label value (Kubernetes: at most 63 characters, alphanumerics at both ends).
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A label or taint key: an optional DNS-subdomain prefix and '/', then a name of at most 63.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+MAX_LABEL_VALUE_LENGTH = 63
+
 MAX_URL_LENGTH = 2048
 MAX_NAME_LENGTH = 253
 MAX_POLICY_VERSION_LENGTH = 128
@@ -225,6 +234,14 @@ class ServeSpec(ApiModel):
     resources: ResourceRequirements | None = Field(
         default=None,
         description="Resources of each server container; GPUs are added from gpus.",
+    )
+    scheduling: SchedulingSpec | None = Field(
+        default=None,
+        description=(
+            "Placement of the server pods (GPU nodes: their nodeSelector and tolerations) and "
+            "their Kueue queue. When set it replaces spec.scheduling for the server; when "
+            "unset the server is placed and queued like the rest of the run."
+        ),
     )
 
 
@@ -475,6 +492,237 @@ class SandboxSpec(ApiModel):
     )
 
 
+LabelKey = Annotated[str, Field(min_length=1, max_length=317, pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE_LENGTH, pattern=LABEL_VALUE_PATTERN)]
+
+
+class Toleration(ApiModel):
+    """A taint the pods tolerate, as in a Pod spec."""
+
+    key: LabelKey | None = Field(
+        default=None,
+        description="Taint key, e.g. nvidia.com/gpu; empty (with operator Exists) matches all.",
+    )
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Equal",
+        description="Equal matches the taint's value; Exists matches any value of the key.",
+    )
+    value: LabelValue | None = Field(
+        default=None, description="Taint value to match with operator Equal."
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; all effects when unset."
+    )
+    toleration_seconds: int | None = Field(
+        default=None,
+        description=(
+            "With effect NoExecute: how long a pod stays on a node after the taint appears; "
+            "forever when unset."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.key is None and self.operator != "Exists":
+            raise ValueError("a toleration without key must use operator Exists (it matches "
+                             "every taint); set key, or operator: Exists")
+        if self.operator == "Exists" and self.value:
+            raise ValueError(f"toleration of {self.key or 'every taint'}: operator Exists "
+                             "takes no value; remove value, or use operator Equal")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError(f"toleration of {self.key or 'every taint'}: tolerationSeconds "
+                             "applies only to effect NoExecute")
+        return self
+
+
+class NodeSelectorRequirement(ApiModel):
+    """A node label (or field) test: key, operator and values, as in a Pod spec."""
+
+    key: LabelKey = Field(description="Node label key, e.g. nvidia.com/gpu.product.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
+        description="In, NotIn, Exists, DoesNotExist, Gt or Lt."
+    )
+    values: list[LabelValue] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "Values for In and NotIn (at least one), one integer for Gt and Lt, none for "
+            "Exists and DoesNotExist."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _values_fit(self) -> Self:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"{self.key} {self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"{self.key} {self.operator} takes no values; remove them")
+        if self.operator in ("Gt", "Lt") and (
+            len(self.values) != 1 or not self.values[0].lstrip("-").isdigit()
+        ):
+            raise ValueError(f"{self.key} {self.operator} needs exactly one integer value")
+        return self
+
+
+class NodeSelectorTerm(ApiModel):
+    """Node tests that must all hold."""
+
+    match_expressions: list[NodeSelectorRequirement] = Field(
+        default_factory=list, max_length=16, description="Tests of node labels."
+    )
+    match_fields: list[NodeSelectorRequirement] = Field(
+        default_factory=list, max_length=16, description="Tests of node fields (metadata.name)."
+    )
+
+
+class NodeSelector(ApiModel):
+    """Node terms of which at least one must hold."""
+
+    node_selector_terms: list[NodeSelectorTerm] = Field(
+        min_length=1, max_length=16, description="Terms; a node matching any of them fits."
+    )
+
+
+class PreferredSchedulingTerm(ApiModel):
+    """A node term the scheduler prefers, with its weight."""
+
+    weight: int = Field(ge=1, le=100, description="Weight of the preference, 1-100.")
+    preference: NodeSelectorTerm = Field(description="The nodes preferred.")
+
+
+class NodeAffinity(ApiModel):
+    """Which nodes the pods must or should run on."""
+
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = Field(
+        default=None, description="Nodes the pods must run on."
+    )
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(
+        default_factory=list, max_length=16, description="Nodes the pods should run on."
+    )
+
+
+class LabelSelectorRequirement(ApiModel):
+    """A label test of a label selector."""
+
+    key: LabelKey = Field(description="Label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[LabelValue] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Values for In and NotIn (at least one); none for Exists and DoesNotExist.",
+    )
+
+    @model_validator(mode="after")
+    def _values_fit(self) -> Self:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"{self.key} {self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"{self.key} {self.operator} takes no values; remove them")
+        return self
+
+
+class LabelSelector(ApiModel):
+    """Labels that objects must have: all matchLabels and all matchExpressions."""
+
+    match_labels: dict[LabelKey, LabelValue] | None = Field(
+        default=None, max_length=16, description="Labels the objects must carry."
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=16, description="Label tests that must all hold."
+    )
+
+
+class PodAffinityTerm(ApiModel):
+    """Pods near (or away from) which the run's pods go, within a topology domain."""
+
+    label_selector: LabelSelector | None = Field(
+        default=None, description="The other pods, by their labels."
+    )
+    namespaces: list[Annotated[str, Field(max_length=MAX_LABEL_VALUE_LENGTH)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Namespaces of the other pods; the run's namespace when empty.",
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None, description="Namespaces of the other pods, by their labels."
+    )
+    topology_key: LabelKey = Field(
+        description="Node label that defines the domain, e.g. kubernetes.io/hostname."
+    )
+
+
+class WeightedPodAffinityTerm(ApiModel):
+    """A pod affinity term the scheduler prefers, with its weight."""
+
+    weight: int = Field(ge=1, le=100, description="Weight of the preference, 1-100.")
+    pod_affinity_term: PodAffinityTerm = Field(description="The term preferred.")
+
+
+class PodAffinity(ApiModel):
+    """Pods that the run's pods must or should be near (affinity) or away from (anti)."""
+
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] = Field(
+        default_factory=list, max_length=16, description="Terms that must hold."
+    )
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] = Field(
+        default_factory=list, max_length=16, description="Terms that should hold."
+    )
+
+
+class Affinity(ApiModel):
+    """Node affinity, pod affinity and pod anti-affinity, as in a Pod spec."""
+
+    node_affinity: NodeAffinity | None = Field(
+        default=None, description="Which nodes the pods must or should run on."
+    )
+    pod_affinity: PodAffinity | None = Field(
+        default=None, description="Pods the run's pods must or should run near."
+    )
+    pod_anti_affinity: PodAffinity | None = Field(
+        default=None, description="Pods the run's pods must or should run away from."
+    )
+
+
+class SchedulingSpec(ApiModel):
+    """Where the pods run, how they rank, and the Kueue queue that admits the workload."""
+
+    queue_name: str | None = Field(
+        default=None,
+        min_length=1,
+        # A LocalQueue's name (Kueue checks it as an object name) that is also a label value.
+        max_length=MAX_LABEL_VALUE_LENGTH,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description=(
+            "Kueue LocalQueue in the run's namespace. The worker Job (and the inference "
+            "Deployment, for serve.scheduling or when it falls back to this) is labelled "
+            "kueue.x-k8s.io/queue-name and created suspended; it starts when Kueue admits it, "
+            "and the run shows Queued until then."
+        ),
+    )
+    priority_class_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="PriorityClass of the pods (Kueue also ranks queued workloads by it).",
+    )
+    node_selector: dict[LabelKey, LabelValue] | None = Field(
+        default=None,
+        max_length=32,
+        description="Node labels the pods require, e.g. {cloud.google.com/gke-nodepool: cpu}.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Taints the pods tolerate, e.g. those of a dedicated or GPU node pool.",
+    )
+    affinity: Affinity | None = Field(
+        default=None, description="Node and pod affinity of the pods, as in a Pod spec."
+    )
+
+
 class OutputSpec(ApiModel):
     """Where trajectories, results and bundles are written."""
 
@@ -528,6 +776,13 @@ class RolloutRunSpec(ApiModel):
     )
     output: OutputSpec = Field(
         default_factory=OutputSpec, description="Object storage for trajectories and results."
+    )
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec,
+        description=(
+            "Kueue queue, priority and node placement of the run's pods; the inference server "
+            "has its own in model.serve.scheduling."
+        ),
     )
     suspend: bool = Field(
         default=False,

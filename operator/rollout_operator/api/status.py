@@ -132,8 +132,8 @@ class Condition(StatusModel):
     type: str = Field(
         min_length=1,
         max_length=64,
-        description="Condition type: Synced, ToolsReady, InferenceReady, Complete, Failed or "
-                    "SpecRefused.",
+        description="Condition type: Synced, ToolsReady, InferenceReady, Complete, Failed, "
+                    "SpecRefused or Queued.",
     )
     status: Literal["True", "False", "Unknown"] = Field(
         description="Whether the condition holds: True, False or Unknown."

@@ -59,6 +59,14 @@ _PATTERN_MEANINGS = {
     spec_module.RESOURCE_NAME_PATTERN: (
         "must be a resource name such as cpu, memory or nvidia.com/gpu"
     ),
+    spec_module.LABEL_VALUE_PATTERN: (
+        "must be a Kubernetes label value: at most 63 letters, digits, '-', '_' and '.', "
+        "starting and ending with a letter or digit"
+    ),
+    spec_module.LABEL_KEY_PATTERN: (
+        "must be a Kubernetes label key such as pool or nvidia.com/gpu.product: an optional "
+        "DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'"
+    ),
 }
 _QUANTITY_MESSAGE = (
     "must be an integer or a quantity string such as '500m', '2' or '4Gi' (quote fractions: '0.5')"

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from rollout_operator import __version__
 from rollout_operator.api.constants import GROUP, PLURAL, VERSION
 from rollout_operator.resources.context import RUN_UID_LABEL
+from rollout_operator.resources.placement import KUEUE_JOB_UID_LABEL, KUEUE_WORKLOADS_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,18 @@ class KubeApi:
     def list_pods(self, namespace: str, run_uid: str) -> list[dict[str, Any]]:
         listed = self._call("GET", f"/api/v1/namespaces/{namespace}/pods",
                             query=[("labelSelector", f"{RUN_UID_LABEL}={run_uid}")])
+        return list(listed.get("items") or [])
+
+    def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        """Kueue's Workloads of the Job `job_uid`; none where Kueue is not installed (404) or
+        the operator may not read them (403): they only explain why a Job waits."""
+        try:
+            listed = self._call("GET", KUEUE_WORKLOADS_PATH.format(ns=namespace),
+                                query=[("labelSelector", f"{KUEUE_JOB_UID_LABEL}={job_uid}")])
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return []
+            raise
         return list(listed.get("items") or [])
 
     def existing_secrets(self, namespace: str, names: list[str]) -> set[str]:

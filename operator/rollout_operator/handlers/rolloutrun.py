@@ -24,6 +24,7 @@ from rollout_operator.handlers.kube import KubeApi, kopf_errors
 from rollout_operator.operator_metrics import OperatorMetrics
 from rollout_operator.reconcile.decide import Decision, RunObject, decide
 from rollout_operator.reconcile.observed import observe
+from rollout_operator.reconcile.queueing import jobs_awaiting_admission
 from rollout_operator.reconcile.secrets import secret_names_in
 from rollout_operator.resources.context import RUN_UID_LABEL
 from rollout_operator.settings import OperatorSettings
@@ -113,7 +114,9 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, trigger: st
                 children = api.list_children(run.namespace, run.uid)
                 pods = api.list_pods(run.namespace, run.uid)
                 secrets = api.existing_secrets(run.namespace, secret_names_in(run.spec))
-            observed = observe(children, pods, secrets)
+                workloads = [workload for uid in jobs_awaiting_admission(children)
+                             for workload in api.list_workloads(run.namespace, uid)]
+            observed = observe(children, pods, secrets, workloads)
             decision = decide(run, observed, memo.settings, utc_now())
             act(api, run, current, body, decision, logger, metrics)
         if decision.status is not None:

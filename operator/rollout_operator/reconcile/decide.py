@@ -34,6 +34,11 @@ from rollout_operator.reconcile.observed import (
     format_indexes,
 )
 from rollout_operator.reconcile.phase import derive_phase
+from rollout_operator.reconcile.queueing import (
+    admitted_since,
+    inference_queue_state,
+    worker_queue_state,
+)
 from rollout_operator.reconcile.results import (
     apply_aggregate,
     apply_inspection,
@@ -54,6 +59,7 @@ from rollout_operator.resources import (
     scorer_children,
     tool_children,
 )
+from rollout_operator.resources.placement import inference_scheduling
 from rollout_operator.resources.policy import policy_problems
 from rollout_operator.runtime.inspection import InspectionReport
 from rollout_operator.runtime.outage import STORAGE_OUTAGE_KEY
@@ -420,13 +426,15 @@ def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
 
 def _not_ready(step: _Step, observed: Observed, deployment: DeploymentState | None,
                condition: str, what: str, starting: str, failed: str,
-               deadline_seconds: int) -> None:
+               deadline_seconds: int, *, admitted: datetime | None = None) -> None:
     """A server Deployment that is not ready: say why when its pods show it. Before rollouts
-    have started, fail the run once the server has had `deadline_seconds` since its creation;
-    once they run, an outage (a rescheduled pod) does not fail the run: rollouts that cannot
-    reach the server meanwhile are recorded as masked."""
+    have started, fail the run once the server has had `deadline_seconds` since its creation
+    (or since Kueue `admitted` it, if later); once they run, an outage (a rescheduled pod) does
+    not fail the run: rollouts that cannot reach the server meanwhile are recorded as masked."""
     problem = f": {deployment.problem}" if deployment and deployment.problem else "."
     created = _parse_time(deployment.created) if deployment else None
+    if created is not None and admitted is not None:
+        created = max(created, admitted)
     starting_up = "workers" not in observed.jobs
     if (starting_up and created is not None
             and step.now >= created + timedelta(seconds=deadline_seconds)):
@@ -453,14 +461,23 @@ def _inference(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obs
         return True
     step.ensure(observed, inference_children(ctx))
     deployment = observed.deployments.get("inference")
+    scheduling = inference_scheduling(ctx)
+    queue = inference_queue_state(scheduling, deployment)
+    if queue is not None and "workers" not in observed.jobs:  # then Queued is the workers'
+        step.condition(ConditionType.QUEUED, *queue)
     if deployment is not None and deployment.ready:
         step.condition(ConditionType.INFERENCE_READY, TRUE, Reason.INFERENCE_AVAILABLE,
                        f"{spec.model.serve.engine} serving {spec.model.serve.model} is ready.")
         return True
+    if queue is not None and queue[0] == TRUE:
+        step.condition(ConditionType.INFERENCE_READY, FALSE, Reason.INFERENCE_STARTING,
+                       f"Waiting for Kueue to admit the inference server's pods: {queue[2]}")
+        return False
     _not_ready(step, observed, deployment, ConditionType.INFERENCE_READY,
                f"{spec.model.serve.engine} serving {spec.model.serve.model}",
                Reason.INFERENCE_STARTING, Reason.INFERENCE_FAILED,
-               ctx.settings.inference_start_deadline_seconds)
+               ctx.settings.inference_start_deadline_seconds,
+               admitted=admitted_since(step.status.conditions) if scheduling.queue_name else None)
     return False
 
 
@@ -472,10 +489,20 @@ def _workers(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obser
                            "The run is suspended; set spec.suspend to false to start rollouts.")
             return False
         step.ensure(observed, [build_worker_job(ctx)])
+        queue_name = spec.scheduling.queue_name
+        if queue_name is not None:
+            step.condition(ConditionType.QUEUED, TRUE, Reason.WAITING_FOR_ADMISSION,
+                           f"The worker Job is created in Kueue LocalQueue {queue_name}, "
+                           "suspended until Kueue admits it.")
         step.condition(ConditionType.COMPLETE, FALSE, Reason.ROLLOUTS_RUNNING,
-                       "Rollouts are running.")
+                       "Rollouts are running." if queue_name is None else
+                       "Rollouts start when Kueue admits the worker Job.")
         return False
-    if job.suspended != spec.suspend and not job.complete:
+    if spec.scheduling.queue_name is not None:
+        if spec.suspend and not (job.complete or job.failed_terminal):
+            _suspend_queued(step, job)
+            return False
+    elif job.suspended != spec.suspend and not job.complete:
         step.decision.patch_jobs.append((job.name, {"spec": {"suspend": spec.suspend}}))
     step.status.progress = shard_progress(step.status.progress, job)
     step.status.outage_seconds = outage_seconds(step.status.outage_seconds,
@@ -490,12 +517,29 @@ def _workers(step: _Step, spec: RolloutRunSpec, ctx: RunContext, observed: Obser
                   f"Worker Job {job.name} failed ({_shards_done(job)}): "
                   f"{_job_cause(job, 'see the worker pods logs')}")
         return False
+    queue = worker_queue_state(spec.scheduling, job)
+    if queue is not None:
+        step.condition(ConditionType.QUEUED, *queue)
     if not job.complete:
         reason, text = (Reason.SUSPENDED, "The run is suspended.") if spec.suspend else (
             Reason.ROLLOUTS_RUNNING, f"{_shards_done(job)}.")
+        if queue is not None and queue[0] == TRUE:
+            reason, text = Reason.WAITING_FOR_ADMISSION, "Rollouts start when Kueue admits " \
+                f"the worker Job ({_shards_done(job)})."
         step.condition(ConditionType.COMPLETE, FALSE, reason, text)
         return False
     return True
+
+
+def _suspend_queued(step: _Step, job: JobState) -> None:
+    """Kueue resumes a Job it admitted that someone else suspends, so a queued run is
+    suspended by removing its worker Job, which also gives its quota back. Resuming creates it
+    again, queued; its workers skip the rollouts already written."""
+    step.decision.delete.append(("batch/v1", "Job", job.name))
+    text = "The run is suspended: its worker Job is removed and leaves the Kueue queue; " \
+           "set spec.suspend to false to queue it again."
+    step.condition(ConditionType.QUEUED, FALSE, Reason.SUSPENDED, text)
+    step.condition(ConditionType.COMPLETE, FALSE, Reason.SUSPENDED, text)
 
 
 def _shards_done(job: JobState) -> str:

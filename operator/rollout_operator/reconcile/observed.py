@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollout_operator.resources.context import COMPONENT_LABEL
+from rollout_operator.resources.placement import KUEUE_ADMISSION_GATE, KUEUE_JOB_UID_LABEL
 
 JOB_NAME_LABEL = "job-name"
 JOB_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
@@ -36,6 +37,8 @@ class JobState:
     failed_indexes: frozenset[int] = frozenset()
     messages: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
     """Termination message of each completion index's latest finished pod (parsed JSON)."""
+    admission: str = ""
+    """Why Kueue has not admitted it yet, from its Workload's conditions (empty when unknown)."""
 
     @property
     def pod_errors(self) -> str:
@@ -94,6 +97,10 @@ class DeploymentState:
     """Why a pod of it cannot become ready (crash loop, image pull, unschedulable), if known."""
     restarts: int = 0
     """Container restarts of its pods that exist now (a server that died and was restarted)."""
+    pods: int = 0
+    """Its pods that exist now."""
+    gated: int = 0
+    """Its pods that Kueue holds (scheduling gate) until it admits them."""
 
     @property
     def ready(self) -> bool:
@@ -144,7 +151,20 @@ def _pod_time(pod: Mapping[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("creationTimestamp") or "")
 
 
-def job_state(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobState:
+def kueue_admission(workload: Mapping[str, Any]) -> str:
+    """What a Kueue Workload says about admission: its QuotaReserved (or else Admitted)
+    condition while that is False, as "reason: message"; empty otherwise."""
+    conditions = (workload.get("status") or {}).get("conditions") or []
+    for kind in ("QuotaReserved", "Admitted"):
+        for condition in conditions:
+            if condition.get("type") == kind and condition.get("status") == "False":
+                reason, message = condition.get("reason") or "", condition.get("message") or ""
+                return ": ".join(str(part) for part in (reason, message) if part)[:500]
+    return ""
+
+
+def job_state(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]],
+              admission: str = "") -> JobState:
     spec, status = job.get("spec") or {}, job.get("status") or {}
     name = str(job["metadata"]["name"])
     messages: dict[int, dict[str, Any]] = {}
@@ -170,6 +190,7 @@ def job_state(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobS
         completed_indexes=parse_indexes(status.get("completedIndexes")),
         failed_indexes=parse_indexes(status.get("failedIndexes")),
         messages=messages,
+        admission=admission,
     )
 
 
@@ -217,15 +238,29 @@ def deployment_state(deployment: Mapping[str, Any],
         problem=problem,
         restarts=sum(int(c.get("restartCount") or 0) for pod in pods
                      for c in (pod.get("status") or {}).get("containerStatuses") or []),
+        pods=len(pods),
+        gated=sum(1 for pod in pods if _awaits_admission(pod)),
     )
+
+
+def _awaits_admission(pod: Mapping[str, Any]) -> bool:
+    gates = (pod.get("spec") or {}).get("schedulingGates") or []
+    return any(gate.get("name") == KUEUE_ADMISSION_GATE for gate in gates)
 
 
 def observe(
     children: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]] = (),
     secrets: Iterable[str] = (),
+    workloads: Iterable[Mapping[str, Any]] = (),
 ) -> Observed:
-    """Reduce listed children (Jobs, Deployments, Services, ...) and Job pods to `Observed`."""
+    """Reduce listed children (Jobs, Deployments, Services, ...), their pods and the Kueue
+    Workloads of their Jobs to `Observed`."""
+    admission: dict[str, str] = {}
+    for workload in workloads:
+        job_uid = ((workload.get("metadata") or {}).get("labels") or {}).get(KUEUE_JOB_UID_LABEL)
+        if job_uid:
+            admission[str(job_uid)] = kueue_admission(workload)
     pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
     server_pods: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
@@ -246,7 +281,8 @@ def observe(
         present.add((kind, name))
         component = str((metadata.get("labels") or {}).get(COMPONENT_LABEL, ""))
         if kind == "Job":
-            jobs[component] = job_state(child, pods_by_job.get(name, ()))
+            jobs[component] = job_state(child, pods_by_job.get(name, ()),
+                                        admission.get(str(metadata.get("uid")), ""))
         elif kind == "Deployment":
             deployments[component] = deployment_state(child, server_pods.get(component, ()))
     return Observed(jobs, deployments, frozenset(present), frozenset(secrets))

@@ -3,6 +3,8 @@
 The server runs no user code, so it keeps the default runtime class (GPU runtimes and gVisor
 rarely mix), but it gets the same non-root, read-only, no-token pod settings as every other pod.
 Model weights and caches go to an emptyDir, shared memory to a memory-backed one.
+It is placed by `serve.scheduling` (GPU nodes) when given, else by `spec.scheduling`; with a
+queueName it is labelled for Kueue's Deployment integration.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from rollout_operator.api.spec import ServeSpec
 from rollout_operator.resources.context import INFERENCE, RunContext
+from rollout_operator.resources.placement import inference_scheduling, queue_labels
 from rollout_operator.resources.pod_template import (
     TMP_DIR,
     TMP_VOLUME,
@@ -122,6 +125,7 @@ def _serve(ctx: RunContext) -> ServeSpec:
 
 def build_inference_deployment(ctx: RunContext) -> dict[str, Any]:
     serve = _serve(ctx)
+    scheduling = inference_scheduling(ctx)
     spec = pod_spec(
         ctx,
         containers=[inference_container(ctx, serve)],
@@ -132,15 +136,23 @@ def build_inference_deployment(ctx: RunContext) -> dict[str, Any]:
         ],
         restart_policy="Always",
         runtime_class=False,
+        scheduling=scheduling,
     )
+    # Kueue's Deployment integration reads the label on the Deployment and admits each pod
+    # (held by a scheduling gate until then); the pod template carries it as Kueue would set it.
+    queue = queue_labels(scheduling)
+    metadata = object_meta(ctx, INFERENCE)
+    metadata["labels"].update(queue)
+    template = pod_template(ctx, INFERENCE, spec)
+    template["metadata"]["labels"].update(queue)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_meta(ctx, INFERENCE),
+        "metadata": metadata,
         "spec": {
             "replicas": serve.replicas,
             "selector": {"matchLabels": ctx.selector_labels(INFERENCE)},
-            "template": pod_template(ctx, INFERENCE, spec),
+            "template": template,
         },
     }
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rollout_operator.resources.placement import placement_fields, run_scheduling
 from rollout_operator.resources.security import container_security_context, pod_security_context
 from rollout_operator.runtime.run_config import DEFAULT_REPO_DIR, MODEL_API_KEY_ENV, RUN_CONFIG_ENV
 
 if TYPE_CHECKING:
-    from rollout_operator.api.spec import ResourceRequirements
+    from rollout_operator.api.spec import ResourceRequirements, SchedulingSpec
     from rollout_operator.resources.context import RunContext
 
 GIT_CREDENTIAL_KEYS = {
@@ -249,8 +250,10 @@ def pod_spec(
     restart_policy: str,
     deadline_seconds: int | None = None,
     runtime_class: bool = True,
+    scheduling: SchedulingSpec | None = None,
 ) -> dict[str, Any]:
-    """A pod spec without Kubernetes API access, with the run's RuntimeClass when asked for."""
+    """A pod spec without Kubernetes API access, with the run's RuntimeClass when asked for,
+    placed by `scheduling` (the run's `spec.scheduling` when None)."""
     spec: dict[str, Any] = {
         "restartPolicy": restart_policy,
         "automountServiceAccountToken": False,
@@ -267,6 +270,7 @@ def pod_spec(
         spec["runtimeClassName"] = ctx.spec.sandbox.runtime_class_name
     if ctx.settings.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in ctx.settings.image_pull_secrets]
+    spec.update(placement_fields(scheduling or run_scheduling(ctx)))
     return spec
 
 

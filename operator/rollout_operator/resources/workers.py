@@ -5,6 +5,9 @@ already committed. Workers are trusted: they never import the repo (its scorers 
 scorer servers, reached at the run config's `scorer_url`), but they unpack the bundle with the
 storage credentials to read the dataset in it. They get the model key, the storage credentials
 and the judge keys (only to scrub them from what they write).
+
+With `spec.scheduling.queueName` the Job carries Kueue's queue label and is created suspended:
+Kueue starts it when it admits it, and the operator never unsuspends it itself.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from rollout_operator.resources.context import WORKERS, RunContext
+from rollout_operator.resources.placement import queue_labels, run_scheduling
 from rollout_operator.resources.pod_template import (
     job_manifest,
     judge_env,
@@ -50,7 +54,8 @@ def build_worker_job(ctx: RunContext) -> dict[str, Any]:
         restart_policy="Never",
         deadline_seconds=deadline,
     )
-    return job_manifest(
+    queue = queue_labels(run_scheduling(ctx))
+    job = job_manifest(
         ctx,
         WORKERS,
         spec,
@@ -60,7 +65,10 @@ def build_worker_job(ctx: RunContext) -> dict[str, Any]:
             "parallelism": min(workers.parallelism or workers.shards, workers.shards),
             "backoffLimitPerIndex": workers.backoff_limit_per_index,
             "activeDeadlineSeconds": deadline,
-            "suspend": ctx.spec.suspend,
+            # A queued Job is created suspended; Kueue unsuspends it when it admits it.
+            "suspend": ctx.spec.suspend or bool(queue),
             "podFailurePolicy": pod_failure_policy(WORKER_CONTAINER, on_config_error="FailIndex"),
         },
     )
+    job["metadata"]["labels"].update(queue)
+    return job
