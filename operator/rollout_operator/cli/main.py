@@ -23,6 +23,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from rollout_operator.cli.describe_cmd import describe_command
     from rollout_operator.cli.eval_cmd import eval_group
     from rollout_operator.cli.operator_cmd import operator_command
     from rollout_operator.cli.pod_aggregate import aggregate_command
@@ -33,6 +34,7 @@ def _register() -> None:
     from rollout_operator.cli.pod_work import work_command
     from rollout_operator.cli.render_cmd import render_command
     from rollout_operator.cli.run_cmd import run_command
+    from rollout_operator.cli.runs_cmd import runs_command
     from rollout_operator.cli.test_cmd import test_command
     from rollout_operator.cli.validate_cmd import validate_command
 
@@ -42,6 +44,8 @@ def _register() -> None:
     cli.add_command(operator_command)
     cli.add_command(render_command)
     cli.add_command(run_command)
+    cli.add_command(runs_command)
+    cli.add_command(describe_command)
     cli.add_command(work_command)
     cli.add_command(aggregate_command)
     cli.add_command(sync_command)
