@@ -87,9 +87,9 @@ def validate_repo(repo: Path) -> Validation:
     report = inspect_repo(repo)
     result = Validation(report)
     layout = repo_layout_problems(report.root) if report.root.is_dir() else []
-    for check in layout:
-        result.problems.append(Problem(check.area, report.root / check.file
-                                       if check.file else None, check.message))
+    for found in layout:
+        result.problems.append(Problem(found.area, report.root / found.file
+                                       if found.file else None, found.message))
     for problem in report.problems:
         if problem.area == "tools" and layout:
             continue  # the missing mcp/main.py, said above
