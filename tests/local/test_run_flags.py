@@ -106,6 +106,7 @@ def test_fresh_runs_beside_and_runs_and_describe_list_them(scripted_model: Scrip
     assert first["ok"] and fresh["ok"] and again["ok"]
     assert fresh["runPrefix"] != first["runPrefix"] and fresh["uid"] != first["uid"]
     assert again["runPrefix"] == fresh["runPrefix"]  # a plain rerun resumes the newest
+    assert (first["generation"], fresh["generation"], again["generation"]) == (0, 1, 1)
     for result in (first, fresh):
         assert (file_path(result["runPrefix"]) / "results.json").is_file()  # both kept
         assert len(records(file_path(result["runPrefix"]))) == 2

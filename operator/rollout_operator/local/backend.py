@@ -120,6 +120,7 @@ class RunResult:
             "name": self.run.name,
             "namespace": self.run.namespace,
             "uid": self.run.uid,
+            "generation": self.run.generation,
             "runPrefix": self.run_prefix,
             "commit": self.commit,
             "source": self.source,
