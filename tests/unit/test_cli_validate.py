@@ -256,8 +256,8 @@ def test_validate_refuses_what_run_refuses_with_the_same_words(tmp_path: Path) -
                          stdin=subprocess.DEVNULL)
     assert run.returncode == 2, run.stderr
     refused = json.loads(run.stdout)
-    assert [p["message"] for p in refused["problems"]] == [
-        f"mcp/main.py: {problem['message']}"]
+    assert [(p["file"], p["message"]) for p in refused["problems"]] == [
+        ("mcp/main.py", problem["message"])]
     assert not (tmp_path / "out").exists()
 
 

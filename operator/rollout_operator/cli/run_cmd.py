@@ -89,8 +89,8 @@ def run_command(filename: Path, name: str | None, workers: int | None, no_sandbo
         raise SystemExit(2) from None
     problems = preflight(run, os.environ)
     if problems:
-        _invalid(err, filename, [f"{p.file}: {p.message}" if p.file else p.message
-                                 for p in problems], as_json)
+        _invalid(err, filename, [p.message for p in problems], as_json,
+                 files=[p.file for p in problems])
         raise SystemExit(2)
     try:
         run = _generation(run, fresh=fresh)
@@ -141,21 +141,28 @@ def _configure_logging(verbose: bool) -> None:
     install_log_scrubbing()
 
 
-def _invalid(err: Console, filename: Path, problems: list[str], as_json: bool) -> None:
+def _invalid(err: Console, filename: Path, problems: list[str], as_json: bool, *,
+             files: list[str | None] | None = None) -> None:
+    """The run cannot start: each problem, with the file it is in (`files`, repo-relative, for
+    the repo's problems; else the manifest)."""
+    where = files or [None] * len(problems)
+    shown = [f"{file}: {problem}" if file else problem
+             for file, problem in zip(where, problems, strict=True)]
     if as_json:
         click.echo(json.dumps({"ok": False, "state": "Invalid", "exitCode": 2,
-                               "error": f"{filename} cannot be run",
-                               "problems": [{"file": str(filename), "message": p}
-                                            for p in problems]}, indent=1))
+                               "error": f"{filename} cannot be run: " + "; ".join(shown),
+                               "problems": [{"file": file or str(filename), "message": p}
+                                            for file, p in zip(where, problems, strict=True)]},
+                              indent=1))
         return
     from rich.markup import escape
 
-    if len(problems) == 1:
-        err.print(f"[red]{filename} cannot be run:[/red] {escape(problems[0])}",
+    if len(shown) == 1:
+        err.print(f"[red]{filename} cannot be run:[/red] {escape(shown[0])}",
                   highlight=False, soft_wrap=True)
         return
     err.print(f"[red]{filename} cannot be run:[/red]", highlight=False, markup=True)
-    for problem in problems:
+    for problem in shown:
         err.print(f"  - {problem}", highlight=False, markup=False, soft_wrap=True)
 
 
