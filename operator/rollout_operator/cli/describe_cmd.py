@@ -59,15 +59,14 @@ def describe_command(run: str, output: str, endpoint: str | None, as_json: bool)
               f"  Total:       {view.total}",
               *(f"  {key.capitalize() + ':':<13}{progress.get(key, 0)}"
                 for key in ("done", "completed", "failed", "masked", "invalid"))]
-    if view.failures:
-        lines += ["Failures by category:",
-                  *(f"  {k + ':':<13}{v}" for k, v in sorted(view.failures.items()))]
+    failures = [f"  {k + ':':<13}{v}" for k, v in sorted(view.failures.items())]
+    lines += ["Failures by category:", *(failures or ["  none"])]
     if view.finish_reasons:
         lines += ["Finish reasons:",
                   *(f"  {k + ':':<13}{v}" for k, v in sorted(view.finish_reasons.items()))]
     if view.means:
         lines += ["Scores (mean so far):", *(f"  {k}: {v:.3f}" for k, v in view.means.items())]
-    lines += ["Outputs:", *(f"  {k + ':':<13}{v}" for k, v in view.outputs.items())]
+    lines += ["Outputs:", *(f"  {k + ':':<14}{v}" for k, v in view.outputs.items())]
     if len(found) > 1:
         lines.append(f"({len(found) - 1} older run(s) of {run!r}: `rolloutctl runs` lists them)")
     click.echo("\n".join(lines))

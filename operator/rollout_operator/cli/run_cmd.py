@@ -210,7 +210,8 @@ def _report(result: RunResult, err: Console) -> None:
     from rollout_operator.local.progress import ProgressView
 
     if result.ok or result.summary:  # a failed run with results (too many masked) shows them
-        out = Console(file=sys.stdout)
+        # Off a terminal, no width to wrap the table at: each row stays on one line.
+        out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 400)
         ProgressView(out, title=result.run.name, live=False).summary(
             {"state": result.state, "summary": result.summary})
         if result.commit:

@@ -237,7 +237,8 @@ class ProgressView:
         means = ", ".join(f"{_short(k)} {v:.3f}" for k, v in state.means().items())
         failures = _counts(state.failure_categories)
         return (f"{state.done}/{state.total}{percent} done"
-                + (f", {rate:.1f} rollouts/s, ETA {_duration(state.eta_s())}" if rate else "")
+                + (f", {rate:.1f} rollouts/s" if rate else "")
+                + (f", ETA {_duration(eta)}" if (eta := state.eta_s()) is not None else "")
                 + (f", mean {means}" if means else "")
                 + f", {state.failed} failed, {state.masked} masked"
                 + (f", {state.invalid} invalid" if state.invalid else "")
