@@ -110,3 +110,21 @@ def test_runs_and_describe_commands(tmp_path: Path) -> None:
 def test_ages_read_like_kubectl() -> None:
     assert [age(s) for s in (None, 5, 59, 61, 3600, 7200, 86400 * 3)] == [
         "-", "5s", "59s", "1m", "60m", "2h", "3d"]
+
+
+def test_preflight_names_the_storage_keys_a_referenced_secret_stands_for() -> None:
+    from rollout_operator.api.spec import RolloutRunSpec
+    from rollout_operator.local.preflight import secret_problems
+
+    spec = RolloutRunSpec.model_validate({
+        "repo": {"url": "https://example.com/r.git"},
+        "model": {"name": "served", "baseURL": "http://127.0.0.1:9/v1"},
+        "output": {"url": "s3://bucket/runs", "credentialsSecret": "storage"}})
+    [problem] = secret_problems(spec, {"AWS_ACCESS_KEY_ID": "AKIA"})
+    assert problem.message.startswith("spec.output.credentialsSecret: AWS_SECRET_ACCESS_KEY "
+                                      "not set")
+    assert secret_problems(spec, {"AWS_ACCESS_KEY_ID": "AKIA",
+                                  "AWS_SECRET_ACCESS_KEY": "x"}) == []
+    local = spec.model_copy(update={"output": spec.output.model_copy(
+        update={"url": "file:///tmp/out"})})
+    assert secret_problems(local, {}) == []  # a folder needs no storage key

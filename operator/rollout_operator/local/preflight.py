@@ -8,6 +8,8 @@ the repo's code), so it answers in well under a second:
   own variable (`OPENAI_API_KEY`, ...) or `LITELLM_API_KEY`; a `baseURL` (an OpenAI-compatible
   server) or `serve` needs none;
 - every variable `spec.scoring.secrets` names (a judge's key) is set;
+- `spec.output.credentialsSecret` with an `s3://` output (or dataset URL): `AWS_ACCESS_KEY_ID`
+  and `AWS_SECRET_ACCESS_KEY`; with `gs://`: `GOOGLE_APPLICATION_CREDENTIALS`;
 - a local repo folder holds `mcp/main.py` (the tool server) and the dataset `spec.dataset.path`
   names.
 
@@ -83,6 +85,30 @@ def secret_problems(spec: RolloutRunSpec, environ: Mapping[str, str]) -> list[Ch
                 f"spec.scoring.secrets[{index}]: {secret.env} is not set. Locally the scorers "
                 f"get {secret.env} from your environment (or a .env file) in place of Secret "
                 f"{ref.name}, key {ref.key}: export {secret.env}=..."))
+    problems += _storage_problems(spec, environ)
+    return problems
+
+
+STORAGE_KEYS = {"s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+                "gs": ("GOOGLE_APPLICATION_CREDENTIALS",)}
+"""The variables that stand for `spec.output.credentialsSecret` here, by URL scheme."""
+
+
+def _storage_problems(spec: RolloutRunSpec, environ: Mapping[str, str]) -> list[Check]:
+    secret = spec.output.credentials_secret
+    if secret is None:
+        return []
+    schemes = {url.split("://", 1)[0].lower() for url in (spec.output.url, spec.dataset.url)
+               if url and "://" in url}
+    problems = []
+    for scheme in sorted(schemes & set(STORAGE_KEYS)):
+        missing = [name for name in STORAGE_KEYS[scheme] if not environ.get(name)]
+        if missing:
+            problems.append(Check(
+                "secrets", None,
+                f"spec.output.credentialsSecret: {' and '.join(missing)} not set. Locally the "
+                f"{scheme}:// storage is reached with {', '.join(STORAGE_KEYS[scheme])} from "
+                f"your environment (or a .env file) in place of Secret {secret}"))
     return problems
 
 
