@@ -18,7 +18,7 @@ install: $(BIN)/rolloutctl
 
 $(EXAMPLE_VENV)/bin/rolloutctl: pyproject.toml
 	$(PYTHON) -m venv $(EXAMPLE_VENV)
-	$(EXAMPLE_VENV)/bin/pip install --quiet --disable-pip-version-check -e .
+	$(EXAMPLE_VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -e .
 	touch $@
 
 example-install: $(EXAMPLE_VENV)/bin/rolloutctl
