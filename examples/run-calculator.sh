@@ -3,10 +3,21 @@
 # rolloutrun.local.yaml (20 prompts, 2 rollouts each, scored by the #### reward), with results in
 # rollout-output/. Needs a model: an OpenAI-compatible endpoint (ROLLOUT_BASE_URL +
 # ROLLOUT_MODEL, e.g. vLLM, SGLang or Ollama) or a provider key (OPENAI_API_KEY,
-# ANTHROPIC_API_KEY, ... with ROLLOUT_MODEL).
+# ANTHROPIC_API_KEY, ... with ROLLOUT_MODEL). It runs the rolloutctl of $ROLLOUT_VENV, else of
+# .venv-example (`make example` installs the runtime there), else of .venv (`make install`).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-bin="$here/../.venv/bin"
+venv="${ROLLOUT_VENV:-}"
+if [[ -z "$venv" ]]; then
+  venv="$here/../.venv-example"
+  [[ -x "$venv/bin/rolloutctl" ]] || venv="$here/../.venv"
+fi
+[[ "$venv" = /* ]] || venv="$PWD/$venv"
+bin="$venv/bin"
+if [[ ! -x "$bin/rolloutctl" ]]; then
+  echo "rolloutctl is not installed in $venv: run \`make example\` (or \`make install\`)" >&2
+  exit 2
+fi
 model="${ROLLOUT_MODEL:-gpt-5-mini}"
 if [[ -z "${ROLLOUT_BASE_URL:-}" && -z "${OPENAI_API_KEY:-}${LITELLM_API_KEY:-}" && "$model" != */* ]]; then
   cat >&2 <<'MSG'
@@ -16,24 +27,11 @@ No model configured. Point the example at one of:
 MSG
   exit 2
 fi
-# The manifest with the chosen model (and the repo folder made absolute).
-manifest="$(mktemp "${TMPDIR:-/tmp}/calculator-run.XXXXXX")"
-trap 'rm -f "$manifest"' EXIT
-"$bin/python" - "$here/calculator" "$model" "${ROLLOUT_BASE_URL:-}" > "$manifest" <<'PY'
-import sys
-from pathlib import Path
-
-import yaml
-
-folder, model, base_url = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-run = yaml.safe_load((folder / "rolloutrun.local.yaml").read_text())
-run["spec"]["repo"]["url"] = str(folder)
-run["spec"]["model"]["name"] = model
-if base_url:
-    run["spec"]["model"]["baseURL"] = base_url
-yaml.safe_dump(run, sys.stdout, sort_keys=False)
-PY
-args=(run -f "$manifest")
+# The example's manifest, with the chosen model (`--model`, `--base-url` change the spec).
+args=(run -f "$here/calculator/rolloutrun.local.yaml" --model "$model")
+if [[ -n "${ROLLOUT_BASE_URL:-}" ]]; then
+  args+=(--base-url "$ROLLOUT_BASE_URL")
+fi
 if ! command -v bwrap >/dev/null 2>&1; then
   echo "bubblewrap (bwrap) is not installed: running the example's own tools without the" \
        "sandbox. Install bubblewrap to sandbox a repo's tools and scorers." >&2

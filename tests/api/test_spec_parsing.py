@@ -23,7 +23,7 @@ def with_(**parts: Any) -> dict[str, Any]:
 
 def test_minimal_spec_gets_the_documented_defaults() -> None:
     spec = parse_spec(MINIMAL)
-    assert spec.repo.revision == "main"
+    assert spec.repo.revision is None  # the remote's HEAD
     assert spec.repo.path == ""
     assert spec.dataset.path == DEFAULT_DATASET_PATH
     assert spec.dataset.url is None
@@ -285,7 +285,7 @@ def test_python_names_are_accepted_too() -> None:
 class TestSpecHash:
     def test_defaults_written_out_do_not_change_it(self) -> None:
         explicit = with_(
-            repo={**MINIMAL["repo"], "revision": "main", "path": ""},
+            repo={**MINIMAL["repo"], "path": ""},
             dataset={"path": "test_data.jsonl", "samplesPerPrompt": 1},
             agent={"maxTurns": 10},
             workers={},

@@ -142,7 +142,7 @@ def test_interrupted_run_resumes_without_duplicates(scripted_model: ScriptedMode
     assert _rollouts_started(scripted_model, name) - started_before == rows * samples - len(kept)
 
 
-def test_a_repo_with_problems_stops_at_sync(tmp_path: Path) -> None:
+def test_a_repo_with_problems_stops_before_anything_starts(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "mcp" / "main.py").unlink()
@@ -152,9 +152,23 @@ def test_a_repo_with_problems_stops_at_sync(tmp_path: Path) -> None:
                      cwd=tmp_path)
     result = result_json(done)
     assert done.returncode == 2, done.stderr
-    assert result["state"] == "Failed" and "mcp/main.py" in result["error"]
+    assert result["state"] == "Invalid" and "mcp/main.py" in result["error"]
     assert any(p["file"] == "mcp/main.py" for p in result["problems"])
-    assert not list((tmp_path / "out").glob("bundles/*"))  # a broken repo is never stored
+    assert not (tmp_path / "out").exists()  # nothing synced, a broken repo never stored
+
+
+def test_a_repo_whose_tools_do_not_import_stops_at_inspection(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "mcp" / "main.py").write_text("import no_such_module_for_the_run\n")
+    path = write_manifest(tmp_path / "run.yaml", manifest(
+        "broken", str(repo), "http://127.0.0.1:9/v1", (tmp_path / "out").as_uri()))
+    done = run_local(path, "--json", *([] if sandbox_available() else ["--no-sandbox"]),
+                     cwd=tmp_path)
+    result = result_json(done)
+    assert done.returncode == 2, done.stderr
+    assert result["state"] == "Failed" and "no_such_module_for_the_run" in result["error"]
+    assert any(p["file"] and p["file"].startswith("mcp") for p in result["problems"])
 
 
 def test_make_example_script(scripted_model: ScriptedModelServer, tmp_path: Path) -> None:

@@ -164,3 +164,40 @@ def test_the_examples_load_for_a_local_run(tmp_path: Path) -> None:
     cluster = load_run_file(EXAMPLE / "rolloutrun.yaml", cwd=tmp_path)
     assert cluster.output_url == "s3://rollouts/calculator"
     assert cluster.uid != local.uid
+
+
+def test_command_line_overrides_change_the_spec_and_so_the_uid(tmp_path: Path) -> None:
+    from rollout_operator.local.run_file import Overrides
+
+    path = _write(tmp_path, _doc())
+    plain = load_run_file(path, cwd=tmp_path)
+    changed = load_run_file(path, cwd=tmp_path, overrides=Overrides(
+        model="openai/other", base_url="http://127.0.0.1:8/v1", limit=3, samples=5))
+    assert changed.spec.model.name == "openai/other"
+    assert changed.spec.model.base_url == "http://127.0.0.1:8/v1"
+    assert (changed.spec.dataset.limit, changed.spec.dataset.samples_per_prompt) == (3, 5)
+    assert changed.uid != plain.uid
+    same = load_run_file(path, cwd=tmp_path, overrides=Overrides(
+        model=plain.spec.model.name, limit=plain.spec.dataset.limit))
+    assert same.uid == plain.uid  # a flag that says what the file says changes nothing
+
+
+def test_model_flag_replaces_a_managed_server(tmp_path: Path) -> None:
+    from rollout_operator.local.run_file import Overrides
+
+    document = _doc()
+    document["spec"]["model"] = {"serve": {"engine": "vllm", "model": "Qwen/Qwen3-8B"}}
+    run = load_run_file(_write(tmp_path, document), cwd=tmp_path, overrides=Overrides(
+        model="served", base_url="http://127.0.0.1:8000/v1"))
+    assert run.spec.model.serve is None and run.spec.model.name == "served"
+    with pytest.raises(RunFileError, match="baseURL"):
+        load_run_file(_write(tmp_path, document, "serve.yaml"), cwd=tmp_path,
+                      overrides=Overrides(base_url="http://127.0.0.1:8000/v1"))
+
+
+def test_each_generation_has_its_own_uid(tmp_path: Path) -> None:
+    run = load_run_file(_write(tmp_path, _doc()), cwd=tmp_path)
+    assert run.generation == 0 and run.with_generation(0).uid == run.uid
+    fresh = run.with_generation(1)
+    assert fresh.generation == 1 and fresh.uid not in (run.uid, run.with_generation(2).uid)
+    assert fresh.spec == run.spec and fresh.name == run.name

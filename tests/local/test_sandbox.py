@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.local.support import (
+    EXAMPLE,
     file_path,
     manifest,
     records,
@@ -235,7 +236,7 @@ def test_refused_without_bubblewrap_unless_no_sandbox(tmp_path: Path) -> None:
         found = shutil.which(tool)
         if found:
             os.symlink(found, bin_dir / tool)
-    spec = manifest("nobwrap", str(tmp_path), "http://127.0.0.1:9/v1",
+    spec = manifest("nobwrap", str(EXAMPLE), "http://127.0.0.1:9/v1",
                     (tmp_path / "out").as_uri())
     path = write_manifest(tmp_path / "run.yaml", spec)
     done = run_local(path, "--json", cwd=tmp_path, env={"PATH": str(bin_dir)})

@@ -133,7 +133,7 @@ def test_missing_main_py_is_named(tmp_path: Path) -> None:
     result = run_validate(str(write_repo(tmp_path, files)))
     assert result.exit_code == 1
     assert "mcp/main.py" in result.stdout
-    assert "No main.py" in result.stdout
+    assert "missing: the repo folder needs mcp/main.py" in result.stdout
     code, report = report_of(str(tmp_path))
     assert code == 1
     assert [(p["area"], p["file"]) for p in report["problems"]] == [("tools", "mcp/main.py")]
@@ -224,10 +224,61 @@ def test_missing_repo_folder_fails(tmp_path: Path) -> None:
 
 
 def test_notes_do_not_fail_a_repo(tmp_path: Path) -> None:
-    result = run_validate(str(write_repo(tmp_path, {"test_data.jsonl": jsonl(GOOD_ROW)})))
+    result = run_validate(str(write_repo(tmp_path, {"mcp/main.py": TOOL_SERVER,
+                                                    "test_data.jsonl": jsonl(GOOD_ROW)})))
     assert result.exit_code == 0, result.output
-    assert "no mcp/ folder" in result.stdout
     assert "no @osmosis_reward" in result.stdout
+
+
+def _manifest(path: Path, repo: Path, model: dict[str, Any], **spec: Any) -> Path:
+    document = {"apiVersion": "rollouts.dev/v1alpha1", "kind": "RolloutRun",
+                "metadata": {"name": "checked"},
+                "spec": {"repo": {"url": str(repo)}, "model": model, **spec}}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_validate_refuses_what_run_refuses_with_the_same_words(tmp_path: Path) -> None:
+    """A repo without mcp/: `validate` fails it, and `run` stops before anything starts with
+    the same problem (both through `local.preflight`)."""
+    repo = write_repo(tmp_path / "repo", {"reward_fn/exact.py": REWARD,
+                                          "test_data.jsonl": jsonl(GOOD_ROW)})
+    code, report = report_of(str(repo))
+    assert code == 1
+    [problem] = report["problems"]
+    assert (problem["area"], problem["file"]) == ("tools", "mcp/main.py")
+    path = _manifest(tmp_path / "run.yaml", repo,
+                     {"name": "openai/served", "baseURL": "http://127.0.0.1:9/v1"})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT)])}
+    run = subprocess.run([sys.executable, "-m", "rollout_operator.cli.main", "run", "-f",
+                          str(path), "--json", "--output", str(tmp_path / "out")],
+                         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 2, run.stderr
+    refused = json.loads(run.stdout)
+    assert [(p["file"], p["message"]) for p in refused["problems"]] == [
+        ("mcp/main.py", problem["message"])]
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_with_a_manifest_checks_the_keys_run_needs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = write_repo(tmp_path / "repo", good_repo(tmp_path / "repo"))
+    for name in ("ROLLOUT_MODEL_API_KEY", "ANTHROPIC_API_KEY", "LITELLM_API_KEY", "JUDGE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    path = _manifest(tmp_path / "run.yaml", repo, {"name": "anthropic/claude-sonnet-4-5"},
+                     scoring={"secrets": [{"env": "JUDGE_KEY", "secretKeyRef": {
+                         "name": "judge", "key": "key"}}]})
+    code, report = report_of("-f", str(path))
+    assert code == 1
+    assert [p["area"] for p in report["problems"]] == ["model", "secrets"]
+    assert "ANTHROPIC_API_KEY" in report["problems"][0]["message"]
+    assert "JUDGE_KEY is not set" in report["problems"][1]["message"]
+    assert [t["name"] for t in report["tools"]] == ["double"]  # the manifest's repo is checked
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    monkeypatch.setenv("JUDGE_KEY", "sk-judge")
+    code, report = report_of("-f", str(path))
+    assert code == 0, report["problems"]
 
 
 @pytest.mark.slow

@@ -195,7 +195,7 @@ def test_validation_errors_have_the_upstream_messages(
     assert next(rows).row_index == 0  # the error waits until its row is reached
     with pytest.raises(DatasetValidationError) as caught:
         next(rows)
-    assert str(caught.value) == message
+    assert str(caught.value) == f"{message} (line 2)"  # upstream's words, then the file's line
     with pytest.raises(DatasetValidationError, match=r"^Row 1: "):
         validate_dataset(path)
 
@@ -222,7 +222,8 @@ def test_int_ground_truth_from_parquet_is_rejected(tmp_path: Path) -> None:
 def test_a_non_object_jsonl_line_is_a_validation_error(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n" + '["a", "b"]\n', encoding="utf-8")
-    with pytest.raises(DatasetValidationError, match=r"^Row 1: Expected object, got list$"):
+    with pytest.raises(DatasetValidationError,
+                       match=r"^Row 1: Expected object, got list \(line 2\)$"):
         validate_dataset(path)
 
 
@@ -275,7 +276,8 @@ def test_csv_row_with_too_many_values(tmp_path: Path) -> None:
     )
     rows = iter_rows(path)
     assert next(rows).ground_truth == "4"
-    with pytest.raises(DatasetParseError, match=r"^CSV row 3 has more columns than the header"):
+    with pytest.raises(DatasetParseError,
+                       match=r"^Invalid CSV at line 3: the row has more columns than the header"):
         next(rows)
     (good, bad) = iter_rows_lenient(path, source="data.csv")
     assert isinstance(good, DatasetRow)
@@ -289,7 +291,8 @@ def test_csv_short_row_reads_missing_values_as_null(tmp_path: Path) -> None:
     path.write_text(
         "system_prompt,user_prompt,ground_truth\nsys,What is 2 + 2?\n", encoding="utf-8"
     )
-    with pytest.raises(DatasetValidationError, match=r"^Row 0: 'ground_truth' cannot be null$"):
+    with pytest.raises(DatasetValidationError,
+                       match=r"^Row 0: 'ground_truth' cannot be null \(line 2\)$"):
         validate_dataset(path)
 
 
@@ -369,8 +372,32 @@ def test_lenient_reader_turns_bad_rows_into_bad_row_items(
     assert items[2] == BadRow(3, "'ground_truth' cannot be empty", lines[1], "data")
     where = "row 1" if path.suffix == ".parquet" else f"line {lines[0]}"
     assert items[0].message == f"data {where}: 'user_prompt' cannot be empty"
-    with pytest.raises(DatasetValidationError, match=r"^Row 1: 'user_prompt' cannot be empty$"):
+    strict = r"^Row 1: 'user_prompt' cannot be empty" + (
+        "$" if lines[0] is None else rf" \(line {lines[0]}\)$")
+    with pytest.raises(DatasetValidationError, match=strict):
         validate_dataset(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_every_reader_names_the_same_file_line(tmp_path: Path, suffix: str) -> None:
+    """A blank line before a bad row (and a CSV value over two lines): `test`/`eval` (strict)
+    and `validate`/runs (lenient) name the same 1-based line of the file."""
+    bad = dict(ROWS[1], ground_truth=None)
+    if suffix == ".jsonl":
+        text = json.dumps(ROWS[0]) + "\n\n" + json.dumps(bad) + "\n"
+        line = 3
+    else:
+        text = ('system_prompt,user_prompt,ground_truth\n"sys","What is\n2 + 2?",4\n\n'
+                "sys,u,\n")
+        line = 5  # header 1, the first row 2-3, a blank line 4
+    path = tmp_path / f"data{suffix}"
+    path.write_text(text, encoding="utf-8")
+    [_, lenient] = list(iter_rows_lenient(path, source="data"))
+    assert isinstance(lenient, BadRow) and lenient.message.startswith(f"data line {line}: ")
+    with pytest.raises(DatasetValidationError) as caught:
+        validate_dataset(path)
+    assert str(caught.value).endswith(f"(line {line})")
+    assert str(caught.value).startswith("Row 1: ")
 
 
 def test_fingerprint_follows_the_bytes(tmp_path: Path) -> None:
@@ -515,7 +542,7 @@ def test_lenient_csv_row_that_is_not_utf8_is_one_bad_row(tmp_path: Path) -> None
     assert isinstance(bad, BadRow)
     assert bad.message == "data.csv line 4: not valid UTF-8; save the file as UTF-8"
     assert count_rows(path) == 3
-    with pytest.raises(DatasetParseError, match=r"not valid UTF-8: .* \(CSV row 3, line 4\)"):
+    with pytest.raises(DatasetParseError, match=r"not valid UTF-8: .* \(line 4\)"):
         validate_dataset(path)
     header = tmp_path / "header.csv"
     header.write_bytes(b"system_prompt,user_prompt,ground_truth,caf\xe9\nsys,u,1,x\n")

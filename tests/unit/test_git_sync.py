@@ -331,3 +331,32 @@ def test_no_token_for_a_private_remote_is_an_auth_failure(
     with pytest.raises(GitSyncError) as error:
         sync_repo(https_like_remote, "main", tmp_path / "out", credentials=None)
     assert error.value.kind == "auth_failed"
+
+
+def test_no_revision_checks_out_the_remotes_default_branch_whatever_its_name(
+        tmp_path: Path) -> None:
+    """A bare remote whose default branch is `master` (no `main` at all): an unset revision
+    (the spec's default) checks out master's head; `main` is not found."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "--quiet", "-b", "master")
+    (work / "README").write_text("on master\n")
+    git(work, "add", "-A")
+    git(work, "commit", "--quiet", "-m", "first")
+    head = git(work, "rev-parse", "HEAD")
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(work), str(bare))
+    assert git(bare, "symbolic-ref", "HEAD") == "refs/heads/master"
+
+    repo = sync_repo(bare.as_uri(), None, tmp_path / "out", credentials=None)
+    assert repo.commit == head
+    assert (repo.path / "README").read_text() == "on master\n"
+    with pytest.raises(GitSyncError, match="revision 'main' was not found") as missing:
+        sync_repo(bare.as_uri(), "main", tmp_path / "again", credentials=None)
+    assert missing.value.kind == "unknown_revision"
+
+
+def test_the_spec_default_revision_is_the_remote_head() -> None:
+    from rollout_operator.api.spec import RepoSpec
+
+    assert RepoSpec(url="https://example.com/org/repo.git").revision is None

@@ -126,12 +126,13 @@ class RepoSpec(ApiModel):
             "or git@host:org/repo.git. Never put a token in the URL; use credentialsSecret."
         ),
     )
-    revision: str = Field(
-        default="main",
+    revision: str | None = Field(
+        default=None,
         min_length=1,
         max_length=255,
         description=(
-            "Branch, tag or commit SHA to check out. The resolved commit is in status.commit."
+            "Branch, tag or commit SHA to check out; the remote's default branch (its HEAD) "
+            "when unset. The resolved commit is in status.commit."
         ),
     )
     path: str = Field(

@@ -369,7 +369,8 @@ def _repo_problems(spec: RolloutRunSpec, *, cluster: bool, local_ok: bool) -> li
             f"'ssh-privatekey' and name it in {where}.credentialsSecret"
         )
     revision = repo.revision
-    if revision.startswith("-") or any(c.isspace() for c in revision):
+    if revision is not None and (revision.startswith("-")
+                                 or any(c.isspace() for c in revision)):
         problems.append(
             f"{where}.revision: must be a branch, tag or commit without spaces or a leading '-'"
             f"{_got(revision)}"

@@ -23,6 +23,7 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from rollout_operator.cli.describe_cmd import describe_command
     from rollout_operator.cli.eval_cmd import eval_group
     from rollout_operator.cli.export_cmd import export_command
     from rollout_operator.cli.operator_cmd import operator_command
@@ -35,6 +36,7 @@ def _register() -> None:
     from rollout_operator.cli.render_cmd import render_command
     from rollout_operator.cli.report_cmd import report_command
     from rollout_operator.cli.run_cmd import run_command
+    from rollout_operator.cli.runs_cmd import runs_command
     from rollout_operator.cli.test_cmd import test_command
     from rollout_operator.cli.validate_cmd import validate_command
 
@@ -45,6 +47,8 @@ def _register() -> None:
     cli.add_command(render_command)
     cli.add_command(run_command)
     cli.add_command(export_command)
+    cli.add_command(runs_command)
+    cli.add_command(describe_command)
     cli.add_command(work_command)
     cli.add_command(aggregate_command)
     cli.add_command(sync_command)

@@ -54,6 +54,11 @@ def operator_command(
     """Watch RolloutRun resources and run them (what the Helm chart's Deployment runs)."""
     import logging
 
+    problem = cluster_config_problem()
+    if problem is not None:
+        click.echo(f"rolloutctl operator: {problem}", err=True)
+        raise SystemExit(2)
+
     import kopf
     from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 
@@ -97,6 +102,30 @@ def operator_command(
 
 
 DEFAULT_PEERING_NAME = "rollout-operator"
+
+
+def cluster_config_problem() -> str | None:
+    """Why no cluster can be reached (no in-cluster credentials, no usable kubeconfig), said in
+    one line with what to do, or None. Reads files only: no request is made."""
+    import os
+
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return None
+    except config.ConfigException:
+        pass
+    where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+        return None
+    except (config.ConfigException, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+    return (f"no cluster to talk to: not running in a pod, and the kubeconfig ({where}) cannot "
+            f"be used ({reason}). Point KUBECONFIG at a kubeconfig file (or create "
+            "~/.kube/config, e.g. with `kind create cluster`), or deploy the operator in the "
+            "cluster with the Helm chart (charts/).")
 
 
 def _prepare_peering(name: str | None, priority: int | None,

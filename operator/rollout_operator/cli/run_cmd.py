@@ -6,6 +6,9 @@ scrubbed of the secrets in this process's environment (`runtime.scrub`). Exit co
 completed; 1 it failed (a retry may help: run the same command again to resume); 2 the
 manifest, the repo or this machine's setup must change first; 130 stopped by Ctrl-C (what was
 committed is kept, and the same command resumes).
+
+Before anything starts, `local.preflight` checks the model key, the judge keys and the repo
+folder (the checks `rolloutctl validate` applies too), in well under a second.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from rollout_operator.local.backend import LocalBackend, RunResult
+    from rollout_operator.local.run_file import LocalRun
     from rollout_operator.runtime.scrub import Scrubber
 
 
@@ -42,28 +46,58 @@ if TYPE_CHECKING:
               help="Print the result as one JSON object on stdout.")
 @click.option("--output", default=None,
               help="Output URL or folder (default: spec.output.url, else ./rollout-output).")
+@click.option("--model", default=None,
+              help="Model to call instead of spec.model (a litellm name, or the served name "
+                   "with --base-url).")
+@click.option("--base-url", default=None,
+              help="An OpenAI-compatible endpoint (spec.model.baseURL), e.g. "
+                   "http://localhost:8000/v1.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Use only the first N rows of the dataset (spec.dataset.limit).")
+@click.option("--samples", type=click.IntRange(1, 1024), default=None,
+              help="Rollouts per row (spec.dataset.samplesPerPrompt).")
+@click.option("--fresh", is_flag=True,
+              help="Start a new run beside the earlier ones instead of resuming (nothing is "
+                   "deleted).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what each phase does.")
 def run_command(filename: Path, name: str | None, workers: int | None, no_sandbox: bool,
-                as_json: bool, output: str | None, verbose: bool) -> None:
+                as_json: bool, output: str | None, model: str | None, base_url: str | None,
+                limit: int | None, samples: int | None, fresh: bool, verbose: bool) -> None:
     """Run a RolloutRun manifest on this machine: sync, tools, rollouts, aggregate.
 
-    Running the same manifest again resumes it: rollouts already written are skipped. The
+    Running the same manifest again resumes its newest run: rollouts already written are
+    skipped; --fresh starts another beside it. --model, --base-url, --limit, --samples and
+    --workers change the spec, so they make another run, as an edit of the file would. The
     model API key is read from $ROLLOUT_MODEL_API_KEY, else from the provider's own variable
     (OPENAI_API_KEY, ...); judge keys from the variables spec.scoring.secrets names.
     """
     from rich.console import Console
 
-    from rollout_operator.local.run_file import RunFileError, load_run_file
+    from rollout_operator.local.preflight import preflight
+    from rollout_operator.local.run_file import Overrides, RunFileError, load_run_file
     from rollout_operator.runtime.scrub import Scrubber, use_process_scrubber
 
     _configure_logging(verbose)
     use_process_scrubber(Scrubber.from_environ(os.environ))
     err = Console(stderr=True)
     try:
-        run = load_run_file(filename, name=name, shards=workers, output=output)
+        run = load_run_file(filename, overrides=Overrides(
+            name=name, shards=workers, output=output, model=model, base_url=base_url,
+            limit=limit, samples=samples))
     except RunFileError as exc:
         _invalid(err, filename, exc.problems, as_json)
         raise SystemExit(2) from None
+    problems = preflight(run, os.environ)
+    if problems:
+        _invalid(err, filename, [p.message for p in problems], as_json,
+                 files=[p.file for p in problems])
+        raise SystemExit(2)
+    try:
+        run = _generation(run, fresh=fresh)
+    except Exception as exc:  # storage unreachable: the run itself would say the same
+        err.print(f"[red]cannot read the earlier runs in {run.output_url}:[/red] {exc}",
+                  highlight=False, soft_wrap=True, markup=True)
+        raise SystemExit(1) from None
     scrubber = use_process_scrubber(Scrubber.for_run(run.spec, os.environ))
     result = _scrubbed(_execute(run, err, sandbox=not no_sandbox), scrubber)
     if as_json:
@@ -71,6 +105,16 @@ def run_command(filename: Path, name: str | None, workers: int | None, no_sandbo
     else:
         _report(result, err)
     raise SystemExit(result.exit_code)
+
+
+def _generation(run: LocalRun, *, fresh: bool) -> LocalRun:
+    """The newest run of this name and spec, to resume; with `fresh`, the one after it."""
+    from rollout_operator.local.run_state import latest_generation
+
+    latest = asyncio.run(latest_generation(run, os.environ))
+    if latest is None:
+        return run
+    return run.with_generation(latest + 1 if fresh else latest)
 
 
 def _scrubbed(result: RunResult, scrubber: Scrubber) -> RunResult:
@@ -97,21 +141,28 @@ def _configure_logging(verbose: bool) -> None:
     install_log_scrubbing()
 
 
-def _invalid(err: Console, filename: Path, problems: list[str], as_json: bool) -> None:
+def _invalid(err: Console, filename: Path, problems: list[str], as_json: bool, *,
+             files: list[str | None] | None = None) -> None:
+    """The run cannot start: each problem, with the file it is in (`files`, repo-relative, for
+    the repo's problems; else the manifest)."""
+    where = files or [None] * len(problems)
+    shown = [f"{file}: {problem}" if file else problem
+             for file, problem in zip(where, problems, strict=True)]
     if as_json:
         click.echo(json.dumps({"ok": False, "state": "Invalid", "exitCode": 2,
-                               "error": f"{filename} cannot be run",
-                               "problems": [{"file": str(filename), "message": p}
-                                            for p in problems]}, indent=1))
+                               "error": f"{filename} cannot be run: " + "; ".join(shown),
+                               "problems": [{"file": file or str(filename), "message": p}
+                                            for file, p in zip(where, problems, strict=True)]},
+                              indent=1))
         return
     from rich.markup import escape
 
-    if len(problems) == 1:
-        err.print(f"[red]{filename} cannot be run:[/red] {escape(problems[0])}",
+    if len(shown) == 1:
+        err.print(f"[red]{filename} cannot be run:[/red] {escape(shown[0])}",
                   highlight=False, soft_wrap=True)
         return
     err.print(f"[red]{filename} cannot be run:[/red]", highlight=False, markup=True)
-    for problem in problems:
+    for problem in shown:
         err.print(f"  - {problem}", highlight=False, markup=False, soft_wrap=True)
 
 
@@ -159,7 +210,8 @@ def _report(result: RunResult, err: Console) -> None:
     from rollout_operator.local.progress import ProgressView
 
     if result.ok or result.summary:  # a failed run with results (too many masked) shows them
-        out = Console(file=sys.stdout)
+        # Off a terminal, no width to wrap the table at: each row stays on one line.
+        out = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 400)
         ProgressView(out, title=result.run.name, live=False).summary(
             {"state": result.state, "summary": result.summary})
         if result.commit:

@@ -4,6 +4,10 @@ It imports `mcp/main.py` and lists its tools as the model would get them, import
 under `reward_fn/` and `reward_rubric/` to find the decorated scorers, and reads every row of each
 dataset at the repo root through the dataset validator. Everything found is printed, and every
 problem names the file it is in; the exit code is 1 when there is any problem.
+
+What `rolloutctl run` refuses before it starts is checked by the same function
+(`local.preflight`): the repo folder's layout always, and with `-f rolloutrun.yaml` the
+manifest, the model key and the judge keys too, for the repo folder the manifest names.
 """
 
 from __future__ import annotations
@@ -77,16 +81,21 @@ def check_dataset_file(path: Path) -> DatasetCheck:
 
 
 def validate_repo(repo: Path) -> Validation:
+    from rollout_operator.local.preflight import repo_layout_problems
     from rollout_operator.runtime.repo_loader import inspect_repo
 
     report = inspect_repo(repo)
     result = Validation(report)
+    layout = repo_layout_problems(report.root) if report.root.is_dir() else []
+    for found in layout:
+        result.problems.append(Problem(found.area, report.root / found.file
+                                       if found.file else None, found.message))
     for problem in report.problems:
+        if problem.area == "tools" and layout:
+            continue  # the missing mcp/main.py, said above
         result.problems.append(Problem(problem.area, problem.file, problem.message))
     if not report.root.is_dir():
         return result
-    if not report.has_mcp:
-        result.notes.append("no mcp/ folder: the repo defines no tools")
     if not report.scorers and not any(p.area == "scorers" for p in report.problems):
         result.notes.append("no @osmosis_reward or @osmosis_rubric functions found")
     if not report.datasets:
@@ -201,15 +210,54 @@ def print_report(result: Validation, console: Console) -> None:
         console.print(line)
 
 
+def _preflight(filename: Path) -> tuple[Path | None, list[Problem]]:
+    """`rolloutctl run`'s own checks of the manifest: the local repo folder it names (None for
+    a git URL, checked at sync), and the problems `run` would refuse to start with."""
+    from rollout_operator.local.preflight import preflight
+    from rollout_operator.local.run_file import RunFileError, load_run_file
+    from rollout_operator.local.source import is_local_path
+
+    try:
+        run = load_run_file(filename)
+    except RunFileError as exc:
+        return None, [Problem("manifest", filename, message) for message in exc.problems]
+    repo = run.spec.repo
+    root = None
+    if is_local_path(repo.url):
+        root = Path(repo.url) / repo.path.strip("/") if repo.path.strip("/") else Path(repo.url)
+    return root, [Problem(c.area, (root / c.file) if root and c.file else None, c.message)
+                  for c in preflight(run, os.environ) if c.area not in ("tools", "repo")]
+
+
 @click.command("validate")
-@click.argument("repo", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("repo", default=None, required=False,
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("-f", "--filename", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A RolloutRun manifest: also check it, its model key and judge keys, as "
+                   "`rolloutctl run` does before it starts (REPO is then its local repo).")
 @click.option("--json", "as_json_output", is_flag=True, help="Print the report as JSON.")
-def validate_command(repo: Path, as_json_output: bool) -> None:
+def validate_command(repo: Path | None, filename: Path | None, as_json_output: bool) -> None:
     """Check that REPO's tools, reward functions, rubrics and datasets load (default: .)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    # User code may print while it is imported; keep stdout for the report (and valid JSON).
-    with contextlib.redirect_stdout(sys.stderr):
-        result = validate_repo(repo)
+    manifest_problems: list[Problem] = []
+    manifest_only = False
+    if filename is not None:
+        root, manifest_problems = _preflight(filename)
+        manifest_only = repo is None and root is None
+        repo = repo or root
+    if manifest_only:  # a git repo, or a manifest that cannot be read: nothing to import here
+        from rollout_operator.runtime.repo_loader import RepoReport
+
+        assert filename is not None
+        result = Validation(RepoReport(root=filename.resolve()))
+        result.notes.append("the manifest's repo is a git URL: its files are checked when the "
+                            "run syncs it (or give its checkout as REPO)")
+    else:
+        # User code may print while it is imported; keep stdout for the report (valid JSON).
+        with contextlib.redirect_stdout(sys.stderr):
+            result = validate_repo(repo or Path("."))
+    result.problems[:0] = manifest_problems
     if as_json_output:
         click.echo(json.dumps(as_json(result), indent=2))
     else:

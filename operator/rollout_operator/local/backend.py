@@ -12,6 +12,8 @@ Each phase is the operator's own phase code, run where a laptop can run it:
 
 Files land in the same layout under the output URL, so a run that stops (Ctrl-C, a crash, a
 failed shard) is resumed by running the same manifest again: shards skip what is committed.
+Beside them, `local-run.json` (`run_state`) says which phase the run is in and how it ended,
+for `rolloutctl runs` and `describe`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from rollout_operator.local.processes import (
 )
 from rollout_operator.local.progress import CommitTracker, ProgressState, ProgressView
 from rollout_operator.local.run_file import LocalRun
+from rollout_operator.local.run_state import StateWriter
 from rollout_operator.local.sandbox import Limits, SandboxPolicy, parse_quantity, runtime_paths
 from rollout_operator.runtime.run_config import RunConfig
 
@@ -120,6 +123,7 @@ class RunResult:
             "namespace": self.run.namespace,
             "uid": self.run.uid,
             "policyVersion": self.run.spec.model.policy_version,
+            "generation": self.run.generation,
             "runPrefix": self.run_prefix,
             "commit": self.commit,
             "source": self.source,
@@ -159,6 +163,7 @@ class LocalBackend:
         self.state = ProgressState()
         self._started = time.monotonic()
         self._children: list[Callable[[], None]] = []
+        self._record: StateWriter | None = None
 
     def request_stop(self) -> None:
         if not self.stop.is_set():
@@ -194,7 +199,23 @@ class LocalBackend:
                 shutil.rmtree(workdir / "source", ignore_errors=True)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
+        await self._ended()
         return self.result
+
+    async def _ended(self) -> None:
+        """How the run ended, in its `local-run.json`."""
+        if self._record is None:
+            return
+        from rollout_operator.local.run_state import utc_now
+
+        await self._record.update(
+            state=self.result.state, exitCode=self.result.exit_code, error=self.result.error,
+            finishedAt=utc_now(), pid=None, logs=self.result.logs,
+            durationSeconds=round(self.result.duration_s, 3))
+
+    async def _phase(self, phase: str) -> None:
+        if self._record is not None:
+            await self._record.update(phase=phase)
 
     # --- phases ---------------------------------------------------------------------------
 
@@ -213,10 +234,12 @@ class LocalBackend:
             self._check_engine(run.spec.model.serve)
         prefix = run_prefix(run.output_url, run.namespace, run.name, run.uid)
         self.result.run_prefix = prefix
+        await self._start_record(prefix)
         config = RunConfig(spec=run.spec, namespace=run.namespace, name=run.name, uid=run.uid,
                            run_prefix=prefix, repo_dir=str(workdir / "repo"))
         config = await self._sync(config, workdir)
         self._raise_if_stopped()
+        await self._phase("work")
         total = self.state.total
         committed = await self._committed(config)
         if total and committed >= total:
@@ -224,7 +247,19 @@ class LocalBackend:
         else:
             await self._serve_and_work(config, workdir)
         self._raise_if_stopped()
+        await self._phase("aggregate")
         await self._aggregate(config)
+
+    async def _start_record(self, prefix: str) -> None:
+        from rollout_operator.runtime.storage import StorageError, open_store
+
+        try:
+            store = open_store(prefix, endpoint=self.run.spec.output.endpoint,
+                               environ=self.environ)
+        except (StorageError, ValueError):
+            return  # the sync phase says what is wrong with the output URL
+        self._record = StateWriter(store, self.run)
+        await self._record.update(phase="sync")
 
     def _check_sandbox(self) -> None:
         from rollout_operator.local.sandbox import sandbox_problem
@@ -251,7 +286,7 @@ class LocalBackend:
         code, and building the bundle installs its dependencies) on that checkout, then unpack
         the bundle it stored, as a tool pod's init container does."""
         from rollout_operator.cli.pod_serve_tools import unpack_bundle_url
-        from rollout_operator.local.source import prepare_source
+        from rollout_operator.local.source import SourceChanged, prepare_source
         from rollout_operator.runtime.git_sync import GitSyncError
 
         spec = config.spec
@@ -267,7 +302,10 @@ class LocalBackend:
         except GitSyncError as exc:
             retry = exc.kind in ("network", "git_failed")
             hint = "" if retry or not pinned else (
-                f"; to start over, delete {config.run_prefix} or give the run another --name")
+                f"; run the same command with --fresh to start a new run beside this one (its "
+                f"results stay in {config.run_prefix})" + (
+                    ", or restore the folder's files to resume it"
+                    if isinstance(exc, SourceChanged) else ""))
             raise RunFailed(f"{exc}{hint}", exit_code=EXIT_FAILED if retry else EXIT_INVALID)\
                 from None
         self.result.source = source.description

@@ -3,9 +3,10 @@
 The tracker reads what the workers commit (each part is written once, so each is read once),
 the same records `aggregate` reads later: counts by status and a running mean per scorer, one
 record per (row, sample) as `aggregate` keeps them (a masked rollout run again counts once, by
-its best record). The
-view draws a live panel on a terminal and prints a line every few seconds otherwise (CI logs,
-pipes), and the summary table at the end.
+its best record), with failures by category and finish reasons. The view draws a live panel on
+a terminal; otherwise (CI logs, pipes) it prints one plain line each time another
+`PLAIN_PERCENT_STEP` percent of the work is done, and never a carriage return. The summary table
+comes at the end.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from rollout_operator.runtime.storage import ObjectStore
 
-PLAIN_INTERVAL_S = 10.0
+PLAIN_PERCENT_STEP = 10
 
 
 @dataclass
@@ -38,6 +39,10 @@ class ProgressState:
     """Items already committed when this invocation started its workers."""
     score_sums: dict[str, float] = field(default_factory=dict)
     score_counts: dict[str, int] = field(default_factory=dict)
+    failure_categories: dict[str, int] = field(default_factory=dict)
+    """Failed, masked and invalid items by their error's category (`model`, `tool`, ...)."""
+    finish_reasons: dict[str, int] = field(default_factory=dict)
+    """Items by the finish reason of their last model turn (`stop`, `length`, ...)."""
     started: float | None = None
 
     @property
@@ -65,7 +70,8 @@ class ProgressState:
         return {"total": self.total, "done": self.done, "completed": self.completed,
                 "failed": self.failed, "masked": self.masked, "invalid": self.invalid,
                 "resumed": self.resumed,
-                "scoreMeans": self.means()}
+                "scoreMeans": self.means(), "failures": dict(self.failure_categories),
+                "finishReasons": dict(self.finish_reasons)}
 
 
 class CommitTracker:
@@ -77,6 +83,7 @@ class CommitTracker:
         self._read: set[str] = set()
         self._items: dict[tuple[int, int], int] = {}
         """Items counted, with the attempt of their record when it is masked (else -1)."""
+        self._masked_category: dict[tuple[int, int], str] = {}
 
     async def poll(self) -> None:
         from rollout_operator.runtime.shards import list_all_parts
@@ -99,7 +106,18 @@ class CommitTracker:
             if before < 0 or (status == "masked" and attempt <= before):
                 return  # the kept record stays: non-masked, or a later masked attempt
             self.state.masked -= 1
+            _bump(self.state.failure_categories, self._masked_category.pop(item, None), -1)
         self._items[item] = attempt if status == "masked" else -1
+        reason = record.get("finish_reason")
+        if isinstance(reason, str) and reason and status != "masked":
+            _bump(self.state.finish_reasons, reason, 1)
+        if status != "completed":
+            error = record.get("error")
+            category = str(error.get("category") or "unknown") if isinstance(error, Mapping) \
+                else "unknown"
+            _bump(self.state.failure_categories, category, 1)
+            if status == "masked":
+                self._masked_category[item] = category
         if status == "completed":
             self.state.completed += 1
             for name, value in (record.get("scores") or {}).items():
@@ -112,6 +130,19 @@ class CommitTracker:
             self.state.invalid += 1
         else:
             self.state.failed += 1
+
+
+def _bump(counts: dict[str, int], key: str | None, by: int) -> None:
+    if key is None:
+        return
+    counts[key] = counts.get(key, 0) + by
+    if counts[key] <= 0:
+        del counts[key]
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    """`model 2, tool 1`: largest first."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _duration(seconds: float | None) -> str:
@@ -136,7 +167,9 @@ class ProgressView:
         self.state: ProgressState | None = None
         self.live_enabled = console.is_terminal if live is None else live
         self._live: Live | None = None
-        self._last_plain = 0.0
+        self._plain_step = -1
+        """The last percent step a plain line was printed for."""
+        self._printed_done = -1
 
     def set_phase(self, phase: str, message: str = "", *, current: bool = True) -> None:
         """Print a phase line; `current=False` for news of a phase running beside another."""
@@ -162,33 +195,55 @@ class ProgressView:
                               refresh_per_second=4, transient=False)
             self._live.start()
         else:
-            self._last_plain = 0.0
+            self._plain_step = -1
             self.refresh()
 
     def refresh(self) -> None:
+        """Without a live panel: a line when the work reaches the next percent step."""
         if self.state is None or self._live is not None:
             return
-        now = time.monotonic()
-        if now - self._last_plain >= PLAIN_INTERVAL_S:
-            self._last_plain = now
-            self.console.print(self._line(), highlight=False, soft_wrap=True)
+        step = self._step()
+        if step > self._plain_step:
+            self._plain_step = step
+            self._print_line()
+
+    def _print_line(self) -> None:
+        assert self.state is not None
+        self._printed_done = self.state.done
+        self.console.print(self._line(), highlight=False, soft_wrap=True, markup=False)
+
+    def _step(self) -> int:
+        state = self.state
+        assert state is not None
+        if not state.total:
+            return 0
+        percent = 100 * min(state.done, state.total) // state.total
+        return percent // PLAIN_PERCENT_STEP
 
     def stop_work(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
-        elif self.state is not None:
-            self.console.print(self._line(), highlight=False, soft_wrap=True)
+        elif self.state is not None and self.state.done != self._printed_done:
+            self._print_line()  # where the work stopped, when no step line said it
 
     def _line(self) -> str:
+        """`40/120 (33%) done, 2.5 rollouts/s, ETA 0:00:32, mean numbers_match_reward 0.950,
+        failed 2 (model 2), masked 1 (sandbox 1), finish stop 36, length 1`."""
         state = self.state
         assert state is not None
         rate = state.rate()
-        means = "  ".join(f"{_short(k)} {v:.3f}" for k, v in state.means().items())
-        return (f"{state.done}/{state.total} done, {state.failed} failed, {state.masked} masked"
+        percent = f" ({100 * state.done // state.total}%)" if state.total else ""
+        means = ", ".join(f"{_short(k)} {v:.3f}" for k, v in state.means().items())
+        failures = _counts(state.failure_categories)
+        return (f"{state.done}/{state.total}{percent} done"
+                + (f", {rate:.1f} rollouts/s" if rate else "")
+                + (f", ETA {_duration(eta)}" if (eta := state.eta_s()) is not None else "")
+                + (f", mean {means}" if means else "")
+                + f", {state.failed} failed, {state.masked} masked"
                 + (f", {state.invalid} invalid" if state.invalid else "")
-                + (f", {rate:.1f}/s, ETA {_duration(state.eta_s())}" if rate else "")
-                + (f"  mean: {means}" if means else ""))
+                + (f" ({failures})" if failures else "")
+                + (f", finish {_counts(state.finish_reasons)}" if state.finish_reasons else ""))
 
     def _panel(self) -> RenderableType:
         from rich.console import Group
@@ -207,8 +262,13 @@ class ProgressView:
         grid.add_row(
             f"failed {state.failed}  masked {state.masked}  invalid {state.invalid}  "
             f"resumed {state.resumed}",
-            f"{rate:.1f}/s  ETA {_duration(state.eta_s())}" if rate else "",
+            f"{rate:.1f} rollouts/s  ETA {_duration(state.eta_s())}" if rate else "",
         )
+        if state.failure_categories:
+            grid.add_row(f"  failures by category: {escape(_counts(state.failure_categories))}",
+                         "")
+        if state.finish_reasons:
+            grid.add_row(f"  finish reasons: {escape(_counts(state.finish_reasons))}", "")
         for name, mean in state.means().items():
             grid.add_row(f"  {escape(name)}", f"mean {mean:.3f}")
         return Group(grid)

@@ -6,6 +6,11 @@ and spec, so running the same file again finds and resumes the same run), and wh
 paths point. A local `spec.repo.url` is relative to the manifest's folder (so a manifest next to
 its repo can say `url: .`); an output or dataset `file://` URL, or a plain path, is relative to
 the current folder; the output defaults to `file://./rollout-output/`.
+
+Flags of `rolloutctl run` change the spec before it is checked (`--model`, `--base-url`,
+`--limit`, `--samples`, `--workers`, `--output`), so they change the uid as an edit of the file
+would. `--fresh` starts another generation of the same run: the same name and spec with a new
+uid (`local_uid(..., generation=n)`), in a folder beside the earlier ones.
 """
 
 from __future__ import annotations
@@ -36,6 +41,19 @@ class RunFileError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Overrides:
+    """What the command line changes in the spec; None leaves the manifest's value."""
+
+    name: str | None = None
+    shards: int | None = None
+    output: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    limit: int | None = None
+    samples: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LocalRun:
     """One run as the local backend carries it out."""
 
@@ -44,6 +62,15 @@ class LocalRun:
     uid: str
     spec: RolloutRunSpec
     manifest: Path
+    generation: int = 0
+    """0 for the first run of this name and spec; `--fresh` adds one."""
+
+    def with_generation(self, generation: int) -> LocalRun:
+        """The same run started afresh: generation `generation`, with its own uid."""
+        from dataclasses import replace
+
+        return replace(self, generation=generation,
+                       uid=local_uid(self.namespace, self.name, self.spec, generation))
 
     @property
     def output_url(self) -> str:
@@ -58,8 +85,16 @@ def load_run_file(
     shards: int | None = None,
     output: str | None = None,
     cwd: Path | None = None,
+    overrides: Overrides | None = None,
 ) -> LocalRun:
-    """Read, resolve and validate the manifest at `path` (raises `RunFileError`)."""
+    """Read, resolve and validate the manifest at `path` (raises `RunFileError`).
+
+    `name`, `shards` and `output` are `overrides`' fields of the same names (either may be
+    given)."""
+    flags = overrides or Overrides()
+    name = name or flags.name
+    shards = shards if shards is not None else flags.shards
+    output = output if output is not None else flags.output
     from rollout_operator.api.constants import GROUP, KIND
     from rollout_operator.api.manifest_yaml import (
         ManifestYAMLError,
@@ -100,17 +135,42 @@ def load_run_file(
         raise RunFileError(["spec: missing, or not a mapping of fields"])
     spec_data = _resolved(dict(raw_spec), manifest_dir=path.resolve().parent, cwd=cwd,
                           shards=shards, output=output)
+    _override(spec_data, flags)
     spec = _validated(spec_data)
     return LocalRun(name=run_name, namespace=namespace, uid=local_uid(namespace, run_name, spec),
                     spec=spec, manifest=path.resolve())
 
 
-def local_uid(namespace: str, name: str, spec: RolloutRunSpec) -> str:
-    """A uid that is the same whenever the same run is started again (so that it resumes)."""
+def local_uid(namespace: str, name: str, spec: RolloutRunSpec, generation: int = 0) -> str:
+    """A uid that is the same whenever the same run is started again (so that it resumes);
+    each `generation` (`--fresh`) has its own."""
     from rollout_operator.api.validation import spec_hash
 
+    fresh = f"/{generation}" if generation else ""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rolloutctl-run:{namespace}/{name}/"
-                                             f"{spec_hash(spec)}"))
+                                             f"{spec_hash(spec)}{fresh}"))
+
+
+def _override(spec: dict[str, Any], flags: Overrides) -> None:
+    """The command line's model and dataset flags written into the raw spec."""
+    if flags.model is not None or flags.base_url is not None:
+        model = dict(spec.get("model") or {}) if isinstance(spec.get("model"), Mapping) else {}
+        if flags.model is not None:
+            model.pop("serve", None)  # --model names the model to call instead of serving one
+            model["name"] = flags.model
+        if flags.base_url is not None:
+            model.pop("base_url", None)
+            model["baseURL"] = flags.base_url
+        spec["model"] = model
+    if flags.limit is not None or flags.samples is not None:
+        raw = spec.get("dataset")
+        dataset = dict(raw) if isinstance(raw, Mapping) else {}
+        for key, snake, value in (("limit", "limit", flags.limit),
+                                  ("samplesPerPrompt", "samples_per_prompt", flags.samples)):
+            if value is not None:
+                dataset.pop(snake, None)
+                dataset[key] = value
+        spec["dataset"] = dataset
 
 
 def _validated(spec_data: dict[str, Any]) -> RolloutRunSpec:

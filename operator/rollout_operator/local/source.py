@@ -1,10 +1,10 @@
 """The repo of a local run, pinned: what `rolloutctl run` hands to the sync phase.
 
-A git URL (or `file://` URL) is cloned at `spec.repo.revision`, outside any sandbox and with the
-user's own git setup; a rerun of a started run is pinned to the commit it started with. A local
-folder is copied as it is, uncommitted edits included (in a git work tree: the tracked files
-and the untracked ones git does not ignore; elsewhere everything but caches, virtual
-environments and the run's own output). Its commit is:
+A git URL (or `file://` URL) is cloned at `spec.repo.revision` (the remote's default branch when
+unset), outside any sandbox and with the user's own git setup; a rerun of a started run is
+pinned to the commit it started with. A local folder is copied as it is, uncommitted edits
+included (in a git work tree: the tracked files and the untracked ones git does not ignore;
+elsewhere everything but caches, virtual environments and the run's own output). Its commit is:
 
 - in a git work tree with nothing uncommitted under the folder: `git rev-parse HEAD` (or the
   commit the run started with, when the folder has not changed since);
@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rollout_operator.runtime.git_sync import GitCredentials, GitSyncError, SyncedRepo, sync_repo
+from rollout_operator.runtime.git_sync import (
+    GitCredentials,
+    GitSyncError,
+    SyncedRepo,
+    describe_revision,
+    sync_repo,
+)
 
 SourceKind = Literal["git", "git-head", "folder"]
 
@@ -57,7 +63,7 @@ def is_local_path(url: str) -> bool:
 
 def prepare_source(
     url: str,
-    revision: str,
+    revision: str | None,
     subpath: str,
     dest: Path,
     *,
@@ -75,7 +81,8 @@ def prepare_source(
     if not is_local_path(url):
         wanted = pinned_commit or revision
         checkout = sync_repo(url, wanted, dest, credentials=GitCredentials.from_env(environ))
-        why = "pinned when the run started" if pinned_commit else f"{revision} of {url}"
+        why = "pinned when the run started" if pinned_commit else \
+            f"{describe_revision(revision)} of {url}"
         return LocalSource("git", f"commit {checkout.commit} ({why})", checkout)
     folder = Path(url)
     if not folder.is_dir():

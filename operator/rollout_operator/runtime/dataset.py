@@ -8,11 +8,13 @@ whole. The columns, messages and errors follow the Osmosis SDK's local dataset r
 - `offset` skips raw rows and `limit` caps how many are read after that. Row indices are absolute
   (`offset + i`), and the `Row {i}: ...` validation messages use the same absolute index, so an
   error message, a record's `row_index` and `--row N` all name the same row.
+- Every message that names a place in a JSONL or CSV file names its 1-based line, the line
+  the row starts on, header included, the same in every command: `Row 1: ... (line 3)` from
+  `test` and `eval`, `line 3: ...` from `validate` and a run's records, `Invalid JSON at line
+  3`, `Invalid CSV at line 3`.
 - Blank JSONL lines are not rows; a JSONL line that is not valid JSON (or not UTF-8) still
   occupies a row index, so indices agree with `count_rows`. Rows skipped by `offset` are not
   parsed.
-- `CSV row {n}` counts records the way a spreadsheet numbers rows: the header is row 1, the first
-  data row is row 2.
 
 `iter_rows` (what `rolloutctl test` and `eval` read with) raises at the first bad row, with the
 messages above. `iter_rows_lenient` (runs: `rolloutctl run`, the workers, sync's check) turns a
@@ -111,15 +113,17 @@ class _Invalid(ValueError):
     """What is wrong with a row, without saying which row (callers add that)."""
 
 
-def validate_row(raw: Any, row_index: int) -> DatasetRow:
+def validate_row(raw: Any, row_index: int, line: int | None = None) -> DatasetRow:
     """Check one raw row (a mapping of column to value) and build a `DatasetRow`.
 
-    Raises `DatasetValidationError` with the upstream message for the first problem found.
+    Raises `DatasetValidationError` with the upstream message for the first problem found,
+    followed by the row's 1-based `line` in the file when it has one.
     """
     try:
         return _validated(raw, row_index)
     except _Invalid as exc:
-        raise DatasetValidationError(f"Row {row_index}: {exc}") from None
+        where = f" (line {line})" if line is not None else ""
+        raise DatasetValidationError(f"Row {row_index}: {exc}{where}") from None
 
 
 def _validated(raw: Any, row_index: int) -> DatasetRow:
@@ -254,10 +258,10 @@ _RawItem = tuple[int, int | None, Any]
 
 
 def _strict(raw_rows: Iterator[_RawItem]) -> Iterator[DatasetRow]:
-    for row_index, _, raw in raw_rows:
+    for row_index, line, raw in raw_rows:
         if isinstance(raw, _RowProblem):
             raise DatasetParseError(raw.strict_message)
-        yield validate_row(raw, row_index)
+        yield validate_row(raw, row_index, line)
 
 
 def _lenient(raw_rows: Iterator[_RawItem], source: str) -> Iterator[DatasetRow | BadRow]:
@@ -394,10 +398,10 @@ def _csv_rows(file: Path, offset: int) -> Iterator[_RawItem]:
                     too_wide = (f"has more columns than the header ({len(record)} values for "
                                 f"{width} columns; quote values that contain commas)")
                     yield row_index, line, _RowProblem(
-                        f"CSV row {row_index + 2} {too_wide}", too_wide)
+                        f"Invalid CSV at line {line}: the row {too_wide}", too_wide)
                 elif _has_bad_bytes(record):
                     yield row_index, line, _RowProblem(
-                        _not_utf8(file, f"CSV row {row_index + 2}, line {line}"),
+                        _not_utf8(file, f"line {line}"),
                         "not valid UTF-8; save the file as UTF-8")
                 else:
                     # Missing trailing values read as null, as with csv.DictReader.

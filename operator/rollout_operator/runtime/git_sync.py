@@ -181,7 +181,7 @@ def redact_url(url: str) -> str:
 
 def sync_repo(
     url: str,
-    revision: str,
+    revision: str | None,
     dest: str | os.PathLike[str],
     *,
     credentials: GitCredentials | None = None,
@@ -190,10 +190,11 @@ def sync_repo(
 ) -> SyncedRepo:
     """Check `url` out at `revision` into the empty or absent folder `dest`.
 
-    `depth=None` (or 0) fetches full history. Raises `GitSyncError` with a `kind` of
-    `unknown_revision`, `auth_failed`, `not_a_repository`, `network` or `git_failed`.
+    `revision=None` is the remote's HEAD: its default branch, whatever it is called (`main`,
+    `master`, ...). `depth=None` (or 0) fetches full history. Raises `GitSyncError` with a
+    `kind` of `unknown_revision`, `auth_failed`, `not_a_repository`, `network` or `git_failed`.
     """
-    revision = revision.strip()
+    revision = REMOTE_HEAD if revision is None else revision.strip()
     if not revision:
         raise GitSyncError("spec.repo.revision is empty: name a branch, tag or commit SHA",
                            kind="unknown_revision")
@@ -216,8 +217,19 @@ def sync_repo(
         commit = runner.run(["rev-parse", "--verify", "--quiet", f"{fetched}^{{commit}}"],
                             check_missing=revision).strip()
         runner.run(["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit])
-    log.info("checked out %s at %s (%s)", redact_url(url), revision, commit)
+    log.info("checked out %s at %s (%s)", redact_url(url), describe_revision(revision), commit)
     return SyncedRepo(commit=commit, path=target.resolve())
+
+
+REMOTE_HEAD = "HEAD"
+"""What `git fetch origin HEAD` fetches: the remote's default branch."""
+
+
+def describe_revision(revision: str | None) -> str:
+    """`revision` as messages name it; the remote's HEAD is called its default branch."""
+    if revision is None or revision == REMOTE_HEAD:
+        return "the default branch (HEAD)"
+    return revision
 
 
 def _remote_location(url: str) -> str:
@@ -345,6 +357,9 @@ class _GitRunner:
         raise self._error(args, done.stderr)
 
     def _missing_message(self, revision: str) -> str:
+        if revision == REMOTE_HEAD:
+            return (f"{redact_url(self.url)} has no default branch (HEAD) to check out: set "
+                    "spec.repo.revision to an existing branch, tag or commit SHA")
         return (
             f"revision {revision!r} was not found in {redact_url(self.url)}: set "
             "spec.repo.revision to an existing branch, tag or commit SHA"
