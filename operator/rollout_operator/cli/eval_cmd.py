@@ -30,14 +30,19 @@ from rollout_operator.cli.agent_setup import (
     load_tools,
 )
 from rollout_operator.cli.eval_cache import (
-    CacheLockedError,
+    CacheError,
     EvalCache,
     RunKey,
     cache_root,
-    fingerprint_tree,
-    safe_segment,
-    task_identity,
+    task_directory,
     write_json_atomic,
+)
+from rollout_operator.cli.eval_task_identity import (
+    compute_task_id,
+    dataset_fingerprint,
+    eval_fns_fingerprint,
+    mcp_fingerprint,
+    task_config,
 )
 from rollout_operator.cli.progress import BatchProgress, format_duration
 
@@ -69,23 +74,27 @@ class EvalOptions:
     quiet: bool
     limits: Limits
 
-    def config(self) -> dict[str, Any]:
-        """The configuration that identifies a task (no secrets)."""
-        return {
-            "model": self.model,
-            "base_url": self.base_url,
-            "module": f"mcp:{self.mcp_dir.resolve()}",
-            "dataset": self.dataset,
-            "eval_fns": list(self.eval_fns),
-            "n_runs": self.n,
-            "max_turns": self.max_turns,
-            "pass_threshold": self.pass_threshold,
-            "offset": self.offset,
-            "limit": self.limit,
-            "completion_params": self.params,
-            "baseline_model": self.baseline_model,
-            "baseline_base_url": self.baseline_base_url,
-        }
+    def config(self, import_root: Path) -> dict[str, Any]:
+        """The configuration that identifies a task (no secrets), with its fingerprints."""
+        module = self.mcp_dir.resolve()
+        return task_config(
+            model=self.model,
+            base_url=self.base_url,
+            baseline_model=self.baseline_model,
+            baseline_base_url=self.baseline_base_url,
+            module=f"mcp:{module}",
+            dataset=self.dataset,
+            eval_fns=self.eval_fns,
+            n_runs=self.n,
+            max_turns=self.max_turns,
+            pass_threshold=self.pass_threshold,
+            offset=self.offset,
+            limit=self.limit,
+            completion_params=self.params,
+            dataset_fingerprint=dataset_fingerprint(self.dataset),
+            module_fingerprint=mcp_fingerprint(module),
+            eval_fns_fingerprint=eval_fns_fingerprint(self.eval_fns, import_root),
+        )
 
 
 @click.group(
@@ -177,7 +186,6 @@ def _parse_options(kw: dict[str, Any]) -> EvalOptions:
 
 
 def _run(options: EvalOptions) -> int:
-    from rollout_operator.runtime.dataset import dataset_fingerprint
     from rollout_operator.runtime.scoring import load_scorers
 
     rows = check_dataset(options.dataset, options.offset, options.limit)
@@ -188,13 +196,8 @@ def _run(options: EvalOptions) -> int:
         if options.baseline_model
         else None
     )
-    dataset_print = dataset_fingerprint(options.dataset)
-    fingerprints = {
-        "dataset": dataset_print,
-        "mcp": fingerprint_tree(options.mcp_dir),
-        "eval_fns": _eval_fn_fingerprint(options.eval_fns),
-    }
-    task_id, config_hash = task_identity(options.config(), fingerprints)
+    config = options.config(Path.cwd())
+    task_id, config_hash = compute_task_id(config)
     try:
         cache = EvalCache.open(
             cache_root(),
@@ -202,14 +205,14 @@ def _run(options: EvalOptions) -> int:
             options.dataset,
             task_id,
             config_hash,
-            options.config(),
+            config,
             fresh=options.fresh,
         )
-    except CacheLockedError as exc:
+    except CacheError as exc:
         raise SetupError(str(exc)) from None
     with cache:
         code = asyncio.run(_evaluate(options, rows, scorers, chat, baseline, cache))
-        if code == 0 and dataset_fingerprint(options.dataset) != dataset_print:
+        if code == 0 and dataset_fingerprint(options.dataset) != config["dataset_fingerprint"]:
             click.echo("Error: the dataset changed during the evaluation; rerun it.", err=True)
             return 1
         return code
@@ -222,18 +225,6 @@ def _load_scorers(options: EvalOptions, load: Any) -> list[Any]:
         return list(load(Path.cwd(), options.eval_fns))
     except EvalFnError as exc:
         raise SetupError(str(exc)) from None
-
-
-def _eval_fn_fingerprint(refs: tuple[str, ...]) -> str:
-    files = []
-    for ref in refs:
-        module = ref.rsplit(":", 1)[0].replace(".", "/")
-        for candidate in (Path(f"{module}.py"), Path(module) / "__init__.py"):
-            if candidate.is_file():
-                files.append(candidate)
-    from rollout_operator.cli.eval_cache import fingerprint_files
-
-    return fingerprint_files(files) if files else ""
 
 
 def _work_keys(options: EvalOptions, rows: int) -> Iterator[RunKey]:
@@ -395,8 +386,7 @@ def _finish(
 def _write_outputs(
     options: EvalOptions, cache: EvalCache, runs: list[dict[str, Any]], summary: dict[str, Any]
 ) -> None:
-    directory = (Path(options.output_path or ".") / safe_segment(options.model)
-                 / safe_segment(Path(options.dataset).stem))
+    directory = task_directory(Path(options.output_path or "."), options.model, options.dataset)
     directory.mkdir(parents=True, exist_ok=True)
     stamp = int(time.time())
     results = directory / f"results_{stamp}_{cache.task_id}.json"

@@ -283,8 +283,8 @@ def _split_ref(ref: str) -> tuple[str, str]:
         raise EvalFnError(f"Invalid eval function {ref!r}: expected 'module:function', {example}.")
     if "/" in module_name or "\\" in module_name or module_name.endswith(".py"):
         raise EvalFnError(
-            f"Invalid eval function {ref!r}: the module is a dotted import path relative to the "
-            f"repo root, not a file path ({example})."
+            f"Invalid eval function {ref!r}: the module is a dotted import path, not a file "
+            f"path ({example})."
         )
     if not all(part.isidentifier() for part in module_name.split(".")):
         raise EvalFnError(
@@ -309,8 +309,9 @@ def _import_for_ref(module_name: str, ref: str, root: Path) -> types.ModuleType:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             raise EvalFnError(
-                f"Cannot load eval function {ref!r}: no module named {missing!r} under {root} "
-                "(or on sys.path). Check the module path, relative to the repo root."
+                f"Cannot import module {module_name!r} for eval function {ref!r}: no module "
+                f"named {missing!r} under {root} (or on sys.path). Module paths are dotted and "
+                "resolved from that folder."
             ) from exc
         raise EvalFnError(
             f"Error importing {module_name!r} for eval function {ref!r}: "
