@@ -39,7 +39,7 @@ class BatchProgress:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
-            disable=quiet,
+            disable=quiet or not self.console.is_terminal,
         )
         self._task = self._progress.add_task(label, total=total, stats="")
 
@@ -58,7 +58,7 @@ class BatchProgress:
     def line(self, text: str) -> None:
         """Print a line above the bar (nothing when quiet)."""
         if not self.quiet:
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def advance(self, ok: bool, score: float | None = None) -> None:
         self.done += 1
