@@ -1,0 +1,41 @@
+"""`rolloutctl eval` prints what `osmosis eval` 0.2.17 prints (golden text from the reference).
+
+golden/<scenario>.txt was recorded from the reference CLI by bench/reference/record_golden.py;
+here the same scenario runs through `rolloutctl eval` against the same scripted model and the
+masked output must be identical (tests/conformance/masking.py says what is masked).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.scenarios import SCENARIOS, Scenario, render
+from tests.support.cli import EXAMPLE, run_cli
+from tests.support.scripted_model import ScriptedModelServer
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer(record=False) as server:
+        yield server
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_eval_output_matches_the_reference(
+    scenario: Scenario, model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"OSMOSIS_CACHE_DIR": str(tmp_path / "cache")}
+    result = None
+    for args in scenario.argv(model.base_url):
+        result = run_cli(["eval", *args], cwd=repo, env=env)
+    assert result is not None
+    ours = render(result.stdout, result.stderr, result.returncode)
+    assert ours == (GOLDEN / f"{scenario.name}.txt").read_text(encoding="utf-8")
