@@ -63,7 +63,7 @@ def direction(first: list[str], second: list[str], label: str, base_url: str,
     repo = work / label
     shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__"))
     env = cli_env({"OSMOSIS_CACHE_DIR": str(work / f"{label}-cache")})
-    code1, out1 = _interrupted([*first, *_flags(base_url)], repo, env, after=2)
+    code1, _ = _interrupted([*first, *_flags(base_url)], repo, env, after=2)
     cache_files = sorted((work / f"{label}-cache").rglob("*_*.json"))
     saved = len(json.loads(cache_files[-1].read_text())["runs"]) if cache_files else 0
     code2, out2 = _run([*second, *_flags(base_url)], repo, env)
