@@ -553,6 +553,28 @@ def _fastmcp_version() -> str | None:
     return str(getattr(fastmcp, "__version__", "")) or None
 
 
+DATA_FOLDER = "data"
+"""Where an Osmosis workspace keeps its datasets (`osmosis init` creates `data/`)."""
+
+
+def find_datasets(root: Path) -> list[Path]:
+    """Dataset files at the repo root and anywhere under `data/`, as Osmosis repos keep them."""
+
+    def is_dataset(path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in DATASET_SUFFIXES
+
+    found = [path for path in root.iterdir() if is_dataset(path)]
+    data = root / DATA_FOLDER
+    if data.is_dir():
+        found += [
+            path
+            for path in data.rglob("*")
+            if is_dataset(path)
+            and not any(part.startswith(".") for part in path.relative_to(data).parts)
+        ]
+    return sorted(found)
+
+
 def inspect_repo(repo_root: str | os.PathLike[str]) -> RepoReport:
     """Load everything a rollout needs from the repo and report what loads and what does not."""
     root = Path(os.fspath(repo_root)).resolve()
@@ -561,11 +583,7 @@ def inspect_repo(repo_root: str | os.PathLike[str]) -> RepoReport:
         report.problems.append(RepoProblem("repo", root, "repository folder not found"))
         return report
     report.fastmcp_version = _fastmcp_version()
-    report.datasets = sorted(
-        path
-        for path in root.iterdir()
-        if path.is_file() and path.suffix.lower() in DATASET_SUFFIXES
-    )
+    report.datasets = find_datasets(root)
 
     mcp_dir = root / "mcp"
     report.has_mcp = mcp_dir.is_dir()
