@@ -32,7 +32,7 @@ def record(osmosis: str, scenario: Scenario, base_url: str, work: Path) -> str:
     env = cli_env({"OSMOSIS_CACHE_DIR": str(work / f"{scenario.name}-cache")})
     result = None
     for args in scenario.argv(base_url):
-        result = subprocess.run([osmosis, "eval", *args], cwd=repo, env=env,
+        result = subprocess.run([osmosis, *scenario.upstream_command(), *args], cwd=repo, env=env,
                                 capture_output=True, text=True, timeout=300)
     assert result is not None
     return render(result.stdout, result.stderr, result.returncode)

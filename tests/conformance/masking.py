@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # The tool and its version: `osmosis-eval v0.2.17` / `rolloutctl-eval v0.1.0`.
-    (re.compile(r"^(?:osmosis|rolloutctl)-eval v\S+$", re.M), "<TOOL> v<VERSION>"),
+    # The tool and its version: `osmosis-eval v0.2.17` / `rolloutctl-eval v0.1.0`,
+    # `osmosis-rollout-test v0.2.17` / `rolloutctl-test v0.1.0`.
+    (re.compile(r"^(?:osmosis|rolloutctl)-(?:eval|rollout-test|test) v\S+", re.M),
+     "<TOOL> v<VERSION>"),
     (re.compile(r"https?://127\.0\.0\.1:\d+"), "http://<HOST>"),
     (re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:ms|s)\b"), "<DUR>"),
     (re.compile(r"\b\d+m\d+\.\d+s\b"), "<DUR>"),

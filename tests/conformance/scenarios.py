@@ -22,11 +22,17 @@ def _flags(base_url: str, *extra: str, model: str = "scripted") -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """`runs` gives each invocation's flags; `command` is `eval` or `test` (`rollout test`)."""
+
     name: str
     runs: Callable[[str], list[list[str]]]
+    command: str = "eval"
 
     def argv(self, base_url: str) -> list[list[str]]:
         return self.runs(base_url)
+
+    def upstream_command(self) -> list[str]:
+        return ["rollout", "test"] if self.command == "test" else ["eval"]
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -42,6 +48,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("missing_eval_fn", lambda url: [_flags(url, "--limit", "1")]),
     Scenario("fresh_with_retry_failed", lambda url: [
         _flags(url, "--eval-fn", REWARD, "--fresh", "--retry-failed")]),
+    Scenario("test_completed", lambda url: [_flags(url, "--limit", "2")], command="test"),
+    Scenario("test_window", lambda url: [_flags(url, "--offset", "3", "--limit", "2")],
+             command="test"),
+    Scenario("test_row_without_interactive", lambda url: [_flags(url, "--row", "1")],
+             command="test"),
 )
 
 

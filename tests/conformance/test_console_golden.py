@@ -1,4 +1,4 @@
-"""`rolloutctl eval` prints what `osmosis eval` 0.2.17 prints (golden text from the reference).
+"""`rolloutctl eval` / `test` print what `osmosis eval` / `rollout test` 0.2.17 print.
 
 golden/<scenario>.txt was recorded from the reference CLI by bench/reference/record_golden.py;
 here the same scenario runs through `rolloutctl eval` against the same scripted model and the
@@ -27,7 +27,7 @@ def model() -> Iterator[ScriptedModelServer]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_eval_output_matches_the_reference(
+def test_output_matches_the_reference(
     scenario: Scenario, model: ScriptedModelServer, tmp_path: Path
 ) -> None:
     repo = tmp_path / "repo"
@@ -35,7 +35,7 @@ def test_eval_output_matches_the_reference(
     env = {"OSMOSIS_CACHE_DIR": str(tmp_path / "cache")}
     result = None
     for args in scenario.argv(model.base_url):
-        result = run_cli(["eval", *args], cwd=repo, env=env)
+        result = run_cli([scenario.command, *args], cwd=repo, env=env)
     assert result is not None
     ours = render(result.stdout, result.stderr, result.returncode)
     assert ours == (GOLDEN / f"{scenario.name}.txt").read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""The text `rolloutctl eval` prints, block by block, in `osmosis eval` 0.2.17's wording.
+"""The text `rolloutctl eval` / `test` print, block by block, in Osmosis 0.2.17's wording.
 
 Pure functions returning lines, so golden tests compare them with the reference's output. Where
 0.2.17 prints through Rich, a per-run score list in square brackets is taken as markup and
@@ -54,8 +54,10 @@ def tools_loaded(mcp_arg: str, names: Sequence[str]) -> list[str]:
     return [f"Loading MCP tools: {mcp_arg}", found]
 
 
-def dataset_loaded(path: str, total_rows: int, selected: int, limit: int | None) -> list[str]:
-    counted = f"{total_rows} (evaluating {selected})" if limit else f"{selected}"
+def dataset_loaded(
+    path: str, total_rows: int, selected: int, limit: int | None, action: str = "evaluating"
+) -> list[str]:
+    counted = f"{total_rows} ({action} {selected})" if limit else f"{selected}"
     return [f"Loading dataset: {path}", f"  Total rows: {counted}"]
 
 
