@@ -75,7 +75,7 @@ _ADAPTERS: dict[str, str] = {
 
         import pytest
 
-        REASON = "n/a: {}"
+        REASON = "upstream internal with no counterpart here: {}"
 
 
         class StandIn:
@@ -100,6 +100,34 @@ _ADAPTERS: dict[str, str] = {
         def stand_ins(namespace: dict[str, Any], *names: str) -> None:
             for name in names:
                 namespace[name] = StandIn(name)
+
+
+        class Missing:
+            """A counterpart this checkout of rollout-operator lacks: using it fails the test."""
+
+            def __init__(self, name: str) -> None:
+                self._name = name
+
+            def _fail(self) -> Any:
+                raise AssertionError(f"not provided by this rollout-operator: {self._name}")
+
+            def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                return self._fail()
+
+            def __getattr__(self, name: str) -> Any:
+                if name.startswith("_") or name == "pytestmark":
+                    raise AttributeError(name)
+                return self._fail()
+
+
+        def ours(module: str, name: str) -> Any:
+            """`module.name` from our code, or a `Missing` when this checkout has no such thing."""
+            import importlib
+
+            try:
+                return getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):
+                return Missing(f"{module}.{name}")
     ''',
     "osmosis_ai/utils.py": '''
         from rollout_operator.runtime.osmosis_compat.decorators import (
@@ -130,7 +158,9 @@ _ADAPTERS: dict[str, str] = {
 
         stand_ins(globals(), "_select_text")
 
-        DEFAULT_REQUEST_TIMEOUT_SECONDS = rubric.DEFAULT_TIMEOUT_S
+        from osmosis_ai._stand_in import ours
+
+        DEFAULT_REQUEST_TIMEOUT_SECONDS = ours(rubric.__name__, "DEFAULT_TIMEOUT_S")
         _default_timeout_for_model = rubric.default_timeout
         _to_litellm_model = rubric.litellm_model_name
 
@@ -218,42 +248,42 @@ _ADAPTERS: dict[str, str] = {
         from rollout_operator.runtime.metrics import pass_at_k
     ''',
     "osmosis_ai/rollout/eval/evaluation/cache.py": '''
+        from pathlib import Path
         from typing import Any
 
-        from rollout_operator.cli import eval_cache, eval_task_identity as ident
         from rollout_operator.runtime import metrics
-        from osmosis_ai._stand_in import stand_ins
+        from osmosis_ai._stand_in import ours, stand_ins
 
-        _CACHE_VERSION = eval_cache.RESULTS_VERSION
-        _deterministic_json = ident.deterministic_json
-        sanitize_path_part = ident.sanitize_path_part
-        compute_dataset_fingerprint = ident.dataset_fingerprint
+        _IDENT = "rollout_operator.cli.eval_task_identity"
+        _CACHE = "rollout_operator.cli.eval_cache"
+        _CACHE_VERSION = ours(_CACHE, "RESULTS_VERSION")
+        _deterministic_json = ours(_IDENT, "deterministic_json")
+        sanitize_path_part = ours(_IDENT, "sanitize_path_part")
+        compute_dataset_fingerprint = ours(_IDENT, "dataset_fingerprint")
+        _hash_file = ours(_IDENT, "dataset_fingerprint")  # xxh3-128 of a file's bytes
+        _hash_directory_tree = ours(_IDENT, "mcp_fingerprint")  # relative path + bytes per .py
 
 
         def compute_task_id(**config: Any) -> tuple[str, str]:
-            return ident.compute_task_id(config)
+            return ours(_IDENT, "compute_task_id")(config)
 
 
         def compute_module_fingerprint(module_path: str) -> str | None:
             if module_path.startswith("mcp:"):
-                from pathlib import Path
-
-                return ident.mcp_fingerprint(Path(module_path[4:]))
-            return StandInModule("compute_module_fingerprint (module:attr agents)")()
+                return ours(_IDENT, "mcp_fingerprint")(Path(module_path[4:]))
+            return StandIn("compute_module_fingerprint (module:attr agents)")()
 
 
         def compute_eval_fns_fingerprint(eval_fn_paths: list[str]) -> str | None:
-            from pathlib import Path
-
-            return ident.eval_fns_fingerprint(eval_fn_paths, Path.cwd())
+            return ours(_IDENT, "eval_fns_fingerprint")(eval_fn_paths, Path.cwd())
 
 
-        def _get_cache_root():
-            return eval_cache.cache_root()
+        def _get_cache_root() -> Path:
+            return ours(_CACHE, "cache_root")()
 
 
         def _get_lock_timeout() -> int:
-            return int(eval_cache.lock_timeout_from_env())
+            return int(ours(_CACHE, "lock_timeout_from_env")())
 
 
         def build_summary(runs, eval_fn_names, pass_threshold, n_runs):
@@ -261,13 +291,13 @@ _ADAPTERS: dict[str, str] = {
                 runs, list(eval_fn_names), n_runs=n_runs, pass_threshold=pass_threshold)
 
 
-        from osmosis_ai._stand_in import StandIn as StandInModule
+        from osmosis_ai._stand_in import StandIn
 
         stand_ins(
             globals(),
             "CacheConfig", "CacheFlushController", "DatasetIntegrityChecker", "DatasetStatus",
-            "JsonFileCacheBackend", "_backup_corrupt_cache", "_hash_directory_tree", "_hash_file",
-            "_resolve_source_file", "atomic_write_json",
+            "JsonFileCacheBackend", "_backup_corrupt_cache", "_resolve_source_file",
+            "atomic_write_json",
         )
     ''',
     "pytest.ini": '''
@@ -310,6 +340,7 @@ def run_pytest(scratch: Path, tests: list[Path]) -> Path:
     report = scratch / "junit.xml"
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+        "--continue-on-collection-errors",
         "--rootdir", str(scratch), f"--junitxml={report}", "-o", "junit_family=xunit2",
         *map(str, tests),
     ]
@@ -355,11 +386,42 @@ def classify(report: Path) -> dict[str, list[dict[str, str]]]:
     return outcome
 
 
+def _markdown(
+    per_file: dict[str, Counter[str]],
+    counts: Counter[str],
+    outcome: dict[str, list[dict[str, str]]],
+) -> str:
+    lines = [
+        "# Osmosis SDK 0.2.17 unit tests against rollout-operator",
+        "",
+        "Produced by `bench/reference/run_upstream_suite.py --sdk <0.2.17 source>` (commit",
+        "73c1eea0 of Osmosis-AI/osmosis-sdk-python, extracted by",
+        "`bench/reference/osmosis_0217.sh`).",
+        "",
+        "| file | pass | fail | differs on purpose | not applicable |",
+        "|---|---|---|---|---|",
+    ]
+    for file, c in sorted(per_file.items()):
+        lines.append(f"| {file} | {c['pass']} | {c['fail']} | {c['explained']} | {c['n/a']} |")
+    lines.append(f"| total | {counts['pass']} | {counts['fail']} | {counts['explained']} "
+                 f"| {counts['n/a']} |")
+    lines += ["", "## Failures", ""]
+    lines += [f"- `{i['test']}`: {i['detail']}" for i in outcome["fail"]] or ["None."]
+    lines += ["", "## Differences on purpose", ""]
+    lines += [f"- `{i['test']}`: {i['detail']}" for i in outcome["explained"]] or ["None."]
+    reasons = Counter(i["detail"] for i in outcome["n/a"])
+    lines += ["", "## Not applicable (reason: tests)", ""]
+    lines += [f"- {reason}: {n}" for reason, n in sorted(reasons.items())]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sdk", type=Path, required=True, help="extracted osmosis-sdk 0.2.17")
     parser.add_argument("--scratch", type=Path, default=None, help="kept when given")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="write the counts, the explained and n/a tests here")
     args = parser.parse_args()
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="osmosis-upstream-"))
     if scratch.exists() and args.scratch is not None:
@@ -382,6 +444,8 @@ def main() -> int:
         print(f"  FAIL {item['test']}: {item['detail']}")
     if args.json:
         args.json.write_text(json.dumps({"counts": dict(counts), **outcome}, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(_markdown(per_file, counts, outcome), encoding="utf-8")
     if args.scratch is None:
         shutil.rmtree(scratch, ignore_errors=True)
     return 1 if outcome["fail"] else 0
