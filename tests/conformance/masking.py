@@ -20,6 +20,8 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"Total tokens: [\d,]+"), "Total tokens: <N>"),
     (re.compile(r"(?:/[^\s/]+)+/\d+_[0-9a-f]{12}\.json"), "<CACHE_FILE>"),
     (re.compile(r"mcp:/\S+"), "mcp:<DIR>"),
+    (re.compile(r"^[0-9a-f]{12}(?= )", re.M), "<TASK_ID>"),
+    (re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d\b"), "<TIME>"),
 )
 
 _PROGRESS = re.compile(

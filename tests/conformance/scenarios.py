@@ -48,6 +48,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("missing_eval_fn", lambda url: [_flags(url, "--limit", "1")]),
     Scenario("fresh_with_retry_failed", lambda url: [
         _flags(url, "--eval-fn", REWARD, "--fresh", "--retry-failed")]),
+    Scenario("cache_ls", lambda url: [_flags(url, "--eval-fn", REWARD, "--limit", "1"),
+                                      ["cache", "ls"]]),
+    Scenario("cache_ls_no_match", lambda url: [
+        _flags(url, "--eval-fn", REWARD, "--limit", "1"), ["cache", "ls", "--model", "absent"]]),
+    Scenario("cache_rm_without_target", lambda url: [["cache", "rm"]]),
+    Scenario("cache_rm_unknown_task", lambda url: [["cache", "rm", "0123456789ab"]]),
+    Scenario("cache_rm_all", lambda url: [_flags(url, "--eval-fn", REWARD, "--limit", "1"),
+                                          ["cache", "rm", "--all", "-y"], ["cache", "ls"]]),
     Scenario("test_completed", lambda url: [_flags(url, "--limit", "2")], command="test"),
     Scenario("test_window", lambda url: [_flags(url, "--offset", "3", "--limit", "2")],
              command="test"),

@@ -34,9 +34,9 @@ _WRITE_INTERVAL_S = 2.0
 def cache_root(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path:
     """`$OSMOSIS_CACHE_DIR/eval`, else `$XDG_CACHE_HOME/osmosis/eval`, else the home cache."""
     if environ.get("OSMOSIS_CACHE_DIR"):
-        return Path(environ["OSMOSIS_CACHE_DIR"]) / "eval"
+        return Path(environ["OSMOSIS_CACHE_DIR"]).expanduser().resolve() / "eval"
     if environ.get("XDG_CACHE_HOME"):
-        return Path(environ["XDG_CACHE_HOME"]) / "osmosis" / "eval"
+        return Path(environ["XDG_CACHE_HOME"]).expanduser().resolve() / "osmosis" / "eval"
     return Path.home() / ".cache" / "osmosis" / "eval"
 
 
@@ -293,6 +293,7 @@ def read_cache_header(path: Path) -> dict[str, Any]:
         keys |= {run_key(r) for r in _read_jsonl(journal)}
     return {
         "task_id": document.get("task_id"),
+        "created_at": document.get("created_at"),
         "status": document.get("status"),
         "model": document.get("config", {}).get("model"),
         "dataset": document.get("config", {}).get("dataset"),
