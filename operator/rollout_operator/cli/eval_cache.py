@@ -197,7 +197,7 @@ class EvalCache:
             self._samples.flush()
 
     def ordered_runs(self) -> list[dict[str, Any]]:
-        tag_order = {None: 0, "baseline": 1}
+        tag_order = {None: 0, "primary": 0, "baseline": 1}
         return sorted(
             self.runs.values(),
             key=lambda r: (r["row_index"], r["run_index"], tag_order.get(r["model_tag"], 2)),

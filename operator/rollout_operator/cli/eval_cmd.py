@@ -270,7 +270,7 @@ def _load_scorers(options: EvalOptions, load: Any) -> list[Any]:
 
 
 def _work_keys(options: EvalOptions, rows: int) -> Iterator[RunKey]:
-    tags: tuple[str | None, ...] = (None, "baseline") if options.baseline_model else (None,)
+    tags: tuple[str | None, ...] = ("primary", "baseline") if options.baseline_model else (None,)
     for row in range(options.offset, options.offset + rows):
         for run in range(options.n):
             for tag in tags:
@@ -316,7 +316,8 @@ async def _evaluate(
             return 0
         config = options.limits.agent_config(options.max_turns, options.params)
         runners: dict[str | None, RolloutRunner] = {}
-        for tag, client in ((None, chat), ("baseline", baseline)):
+        primary: str | None = "primary" if baseline is not None else None
+        for tag, client in ((primary, chat), ("baseline", baseline)):
             if client is not None:
                 runners[tag] = RolloutRunner(
                     client, tools.provider, tools.schemas, scorers, config,
@@ -387,19 +388,21 @@ def _finish(
     from rollout_operator.runtime.metrics import build_eval_summary
 
     runs = cache.ordered_runs()
+    primary = "primary" if options.baseline_model else None
     summary = build_eval_summary(runs, names, n_runs=options.n,
-                                 pass_threshold=options.pass_threshold)
+                                 pass_threshold=options.pass_threshold, model_tag=primary)
     cache.save(summary)
     if already:
         _say(options, "", "Evaluation already completed (cached).")
-    blocks: list[tuple[str | None, dict[str, Any]]] = [(None, summary)]
+    blocks: list[tuple[str | None, dict[str, Any]]] = [(primary, summary)]
     if options.baseline_model:
         blocks.append(("baseline", build_eval_summary(
             runs, names, n_runs=options.n, pass_threshold=options.pass_threshold,
             model_tag="baseline")))
     for tag, block in blocks:
         if options.baseline_model:
-            _say(options, "", f"{options.baseline_model if tag else options.model}:")
+            label = options.baseline_model if tag == "baseline" else options.model
+            _say(options, "", f"{label}:")
         _say(options, *eval_console.summary(block))
     _say(options, "", f"Cache: {cache.path}")
     if already:
