@@ -75,7 +75,7 @@ def test_eval_writes_upstream_results(
     again = run_cli(_eval_args(scripted_model.base_url, "scripted", out, "--n", "4"),
                     env=cache_env)
     assert again.returncode == 0
-    assert "Already completed" in again.stdout
+    assert "Evaluation already completed (cached)." in again.stdout
 
 
 def test_wrong_answers_score_zero(
@@ -111,16 +111,16 @@ def test_interrupt_then_resume_skips_finished_runs(
             time.sleep(0.05)
         assert journal_lines >= 12
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=90)  # generous: CI machines may be loaded
+        stdout, stderr = proc.communicate(timeout=90)  # generous: CI machines may be loaded
         assert proc.returncode == 130, stderr
-        assert "rerun the same command to resume" in stderr
+        assert "Re-run the same command to resume from where you left off." in stdout
         finished = len(next(cache.rglob("*.runs.jsonl")).read_text().splitlines())
         assert not list(out.rglob("results_*.json"))
 
         before = server.model.counts["scripted"]
         done = run_cli(args, env=cache_env)
         assert done.returncode == 0, done.stderr
-        assert f"{finished} of {ROWS * 4} runs cached" in done.stdout
+        assert f"Resuming eval ({finished}/{ROWS * 4} runs completed)" in done.stdout
         calls = server.model.counts["scripted"] - before
         # preflight + two model calls per remaining run: finished runs are not redone
         assert calls == 1 + 2 * (ROWS * 4 - finished)

@@ -1,4 +1,4 @@
-"""`BatchProgress` (test and eval): the bar on a terminal, plain percent lines off one."""
+"""`BatchProgress` (test and eval): the bar on a terminal, only the caller's lines off one."""
 
 from __future__ import annotations
 
@@ -9,23 +9,22 @@ from rich.console import Console
 from rollout_operator.cli.progress import BatchProgress
 
 
-def test_off_a_terminal_one_plain_line_per_ten_percent() -> None:
+def test_off_a_terminal_only_the_callers_lines_whole_and_without_control_codes() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=50)
+    long_line = "[1/40] OK (12ms, 5 tokens) " + "x" * 80 + " row 0 run 1"
     with BatchProgress(40, "eval", console=console) as progress:
         assert progress.plain
         for n in range(40):
             failed = n % 10 == 9
+            if n == 0:
+                progress.line(long_line)
             progress.advance(not failed, None if failed else 1.0,
                              "model" if failed else None)
     text = out.getvalue()
     assert "\r" not in text and "\x1b" not in text
-    lines = text.splitlines()
-    # the first item, then each 10%
-    assert [line.split(" ")[1] for line in lines] == ["1/40"] + [f"{4 * i}/40"
-                                                                for i in range(1, 11)]
-    assert lines[-1].startswith("eval: 40/40 (100%) done, ")
-    assert lines[-1].endswith(", mean 1.000, 4 failed (model 4)")  # whole, never wrapped
+    assert text.splitlines() == [long_line]  # never wrapped at the console's width
+    assert progress.failures == {"model": 4} and progress.done == 40
 
 
 def test_quiet_prints_nothing_and_still_counts() -> None:

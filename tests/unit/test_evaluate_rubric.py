@@ -90,8 +90,8 @@ class TestClassicForm:
         assert evaluate_rubric(RUBRIC, "#### 42", info) == 7.5
         assert evaluate_rubric(RUBRIC, "#### 42", info, score_max=5) == 5.0
         system, user = _messages(judge.requests_for(model)[-1])
-        assert "from 0 to 5 inclusive" in system
-        assert "Score range: 0 to 5." in user
+        assert "between 0.0 and 5.0 (inclusive)" in system
+        assert "Score range: 0.0 to 5.0." in user
 
     def test_return_details(self, judge: JudgeServer) -> None:
         reply = verdict(0.9, "  right number, shows working ")
@@ -394,7 +394,7 @@ def test_finite_scores_only() -> None:
     # The parser's own guard, seen through the public error in TestClassicForm, holds for inf too.
     from rollout_operator.runtime.osmosis_compat.judge_prompts import JudgeReplyError, parse_verdict
 
-    with pytest.raises(JudgeReplyError, match="not finite"):
+    with pytest.raises(JudgeReplyError, match="must include a finite numeric 'score'"):
         parse_verdict('{"score": Infinity, "explanation": "x"}')
     assert math.isclose(parse_verdict('{"score": "0.25", "explanation": "x"}').score, 0.25)
 

@@ -4,8 +4,9 @@ Layout, as `osmosis eval` keeps it: `<cache>/<model>/<dataset-stem>/<unix_ts>_<t
 results schema (status `in_progress` or `completed`). Beside it, `<same>.runs.jsonl` is an
 append-only journal flushed after every run, so a crash or Ctrl-C loses nothing; the JSON file is
 rewritten at most every few seconds and at the end, which keeps long evals O(n).
-`task_id` is 12 hex digits of xxh3-128 over the configuration and fingerprints of the dataset, the
-MCP folder and the eval functions' sources, so any change starts a new task.
+Task ids, fingerprints and folder names are computed exactly as 0.2.17 does
+(`eval_task_identity`), the lock is `<task_id>.lock` in the same folder and logged conversations
+go to `<same>.jsonl`, so `osmosis eval` and `rolloutctl eval` resume each other's tasks.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import xxhash
 from filelock import FileLock, Timeout
+
+from rollout_operator.cli.eval_task_identity import sanitize_path_part
 
 RunKey = tuple[int, int, str | None]
 """(row_index, run_index, model_tag)"""
@@ -32,51 +34,28 @@ _WRITE_INTERVAL_S = 2.0
 def cache_root(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path:
     """`$OSMOSIS_CACHE_DIR/eval`, else `$XDG_CACHE_HOME/osmosis/eval`, else the home cache."""
     if environ.get("OSMOSIS_CACHE_DIR"):
-        return Path(environ["OSMOSIS_CACHE_DIR"]) / "eval"
+        return Path(environ["OSMOSIS_CACHE_DIR"]).expanduser().resolve() / "eval"
     if environ.get("XDG_CACHE_HOME"):
-        return Path(environ["XDG_CACHE_HOME"]) / "osmosis" / "eval"
+        return Path(environ["XDG_CACHE_HOME"]).expanduser().resolve() / "osmosis" / "eval"
     return Path.home() / ".cache" / "osmosis" / "eval"
 
 
-def safe_segment(text: str) -> str:
-    """A model or dataset name as one path segment (`openai/gpt-5-mini` -> `openai_gpt-5-mini`)."""
-    cleaned = "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
-    return cleaned.strip("._") or "default"
-
-
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC time to the second, as `osmosis eval` stamps `created_at` and `updated_at`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fingerprint_files(paths: Iterable[Path]) -> str:
-    """xxh3-128 over the names and bytes of the given files, in sorted order."""
-    digest = xxhash.xxh3_128()
-    for path in sorted(paths):
-        digest.update(str(path.name).encode())
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+def task_directory(root: Path, model: str, dataset: str) -> Path:
+    """`<root>/<model>/<dataset stem>`, each part named by `sanitize_path_part`."""
+    return root / sanitize_path_part(model) / sanitize_path_part(Path(dataset).stem)
 
 
-def fingerprint_tree(root: Path, suffix: str = ".py") -> str:
-    if not root.exists():
-        return ""
-    return fingerprint_files(
-        p for p in root.rglob(f"*{suffix}") if "__pycache__" not in p.parts
-    )
+class CacheError(RuntimeError):
+    """The task's cache cannot be used (say which file and what to do)."""
 
 
-def task_identity(config: dict[str, Any], fingerprints: dict[str, str]) -> tuple[str, str]:
-    """(task_id, config_hash): 12 hex over config + fingerprints, 32 hex over config alone."""
-    config_json = json.dumps(config, sort_keys=True, default=str)
-    config_hash = xxhash.xxh3_128(config_json.encode()).hexdigest()
-    full = json.dumps({"config": config, "fingerprints": fingerprints}, sort_keys=True, default=str)
-    return xxhash.xxh3_128(full.encode()).hexdigest()[:12], config_hash
-
-
-class CacheLockedError(RuntimeError):
-    pass
+class CacheLockedError(CacheError):
+    """Another eval of the same task holds the lock."""
 
 
 @dataclass
@@ -106,7 +85,7 @@ class EvalCache:
 
     @property
     def samples_path(self) -> Path:
-        return self.path.with_suffix(".samples.jsonl")
+        return self.path.with_suffix(".jsonl")
 
     @classmethod
     def open(
@@ -120,17 +99,20 @@ class EvalCache:
         fresh: bool = False,
         lock_timeout: float | None = None,
     ) -> EvalCache:
-        directory = root / safe_segment(model) / safe_segment(Path(dataset).stem)
+        directory = task_directory(root, model, dataset)
         directory.mkdir(parents=True, exist_ok=True)
         if lock_timeout is None:
-            lock_timeout = float(os.environ.get("OSMOSIS_EVAL_LOCK_TIMEOUT", "30"))
-        lock = FileLock(str(directory / f".{task_id}.lock"))
+            lock_timeout = lock_timeout_from_env()
+        lock = FileLock(str(directory / f"{task_id}.lock"))
         try:
             lock.acquire(timeout=lock_timeout)
         except Timeout:
             raise CacheLockedError(
-                f"Another eval with the same configuration (task {task_id}) holds the cache lock "
-                f"{lock.lock_file}; wait for it to finish or raise OSMOSIS_EVAL_LOCK_TIMEOUT."
+                "Another eval with the same config is already running.\n"
+                f"       Lock file: {lock.lock_file}\n"
+                f"       Timeout: {lock_timeout:g}s "
+                "(override with OSMOSIS_EVAL_LOCK_TIMEOUT env var)\n"
+                "       Wait for it to finish, or change a config parameter."
             ) from None
         existing = sorted(directory.glob(f"*_{task_id}.json"))
         if fresh:
@@ -141,12 +123,33 @@ class EvalCache:
                         part.rename(part.with_name(part.name + backup_suffix))
             existing = []
         cache = cls(directory, task_id, config_hash, config, _lock=lock)
-        if existing:
-            cache._load(existing[-1])
+        try:
+            if existing:
+                cache._load(existing[-1])
+        except BaseException:
+            lock.release()
+            raise
         return cache
 
     def _load(self, path: Path) -> None:
         document = json.loads(path.read_text(encoding="utf-8"))
+        version = document.get("version", 0)
+        if isinstance(version, int) and version > RESULTS_VERSION:
+            raise CacheError(
+                f"Cache file created by a newer version of osmosis (v{version}). "
+                "Upgrade osmosis or use --fresh."
+            )
+        collision = document.get("config_hash") != self.config_hash
+        if document.get("status") != "completed" and collision:
+            raise CacheError(
+                "Cache file belongs to a different eval configuration\n"
+                "  that happens to share the same short ID (hash collision).\n"
+                f"  Cached config: {str(document.get('config_hash', ''))[:16]}...\n"
+                f"  Current config: {self.config_hash[:16]}...\n"
+                "  This is extremely rare. Please re-run with a slightly\n"
+                "  different config (e.g. add --temperature 0.7), or manually\n"
+                f"  delete: {path}"
+            )
         self.stamp = int(path.name.split("_", 1)[0])
         self.created_at = document.get("created_at", self.created_at)
         self.status = document.get("status", "in_progress")
@@ -194,7 +197,7 @@ class EvalCache:
             self._samples.flush()
 
     def ordered_runs(self) -> list[dict[str, Any]]:
-        tag_order = {None: 0, "baseline": 1}
+        tag_order = {None: 0, "primary": 0, "baseline": 1}
         return sorted(
             self.runs.values(),
             key=lambda r: (r["row_index"], r["run_index"], tag_order.get(r["model_tag"], 2)),
@@ -210,9 +213,8 @@ class EvalCache:
             "updated_at": now_iso(),
             "config": self.config,
             "runs": self.ordered_runs(),
+            "summary": summary,
         }
-        if summary is not None:
-            document["summary"] = summary
         return document
 
     def save(self, summary: dict[str, Any] | None = None, force: bool = True) -> None:
@@ -236,7 +238,21 @@ class EvalCache:
 
 
 def task_files(path: Path) -> tuple[Path, Path, Path]:
-    return path, path.with_suffix(".runs.jsonl"), path.with_suffix(".samples.jsonl")
+    """A task's results JSON, our run journal and the logged conversations."""
+    return path, path.with_suffix(".runs.jsonl"), path.with_suffix(".jsonl")
+
+
+def lock_timeout_from_env() -> float:
+    """`OSMOSIS_EVAL_LOCK_TIMEOUT` seconds (a positive integer), else 30."""
+    raw = os.environ.get("OSMOSIS_EVAL_LOCK_TIMEOUT")
+    if raw is not None:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value > 0:
+            return float(value)
+    return 30.0
 
 
 def run_key(run: dict[str, Any]) -> RunKey:
@@ -277,6 +293,7 @@ def read_cache_header(path: Path) -> dict[str, Any]:
         keys |= {run_key(r) for r in _read_jsonl(journal)}
     return {
         "task_id": document.get("task_id"),
+        "created_at": document.get("created_at"),
         "status": document.get("status"),
         "model": document.get("config", {}).get("model"),
         "dataset": document.get("config", {}).get("dataset"),

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from rollout_operator.cli import eval_console
 from rollout_operator.cli.agent_setup import (
     Limits,
     SetupError,
@@ -30,16 +31,21 @@ from rollout_operator.cli.agent_setup import (
     load_tools,
 )
 from rollout_operator.cli.eval_cache import (
-    CacheLockedError,
+    CacheError,
     EvalCache,
     RunKey,
     cache_root,
-    fingerprint_tree,
-    safe_segment,
-    task_identity,
+    task_directory,
     write_json_atomic,
 )
-from rollout_operator.cli.progress import BatchProgress, format_duration
+from rollout_operator.cli.eval_task_identity import (
+    compute_task_id,
+    dataset_fingerprint,
+    eval_fns_fingerprint,
+    mcp_fingerprint,
+    task_config,
+)
+from rollout_operator.cli.progress import BatchProgress
 
 EXIT_INTERRUPTED = 130
 
@@ -47,6 +53,7 @@ EXIT_INTERRUPTED = 130
 @dataclass(frozen=True, slots=True)
 class EvalOptions:
     mcp_dir: Path
+    mcp_arg: str
     dataset: str
     model: str
     eval_fns: tuple[str, ...]
@@ -69,23 +76,27 @@ class EvalOptions:
     quiet: bool
     limits: Limits
 
-    def config(self) -> dict[str, Any]:
-        """The configuration that identifies a task (no secrets)."""
-        return {
-            "model": self.model,
-            "base_url": self.base_url,
-            "module": f"mcp:{self.mcp_dir.resolve()}",
-            "dataset": self.dataset,
-            "eval_fns": list(self.eval_fns),
-            "n_runs": self.n,
-            "max_turns": self.max_turns,
-            "pass_threshold": self.pass_threshold,
-            "offset": self.offset,
-            "limit": self.limit,
-            "completion_params": self.params,
-            "baseline_model": self.baseline_model,
-            "baseline_base_url": self.baseline_base_url,
-        }
+    def config(self, import_root: Path) -> dict[str, Any]:
+        """The configuration that identifies a task (no secrets), with its fingerprints."""
+        module = self.mcp_dir.resolve()
+        return task_config(
+            model=self.model,
+            base_url=self.base_url,
+            baseline_model=self.baseline_model,
+            baseline_base_url=self.baseline_base_url,
+            module=f"mcp:{module}",
+            dataset=self.dataset,
+            eval_fns=self.eval_fns,
+            n_runs=self.n,
+            max_turns=self.max_turns,
+            pass_threshold=self.pass_threshold,
+            offset=self.offset,
+            limit=self.limit,
+            completion_params=self.params,
+            dataset_fingerprint=dataset_fingerprint(self.dataset),
+            module_fingerprint=mcp_fingerprint(module),
+            eval_fns_fingerprint=eval_fns_fingerprint(self.eval_fns, import_root),
+        )
 
 
 @click.group(
@@ -152,6 +163,7 @@ def _parse_options(kw: dict[str, Any]) -> EvalOptions:
         raise SetupError("--baseline-base-url and --baseline-api-key require --baseline-model.")
     return EvalOptions(
         mcp_dir=mcp_dir,
+        mcp_arg=kw["mcp"],
         dataset=kw["dataset"],
         model=kw["model"],
         eval_fns=tuple(kw["eval_fns"]),
@@ -177,67 +189,88 @@ def _parse_options(kw: dict[str, Any]) -> EvalOptions:
 
 
 def _run(options: EvalOptions) -> int:
-    from rollout_operator.runtime.dataset import dataset_fingerprint
+    return asyncio.run(_main(options))
+
+
+def _say(options: EvalOptions, *lines: str) -> None:
+    if not options.quiet:
+        for line in lines:
+            click.echo(line)
+
+
+async def _main(options: EvalOptions) -> int:
+    """Set up in `osmosis eval`'s order and words (model, tools, dataset, scorers), then run."""
+    from rollout_operator import __version__
+    from rollout_operator.runtime.dataset import count_rows
     from rollout_operator.runtime.scoring import load_scorers
 
-    rows = check_dataset(options.dataset, options.offset, options.limit)
-    scorers = _load_scorers(options, load_scorers)
+    _say(options, *eval_console.header(__version__, options.model, options.base_url,
+                                        options.baseline_model, options.baseline_base_url))
     chat = build_model(options.model, options.base_url, options.api_key)
-    baseline = (
-        build_model(options.baseline_model, options.baseline_base_url, options.baseline_api_key)
-        if options.baseline_model
-        else None
-    )
-    dataset_print = dataset_fingerprint(options.dataset)
-    fingerprints = {
-        "dataset": dataset_print,
-        "mcp": fingerprint_tree(options.mcp_dir),
-        "eval_fns": _eval_fn_fingerprint(options.eval_fns),
-    }
-    task_id, config_hash = task_identity(options.config(), fingerprints)
+    baseline = None
     try:
-        cache = EvalCache.open(
-            cache_root(),
-            options.model,
-            options.dataset,
-            task_id,
-            config_hash,
-            options.config(),
-            fresh=options.fresh,
-        )
-    except CacheLockedError as exc:
-        raise SetupError(str(exc)) from None
-    with cache:
-        code = asyncio.run(_evaluate(options, rows, scorers, chat, baseline, cache))
-        if code == 0 and dataset_fingerprint(options.dataset) != dataset_print:
-            click.echo("Error: the dataset changed during the evaluation; rerun it.", err=True)
-            return 1
-        return code
+        _say(options, *eval_console.connecting(options.model, options.base_url),
+             eval_console.VERIFYING)
+        await check_model(chat)
+        tools = await load_tools(options.mcp_dir, options.limits.tool_result_chars)
+        _say(options, *eval_console.tools_loaded(
+            options.mcp_arg, [schema["function"]["name"] for schema in tools.schemas]))
+        rows = check_dataset(options.dataset, options.offset, options.limit)
+        _say(options, *eval_console.dataset_loaded(
+            options.dataset, count_rows(options.dataset), rows, options.limit))
+        _say(options, f"Loading eval functions: {', '.join(options.eval_fns)}")
+        scorers = _load_scorers(options, load_scorers)
+        _say(options, *eval_console.eval_fns_loaded(eval_console_modes(scorers))[1:])
+        if options.baseline_model:
+            baseline = build_model(
+                options.baseline_model, options.baseline_base_url, options.baseline_api_key)
+            _say(options, *eval_console.connecting(options.baseline_model,
+                                                   options.baseline_base_url),
+                 eval_console.VERIFYING)
+            await check_model(baseline)
+        _say(options, *eval_console.running(rows, options.n, baseline is not None,
+                                            options.batch_size))
+        config = options.config(Path.cwd())
+        task_id, config_hash = compute_task_id(config)
+        try:
+            cache = EvalCache.open(cache_root(), options.model, options.dataset, task_id,
+                                   config_hash, config, fresh=options.fresh)
+        except CacheError as exc:
+            raise SetupError(str(exc)) from None
+        with cache:
+            code = await _evaluate(options, rows, scorers, tools, chat, baseline, cache)
+            if code == 0 and dataset_fingerprint(options.dataset) != config["dataset_fingerprint"]:
+                click.echo("Error: Dataset was modified during evaluation. Results may be "
+                           "inconsistent. Use --fresh to restart.", err=True)
+                return 1
+            return code
+    finally:
+        for client in (chat, baseline):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+
+
+def eval_console_modes(scorers: list[Any]) -> list[tuple[str, str]]:
+    return [(scorer.ref, str(scorer.mode)) for scorer in scorers]
 
 
 def _load_scorers(options: EvalOptions, load: Any) -> list[Any]:
     from rollout_operator.runtime.errors import EvalFnError
 
+    seen: set[str] = set()
+    for ref in options.eval_fns:
+        if ref in seen:
+            raise SetupError(f"Duplicate eval function path: '{ref}'")
+        seen.add(ref)
     try:
         return list(load(Path.cwd(), options.eval_fns))
     except EvalFnError as exc:
         raise SetupError(str(exc)) from None
 
 
-def _eval_fn_fingerprint(refs: tuple[str, ...]) -> str:
-    files = []
-    for ref in refs:
-        module = ref.rsplit(":", 1)[0].replace(".", "/")
-        for candidate in (Path(f"{module}.py"), Path(module) / "__init__.py"):
-            if candidate.is_file():
-                files.append(candidate)
-    from rollout_operator.cli.eval_cache import fingerprint_files
-
-    return fingerprint_files(files) if files else ""
-
-
 def _work_keys(options: EvalOptions, rows: int) -> Iterator[RunKey]:
-    tags: tuple[str | None, ...] = (None, "baseline") if options.baseline_model else (None,)
+    tags: tuple[str | None, ...] = ("primary", "baseline") if options.baseline_model else (None,)
     for row in range(options.offset, options.offset + rows):
         for run in range(options.n):
             for tag in tags:
@@ -248,6 +281,7 @@ async def _evaluate(
     options: EvalOptions,
     rows: int,
     scorers: list[Any],
+    tools: Any,
     chat: Any,
     baseline: Any,
     cache: EvalCache,
@@ -280,13 +314,10 @@ async def _evaluate(
             cache.status = "completed"
             _finish(options, cache, names, quiet=options.quiet, already=True)
             return 0
-        tools = await load_tools(options.mcp_dir, options.limits.tool_result_chars)
-        await check_model(chat)
-        if baseline is not None:
-            await check_model(baseline)
         config = options.limits.agent_config(options.max_turns, options.params)
         runners: dict[str | None, RolloutRunner] = {}
-        for tag, client in ((None, chat), ("baseline", baseline)):
+        primary: str | None = "primary" if baseline is not None else None
+        for tag, client in ((primary, chat), ("baseline", baseline)):
             if client is not None:
                 runners[tag] = RolloutRunner(
                     client, tools.provider, tools.schemas, scorers, config,
@@ -312,7 +343,10 @@ async def _evaluate(
         done = total - pending_total
         with BatchProgress(pending_total, "eval", quiet=options.quiet) as progress:
             if done and not options.quiet:
-                progress.line(f"Resuming task {cache.task_id}: {done} of {total} runs cached.")
+                for line in eval_console.resuming(done, total, cache.config["module"]):
+                    progress.line(line)
+                if options.log_samples and not _has_samples(cache):
+                    progress.line(eval_console.ONLY_NEW_SAMPLES)
             k = done
             try:
                 async for record in run_pool(items(), run_item, options.batch_size):
@@ -320,14 +354,14 @@ async def _evaluate(
                     cache.add(run, record.messages if options.log_samples else None)
                     cache.save(force=False)
                     k += 1
-                    progress.line(_run_line(k, total, run, names, options.baseline_model))
+                    progress.line(eval_console.run_line(k, total, run))
                     score = sum(run["scores"].values()) / len(names) if run["success"] else 0.0
                     progress.advance(run["success"], score)
             except SystemicProviderError as exc:
                 cache.save()
-                click.echo(f"Error: {exc}", err=True)
-                click.echo("Stopped: the model endpoint cannot serve any request. Finished runs "
-                           f"are cached in {cache.path}.", err=True)
+                _say(options, *eval_console.stopped(str(exc)),
+                     "", f"Completed {k - done}/{pending_total} runs.",
+                     "", f"Partial results cached at: {cache.path}")
                 return 1
         cache.status = "completed"
         _finish(options, cache, names, quiet=options.quiet, already=False)
@@ -336,78 +370,70 @@ async def _evaluate(
         if not interrupted:
             raise
         cache.save()
-        click.echo(f"\nInterrupted: {len(cache.runs)} runs saved in {cache.path}; "
-                   "rerun the same command to resume.", err=True)
+        _say(options, *eval_console.interrupted(len(cache.runs), total, str(cache.path)))
         return EXIT_INTERRUPTED
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        for client in (chat, baseline):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
 
 
-def _short(name: str) -> str:
-    return name.rsplit(":", 1)[-1]
-
-
-def _run_line(k: int, total: int, run: dict[str, Any], names: list[str], baseline: Any) -> str:
-    tag = f" [{run['model_tag'] or 'primary'}]" if baseline else ""
-    duration = format_duration(run["duration_ms"])
-    if not run["success"]:
-        error = str(run["error"] or "")
-        return f"[{k}/{total}]{tag} FAILED ({duration}) - {error[:80]}"
-    scores = " ".join(f"{_short(n)}={run['scores'].get(n, 0.0):.3f}" for n in names)
-    return f"[{k}/{total}]{tag} OK ({duration}, {run['tokens']} tokens) [{scores}]"
+def _has_samples(cache: EvalCache) -> bool:
+    return cache.samples_path.exists() and cache.samples_path.stat().st_size > 0
 
 
 def _finish(
     options: EvalOptions, cache: EvalCache, names: list[str], quiet: bool, already: bool
 ) -> None:
+    """Save the summary and print upstream's closing block (per model with a baseline)."""
     from rollout_operator.runtime.metrics import build_eval_summary
 
     runs = cache.ordered_runs()
+    primary = "primary" if options.baseline_model else None
     summary = build_eval_summary(runs, names, n_runs=options.n,
-                                 pass_threshold=options.pass_threshold)
+                                 pass_threshold=options.pass_threshold, model_tag=primary)
     cache.save(summary)
     if already:
-        click.echo(f"Already completed: task {cache.task_id} (use --fresh to run again).")
-    blocks: list[tuple[str | None, dict[str, Any]]] = [(None, summary)]
+        _say(options, "", "Evaluation already completed (cached).")
+    blocks: list[tuple[str | None, dict[str, Any]]] = [(primary, summary)]
     if options.baseline_model:
         blocks.append(("baseline", build_eval_summary(
             runs, names, n_runs=options.n, pass_threshold=options.pass_threshold,
             model_tag="baseline")))
     for tag, block in blocks:
         if options.baseline_model:
-            label = options.baseline_model if tag else options.model
-            click.echo(f"\n{label}:")
-        for name, stats in block["eval_fns"].items():
-            click.echo(f"{name}: mean={stats['mean']:.3f} median={stats['median']:.3f} "
-                       f"std={stats['std']:.3f}")
-            for k, value in (stats.get("pass_at_k") or {}).items():
-                click.echo(f"  pass@{k}: {value * 100:.1f}%")
-    click.echo(f"Cache: {cache.path}")
+            label = options.baseline_model if tag == "baseline" else options.model
+            _say(options, "", f"{label}:")
+        _say(options, *eval_console.summary(block))
+    _say(options, "", f"Cache: {cache.path}")
+    if already:
+        _say(options, eval_console.FRESH_HINT)
+    elif options.log_samples:
+        _say(options, f"Samples: {cache.samples_path}")
+    else:
+        _say(options, eval_console.TIP_LOG_SAMPLES)
     if options.output_path:
         _write_outputs(options, cache, runs, summary)
+    if options.quiet:
+        for name, stats in summary["eval_fns"].items():
+            click.echo(f"{name}: mean={stats['mean']:.3f} median={stats['median']:.3f} "
+                       f"std={stats['std']:.3f}")
 
 
 def _write_outputs(
     options: EvalOptions, cache: EvalCache, runs: list[dict[str, Any]], summary: dict[str, Any]
 ) -> None:
-    directory = (Path(options.output_path or ".") / safe_segment(options.model)
-                 / safe_segment(Path(options.dataset).stem))
+    directory = task_directory(Path(options.output_path or "."), options.model, options.dataset)
     directory.mkdir(parents=True, exist_ok=True)
     stamp = int(time.time())
     results = directory / f"results_{stamp}_{cache.task_id}.json"
     write_json_atomic(results, cache.document(summary))
-    click.echo(f"Results: {results}")
+    _say(options, f"Output written to: {results}")
     if options.log_samples:
         samples = directory / f"samples_{stamp}_{cache.task_id}.jsonl"
         with samples.open("w", encoding="utf-8") as handle:
             for sample in cache.samples():
                 handle.write(json.dumps(sample) + "\n")
-        click.echo(f"Samples: {samples}")
+        _say(options, f"Samples written to: {samples}")
 
 
 def _register_cache() -> None:

@@ -2,8 +2,8 @@
 
 On a terminal the bar shows done/total, failures (by category when the caller names them),
 rollouts/s, the mean score so far, elapsed time and ETA. Off a terminal (a CI log, a pipe) there
-is no bar and no carriage return: one plain line each time another `PLAIN_PERCENT_STEP` percent
-is done, `eval: 40/100 (40%) done, 12.5 rollouts/s, mean 0.950, 2 failed (model 2)`.
+is no bar and no carriage return: the per-item lines, as `osmosis eval` prints them, are the
+progress, and the summary block at the end has the rest.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-PLAIN_PERCENT_STEP = 10
-
 
 class BatchProgress:
     """Items done/failed, rate, elapsed, ETA and the running mean score; silent when quiet."""
@@ -32,14 +30,13 @@ class BatchProgress:
         self.console = console or Console(highlight=False)
         self.quiet = quiet
         self.plain = not quiet and not self.console.is_terminal
-        """Off a terminal: plain lines per percent step instead of the bar."""
+        """Off a terminal: no bar, only the lines the caller prints."""
         self.label = label
         self.total = total
         self.done = 0
         self.failed = 0
         self.failures: dict[str, int] = {}
         """Failed items by category, when `advance` is told it."""
-        self._plain_step = -1
         self._score_sum = 0.0
         self._scored = 0
         self._start = time.monotonic()
@@ -72,7 +69,7 @@ class BatchProgress:
     def line(self, text: str) -> None:
         """Print a line above the bar (nothing when quiet)."""
         if not self.quiet:
-            self.console.print(text, markup=False, highlight=False)
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def advance(self, ok: bool, score: float | None = None, category: str | None = None) -> None:
         """One item finished; `category` is a failed item's error category (`model`, ...)."""
@@ -84,14 +81,7 @@ class BatchProgress:
         if score is not None:
             self._score_sum += score
             self._scored += 1
-        if self.quiet:
-            return
-        if self.plain:
-            step = 100 * self.done // max(self.total, 1) // PLAIN_PERCENT_STEP
-            if step > self._plain_step:
-                self._plain_step = step
-                self.console.print(self.summary_line(), markup=False, highlight=False,
-                                   soft_wrap=True)
+        if self.quiet or self.plain:
             return
         elapsed = max(time.monotonic() - self._start, 1e-9)
         stats = f"failed {self.failed}{self._categories()}  {self.done / elapsed:.1f}/s"
@@ -104,15 +94,6 @@ class BatchProgress:
             return ""
         ranked = sorted(self.failures.items(), key=lambda kv: (-kv[1], kv[0]))
         return " (" + ", ".join(f"{name} {count}" for name, count in ranked) + ")"
-
-    def summary_line(self) -> str:
-        """`eval: 40/100 (40%) done, 12.5 rollouts/s, mean 0.950, 2 failed (model 2)`."""
-        elapsed = time.monotonic() - self._start
-        percent = 100 * self.done // self.total if self.total else 100
-        rate = f", {self.done / elapsed:.1f} rollouts/s" if elapsed > 0 and self.done else ""
-        mean = f", mean {self._score_sum / self._scored:.3f}" if self._scored else ""
-        return (f"{self.label}: {self.done}/{self.total} ({percent}%) done{rate}{mean}, "
-                f"{self.failed} failed{self._categories()}")
 
 
 def format_duration(ms: float) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
+from rollout_operator.cli import eval_console
 from rollout_operator.cli.agent_setup import (
     Limits,
     SetupError,
@@ -24,7 +26,7 @@ from rollout_operator.cli.agent_setup import (
     limit_options,
     load_tools,
 )
-from rollout_operator.cli.progress import BatchProgress, format_duration, summary_table
+from rollout_operator.cli.progress import BatchProgress, format_duration
 from rollout_operator.runtime.agent_loop import AgentConfig
 from rollout_operator.runtime.errors import SystemicProviderError
 
@@ -73,46 +75,71 @@ def test_command(
     **limit_flags: Any,
 ) -> None:
     """Run dataset rows through the agent loop and report which complete."""
+    from rollout_operator import __version__
     from rollout_operator.cli.logs import configure_logging
 
     configure_logging(debug)
+    mcp_dir = check_agent_source(module, mcp)
     if row is not None and not interactive:
         raise SetupError("--row can only be used with --interactive mode")
-    mcp_dir = check_agent_source(module, mcp)
-    total = check_dataset(dataset, offset, limit)
+    say = _printer(quiet)
+    say(f"rolloutctl-test v{__version__}{' (Interactive Mode)' if interactive else ''}", "")
     chat = build_model(model, base_url, api_key)
+    say(*eval_console.connecting(model, base_url))
     params = completion_params(temperature, max_tokens)
     if interactive:
         from rollout_operator.cli.interactive import run_interactive
 
+        check_dataset(dataset, offset, limit)
         asyncio.run(run_interactive(chat, mcp_dir, dataset, offset, limit, max_turns, params, row))
         return
     limits = Limits.from_flags(limit_flags)
     config = limits.agent_config(max_turns, params)
-    failed = asyncio.run(
-        _run_batch(chat, mcp_dir, dataset, offset, limit, total, config, limits, output, quiet)
-    )
+    source = _Source(mcp or str(mcp_dir), mcp_dir, dataset, offset, limit)
+    failed = asyncio.run(_run_batch(chat, source, config, limits, output, quiet))
     raise SystemExit(1 if failed else 0)
+
+
+def _printer(quiet: bool) -> Any:
+    def say(*lines: str) -> None:
+        if not quiet:
+            for line in lines:
+                click.echo(line)
+
+    return say
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    mcp_arg: str
+    mcp_dir: Path
+    dataset: str
+    offset: int
+    limit: int | None
 
 
 async def _run_batch(
     chat: Any,
-    mcp_dir: Path,
-    dataset: str,
-    offset: int,
-    limit: int | None,
-    total: int,
+    source: _Source,
     config: AgentConfig,
     limits: Limits,
     output: str | None,
     quiet: bool,
 ) -> int:
-    from rollout_operator.runtime.dataset import iter_rows
+    from rollout_operator.runtime.dataset import count_rows, iter_rows
     from rollout_operator.runtime.rollout import RolloutRunner, WorkItem
 
+    say = _printer(quiet)
+    dataset, offset, limit = source.dataset, source.offset, source.limit
     try:
-        tools = await load_tools(mcp_dir, limits.tool_result_chars)
+        say(eval_console.VERIFYING)
         await check_model(chat)
+        tools = await load_tools(source.mcp_dir, limits.tool_result_chars)
+        say(*eval_console.tools_loaded(
+            source.mcp_arg, [schema["function"]["name"] for schema in tools.schemas]))
+        total = check_dataset(dataset, offset, limit)
+        say(*eval_console.dataset_loaded(dataset, count_rows(dataset), total, limit, "testing"))
+        say("", "Running tests...")
         runner = RolloutRunner(
             llm=chat,
             tools=tools.provider,
@@ -130,18 +157,18 @@ async def _run_batch(
                     record = await runner.run(WorkItem(f"test-{data_row.row_index}", data_row))
                 except SystemicProviderError as exc:
                     progress.line(f"[{k}/{total}] Row {data_row.row_index}: FAILED - {exc}")
-                    progress.line("Stopping: the model endpoint cannot serve any request.")
-                    stats.stopped = True
+                    stats.stopped = str(exc)
                     break
                 result = _row_result(record)
                 stats.add(result)
                 progress.line(_row_line(k, total, result))
                 progress.advance(result["success"])
                 spool.write(json.dumps(result) + "\n")
+            _print_summary(stats)
             if output:
                 _write_output(Path(output), stats, spool)
-        _print_summary(progress, stats)
-        return stats.failed + stats.stopped
+                say("", f"Results written to: {output}")
+        return stats.failed + bool(stats.stopped)
     finally:
         await chat.aclose()
 
@@ -150,7 +177,7 @@ class _Totals:
     def __init__(self) -> None:
         self.total = self.passed = self.failed = self.tokens = 0
         self.duration_ms = 0.0
-        self.stopped = False
+        self.stopped = ""
 
     def add(self, result: dict[str, Any]) -> None:
         self.total += 1
@@ -189,13 +216,14 @@ def _row_result(record: Any) -> dict[str, Any]:
 
 
 def _row_line(k: int, total: int, result: dict[str, Any]) -> str:
-    head = f"[{k}/{total}] Row {result['row_index']}:"
-    duration = format_duration(result["duration_ms"])
-    if result["success"]:
-        return f"{head} OK ({duration}, {result['token_usage']['total_tokens']} tokens)"
-    error = str(result["error"] or "")
-    snippet = error if len(error) <= 47 else error[:44] + "..."
-    return f"{head} FAILED ({duration}) - {snippet}"
+    """`[k/N] Row i: OK (dur, tokens)`, failures with the error's first 47 characters."""
+    status = "OK" if result["success"] else "FAILED"
+    cost = f"{format_duration(result['duration_ms'])}, {result['token_usage']['total_tokens']:,}"
+    line = f"[{k}/{total}] Row {result['row_index']}: {status} ({cost} tokens)"
+    if not result["success"] and result["error"]:
+        text = str(result["error"]).replace("\n", " ")
+        line += " - " + (text[:47] + "..." if len(text) > 50 else text)
+    return line
 
 
 def _write_output(path: Path, stats: _Totals, spool: Any) -> None:
@@ -209,12 +237,13 @@ def _write_output(path: Path, stats: _Totals, spool: Any) -> None:
         out.write("\n]}\n")
 
 
-def _print_summary(progress: BatchProgress, stats: _Totals) -> None:
-    rows = [
-        ("Total", str(stats.total)),
-        ("Passed", str(stats.passed)),
-        ("Failed", str(stats.failed)),
-        ("Duration", format_duration(stats.duration_ms)),
-        ("Tokens", str(stats.tokens)),
-    ]
-    progress.console.print(summary_table("Summary:", rows))
+def _print_summary(stats: _Totals) -> None:
+    """Upstream's `Summary:` block (also with `-q`, where upstream prints nothing)."""
+    click.echo("\nSummary:")
+    click.echo(f"  Total: {stats.total}")
+    click.echo(f"  Passed: {stats.passed}")
+    click.echo(f"  Failed: {stats.failed}")
+    click.echo(f"  Duration: {format_duration(stats.duration_ms)}")
+    click.echo(f"  Total tokens: {stats.tokens:,}")
+    if stats.stopped:
+        click.echo(f"  Stopped early due to systemic provider error. Reason: {stats.stopped}")

@@ -2,8 +2,9 @@
 
 It imports `mcp/main.py` and lists its tools as the model would get them, imports every module
 under `reward_fn/` and `reward_rubric/` to find the decorated scorers, and reads every row of each
-dataset at the repo root through the dataset validator. Everything found is printed, and every
-problem names the file it is in; the exit code is 1 when there is any problem.
+dataset at the repo root or under `data/` (where `osmosis init` workspaces keep them) through the
+dataset validator. Everything found is printed, and every problem names the file it is in; the
+exit code is 1 when there is any problem.
 
 What `rolloutctl run` refuses before it starts is checked by the same function
 (`local.preflight`): the repo folder's layout always, and with `-f rolloutrun.yaml` the
@@ -99,7 +100,9 @@ def validate_repo(repo: Path) -> Validation:
     if not report.scorers and not any(p.area == "scorers" for p in report.problems):
         result.notes.append("no @osmosis_reward or @osmosis_rubric functions found")
     if not report.datasets:
-        result.notes.append("no dataset (.jsonl, .csv or .parquet) at the repo root")
+        result.notes.append(
+            "no dataset (.jsonl, .csv or .parquet) at the repo root or under data/"
+        )
     for path in report.datasets:
         check = check_dataset_file(path)
         result.datasets.append(check)

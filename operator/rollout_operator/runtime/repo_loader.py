@@ -283,8 +283,8 @@ def _split_ref(ref: str) -> tuple[str, str]:
         raise EvalFnError(f"Invalid eval function {ref!r}: expected 'module:function', {example}.")
     if "/" in module_name or "\\" in module_name or module_name.endswith(".py"):
         raise EvalFnError(
-            f"Invalid eval function {ref!r}: the module is a dotted import path relative to the "
-            f"repo root, not a file path ({example})."
+            f"Invalid eval function {ref!r}: the module is a dotted import path, not a file "
+            f"path ({example})."
         )
     if not all(part.isidentifier() for part in module_name.split(".")):
         raise EvalFnError(
@@ -309,8 +309,9 @@ def _import_for_ref(module_name: str, ref: str, root: Path) -> types.ModuleType:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
             raise EvalFnError(
-                f"Cannot load eval function {ref!r}: no module named {missing!r} under {root} "
-                "(or on sys.path). Check the module path, relative to the repo root."
+                f"Cannot import module {module_name!r} for eval function {ref!r}: no module "
+                f"named {missing!r} under {root} (or on sys.path). Module paths are dotted and "
+                "resolved from that folder."
             ) from exc
         raise EvalFnError(
             f"Error importing {module_name!r} for eval function {ref!r}: "
@@ -552,6 +553,28 @@ def _fastmcp_version() -> str | None:
     return str(getattr(fastmcp, "__version__", "")) or None
 
 
+DATA_FOLDER = "data"
+"""Where an Osmosis workspace keeps its datasets (`osmosis init` creates `data/`)."""
+
+
+def find_datasets(root: Path) -> list[Path]:
+    """Dataset files at the repo root and anywhere under `data/`, as Osmosis repos keep them."""
+
+    def is_dataset(path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in DATASET_SUFFIXES
+
+    found = [path for path in root.iterdir() if is_dataset(path)]
+    data = root / DATA_FOLDER
+    if data.is_dir():
+        found += [
+            path
+            for path in data.rglob("*")
+            if is_dataset(path)
+            and not any(part.startswith(".") for part in path.relative_to(data).parts)
+        ]
+    return sorted(found)
+
+
 def inspect_repo(repo_root: str | os.PathLike[str]) -> RepoReport:
     """Load everything a rollout needs from the repo and report what loads and what does not."""
     root = Path(os.fspath(repo_root)).resolve()
@@ -560,11 +583,7 @@ def inspect_repo(repo_root: str | os.PathLike[str]) -> RepoReport:
         report.problems.append(RepoProblem("repo", root, "repository folder not found"))
         return report
     report.fastmcp_version = _fastmcp_version()
-    report.datasets = sorted(
-        path
-        for path in root.iterdir()
-        if path.is_file() and path.suffix.lower() in DATASET_SUFFIXES
-    )
+    report.datasets = find_datasets(root)
 
     mcp_dir = root / "mcp"
     report.has_mcp = mcp_dir.is_dir()

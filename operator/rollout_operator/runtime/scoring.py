@@ -62,7 +62,10 @@ def make_scorer(ref: str, fn: Callable[..., Any]) -> Scorer:
 
 
 def load_scorers(repo_root: str | Path, refs: Sequence[str]) -> list[Scorer]:
-    """Load `module:function` references relative to the repo root (raises `EvalFnError`)."""
+    """Load `module:function` references resolved from `repo_root` (raises `EvalFnError`).
+
+    `rolloutctl test`/`eval` pass the current folder, as `osmosis eval --eval-fn` resolves them.
+    """
     from rollout_operator.runtime.repo_loader import load_function
 
     return [make_scorer(ref, load_function(repo_root, ref)) for ref in refs]

@@ -87,9 +87,10 @@ PROVIDER_KEY_ENV: dict[str, str] = {
 # For these the variable only has to exist: litellm reads the credentials itself.
 _CREDENTIAL_ENV_ONLY = frozenset({"bedrock", "vertex_ai"})
 
-_DEFAULT_TIMEOUT_S = 60.0
-_PROVIDER_TIMEOUT_S = {"openai": 30.0}
-_GPT5_TIMEOUT_S = 45.0
+DEFAULT_TIMEOUT_S = 30.0
+"""A judge request's timeout when neither the call nor `model_info` gives one (as 0.2.17)."""
+_PROVIDER_TIMEOUT_S = {"xai": 45.0, "gemini": 45.0, "cerebras": 60.0, "openrouter": 60.0}
+_MODEL_TIMEOUT_S = (("openai", "gpt-5", 45.0), ("xai", "grok-4", 60.0))
 
 PLACEHOLDER_API_KEY = "EMPTY"
 
@@ -121,15 +122,20 @@ def is_gpt5(model: str) -> bool:
 
 def litellm_model_name(provider: str, model: str) -> str:
     """`openai` GPT-5 models go through the Responses API; the rest are `provider/model`."""
-    if provider == "openai" and model.lower().startswith("gpt-5"):
+    provider = provider.lower().strip()
+    if provider == "openai" and model.lower().strip().startswith("gpt-5"):
         return f"openai/responses/{model}"
-    return f"{provider}/{model}"
+    return f"{provider}/{model}" if provider else model
 
 
 def default_timeout(provider: str, model: str) -> float:
-    if is_gpt5(model):
-        return _GPT5_TIMEOUT_S
-    return _PROVIDER_TIMEOUT_S.get(provider, _DEFAULT_TIMEOUT_S)
+    """Seconds per judge request by provider and model family, as 0.2.17 chooses them."""
+    provider = provider.lower().strip()
+    model = model.lower().strip()
+    for known_provider, family, seconds in _MODEL_TIMEOUT_S:
+        if provider == known_provider and model.startswith(family):
+            return seconds
+    return _PROVIDER_TIMEOUT_S.get(provider, DEFAULT_TIMEOUT_S)
 
 
 def _missing_key(env_name: str, provider: str) -> MissingAPIKeyError:
@@ -406,21 +412,30 @@ def completion_arguments(call: JudgeCall, litellm: Any) -> dict[str, Any]:
     return arguments
 
 
-def _request_failed(call: JudgeCall, error: Exception, litellm: Any) -> ProviderRequestError:
+def _is_not_found(error: Exception, litellm: Any) -> bool:
     not_found = getattr(litellm, "NotFoundError", None)
-    kind = (
-        ModelNotFoundError
-        if isinstance(not_found, type) and isinstance(error, not_found)
-        else ProviderRequestError
-    )
+    if isinstance(not_found, type) and isinstance(error, not_found):
+        return True
+    return any(cls.__name__ == "NotFoundError" for cls in type(error).__mro__)
+
+
+def _request_failed(call: JudgeCall, error: Exception, litellm: Any) -> ProviderRequestError:
+    kind = ModelNotFoundError if _is_not_found(error, litellm) else ProviderRequestError
     return kind(call.provider, call.model, str(error) or type(error).__name__)
 
 
 def _reply_text(response: Any) -> str | None:
     try:
         content = response.choices[0].message.content
-    except (AttributeError, IndexError, TypeError):
-        return None
+    except (AttributeError, IndexError, KeyError, TypeError):
+        content = None
+    if content is None or not isinstance(content, str | list):
+        # A response object that only offers its dump (as litellm's do) is read from that.
+        dumped = _raw(response)
+        try:
+            content = dumped["choices"][0]["message"]["content"]
+        except (IndexError, KeyError, TypeError):
+            return None
     if isinstance(content, list):
         return "".join(
             str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
