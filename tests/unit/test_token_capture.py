@@ -176,7 +176,7 @@ async def test_every_turn_of_a_loop_gets_its_prompt_and_reply_ids(
 def test_capture_through_litellm_is_refused() -> None:
     with pytest.raises(TokenCaptureError, match="provider 'anthropic' without a base URL"):
         make_chat_model("anthropic/claude-sonnet-4-5", capture_tokens=True)
-    with pytest.raises(TokenCaptureError, match="spec.model.baseURL"):
+    with pytest.raises(TokenCaptureError, match=r"spec\.model\.baseURL"):
         make_chat_model("openai/gpt-4o-mini", base_url="http://127.0.0.1:1/v1", lean=False,
                         capture_tokens=True)
     assert isinstance(make_chat_model("openai/m", base_url="http://127.0.0.1:1/v1",
@@ -204,8 +204,8 @@ async def test_preflight_fails_when_the_endpoint_ignores_the_fields(
 
 
 def test_spec_capture_needs_an_openai_compatible_endpoint() -> None:
-    with pytest.raises(ValidationError, match="captureTokens needs an OpenAI-compatible "
-                       "endpoint .* 'openai/gpt-4o-mini' has no baseURL"):
+    with pytest.raises(ValidationError, match=r"captureTokens needs an OpenAI-compatible "
+                       r"endpoint .* 'openai/gpt-4o-mini' has no baseURL"):
         ModelSpec.model_validate({"name": "openai/gpt-4o-mini", "captureTokens": True})
     assert ModelSpec.model_validate({"name": "openai/m", "baseURL": "http://vllm:8000/v1",
                                      "captureTokens": True}).capture_tokens
