@@ -213,3 +213,26 @@ def test_spec_capture_needs_an_openai_compatible_endpoint() -> None:
     assert ModelSpec.model_validate({"serve": {"model": "Qwen/Qwen3-0.6B", "engine": "sglang"},
                                      "captureTokens": True}).capture_tokens
     assert not ModelSpec.model_validate({"name": "openai/gpt-4o-mini"}).capture_tokens
+
+
+def test_the_run_config_carries_the_option_and_the_managed_engine() -> None:
+    from rollout_operator.api.spec import RolloutRunSpec
+    from rollout_operator.runtime.run_config import RunConfig
+
+    def config(model: dict[str, Any]) -> RunConfig:
+        spec = RolloutRunSpec.model_validate({
+            "repo": {"url": "https://git.example.com/team/calculator.git"},
+            "dataset": {"path": "data.jsonl"}, "model": model,
+            "output": {"url": "s3://bucket/runs"}})
+        sent = RunConfig(spec=spec, namespace="ns", name="r", uid="u-1",
+                         run_prefix="s3://bucket/runs/ns/r-u").to_env_value()
+        return RunConfig.from_json(sent)
+
+    sglang = config({"serve": {"engine": "sglang", "model": "Qwen/Qwen3-0.6B"},
+                     "captureTokens": True})
+    assert (sglang.capture_tokens, sglang.engine) == (True, "sglang")
+    external = config({"name": "openai/m", "baseURL": "http://vllm:8000/v1"})
+    assert (external.capture_tokens, external.engine) == (False, None)
+    # the capture fields go with the client, not with the sampling parameters
+    assert "logprobs" not in config({"name": "openai/m", "baseURL": "http://vllm:8000/v1",
+                                     "captureTokens": True}).completion_params()
