@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from rollout_operator.cli.export_cmd import export_command
 from rollout_operator.exports.atif import to_atif
 from rollout_operator.exports.tokens import token_sequence
+from rollout_operator.runtime.records import TurnTokens
 from tests.exports.records import TOOL_SCHEMA, commit, record, sample_run
 
 
@@ -106,20 +107,75 @@ def test_tokens_without_token_ids_is_an_error_saying_how_to_capture_them(
     assert not (tmp_path / "tokens.parquet").exists()
 
 
-def test_a_record_whose_turns_do_not_line_up_is_left_out_and_said(tmp_path: Path) -> None:
+def test_an_earlier_turn_the_last_prompt_re_renders_is_context_only_and_said(
+        tmp_path: Path) -> None:
     drifted = record(0, 1, 0.0)
-    drifted.turns[1].prompt_token_ids = [9, 9, 9]
+    drifted.turns[1].prompt_token_ids = [1, 2, 0, 99, 11, 3, 0]  # turn 1 re-rendered
     run = commit(tmp_path / "run", [record(0, 0, 1.0), drifted])
+    out = tmp_path / "tokens.parquet"
+    result = export(run, "tokens", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["written"] == 2 and summary["leftOut"] == {}
+    assert summary["notes"] == [
+        "1 record(s) train only some of their turns",
+        "calc-0-1: turn(s) 1 of 2 are context only (the last prompt does not hold them as "
+        "sampled)"]
+    row = {r["sample_index"]: r for r in pq.read_table(out).to_pylist()}[1]
+    assert row["input_ids"] == [1, 2, 0, 99, 11, 3, 0, 20, 22]
+    assert row["loss_mask"] == [0, 0, 0, 0, 0, 0, 0, 1, 1]
+    assert row["logprobs"] == [None] * 7 + [-1.0, float("-inf")]
+
+
+def test_the_sequence_is_the_last_prompt_and_reply_with_each_turn_masked_as_sampled() -> None:
+    def turn(prompt: list[int], reply: list[int], index: int) -> TurnTokens:
+        return TurnTokens(prompt_token_ids=prompt, token_ids=reply, message_index=index,
+                          logprobs=[-0.5] * len(reply))
+
+    base = record(0, 0, 1.0)
+    messages = [*base.messages[:4], {"role": "assistant", "content": "again"},
+                {"role": "user", "content": "more"}, base.messages[4]]
+    lined_up = base.model_copy(update={"messages": messages, "turns": [
+        turn([1, 2], [10, 11], 2), turn([1, 2, 10, 11, 3], [20], 4),
+        turn([1, 2, 10, 11, 3, 20, 4], [30, 31], 6)]})
+    sequence = token_sequence(lined_up)
+    assert sequence.input_ids == [1, 2, 10, 11, 3, 20, 4, 30, 31]
+    assert sequence.loss_mask == [0, 0, 1, 1, 0, 1, 0, 1, 1]
+    assert sequence.logprobs == [None, None, -0.5, -0.5, None, -0.5, None, -0.5, -0.5]
+    assert sequence.untrained_turns == []
+
+    # turn 2's reply is in the last prompt token for token, but after a re-rendered turn 1:
+    # its context is not what the sampler saw, so neither turn is trained
+    drifted = lined_up.model_copy(update={"turns": [
+        turn([1, 2], [10, 11], 2), turn([1, 2, 10, 11, 3], [20], 4),
+        turn([1, 2, 10, 12, 3, 20, 4], [30, 31], 6)]})
+    sequence = token_sequence(drifted)
+    assert sequence.loss_mask == [0, 0, 0, 0, 0, 0, 0, 1, 1]
+    assert sequence.untrained_turns == [1, 2]
+
+    # the turns are taken in message order, whatever order they were stored in
+    shuffled = lined_up.model_copy(update={"turns": list(reversed(lined_up.turns))})
+    assert token_sequence(shuffled).loss_mask == [0, 0, 1, 1, 0, 1, 0, 1, 1]
+
+    with pytest.raises(ValueError, match="assistant message 4 has no token ids"):
+        token_sequence(lined_up.model_copy(update={"turns": [lined_up.turns[0],
+                                                            lined_up.turns[2]]}))
+    with pytest.raises(ValueError, match="turn 1 has no prompt token ids"):
+        token_sequence(record(0, 0, 1.0).model_copy(update={"turns": [
+            record(0, 0, 1.0).turns[0].model_copy(update={"prompt_token_ids": None}),
+            record(0, 0, 1.0).turns[1]]}))
+
+
+def test_a_record_with_a_turn_without_ids_is_left_out_and_said(tmp_path: Path) -> None:
+    bare = record(0, 1, 0.0)
+    bare.turns[0].token_ids = None
+    run = commit(tmp_path / "run", [record(0, 0, 1.0), bare])
     result = export(run, "tokens", tmp_path / "tokens.parquet")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["written"] == 1
-    assert summary["leftOut"] == {"turns not lined up": 1}
-    assert summary["notes"] == [
-        "calc-0-1: turn 2's prompt does not start with the turns before it"]
-    with pytest.raises(ValueError, match="turn 1 has no prompt token ids"):
-        token_sequence(record(0, 0, 1.0).model_copy(update={"turns": [
-            record(0, 0, 1.0).turns[0].model_copy(update={"prompt_token_ids": None})]}))
+    assert summary["leftOut"] == {"turns without token ids": 1}
+    assert summary["notes"] == ["calc-0-1: turn 1 has no token ids"]
 
 
 def test_atif_writes_one_document_per_exportable_record(tmp_path: Path) -> None:

@@ -25,7 +25,20 @@ per request through the model name, `scripted[:flag[:flag...]]`:
   prompt differ in reward; the others answer as usual.
 - `gated-on-TEXT`: a request whose last user message contains TEXT is answered only once
   `model.gate` is set (aiohttp server only): a run that cannot end until the test lets it.
-- `logprobs`: adds `token_ids` / `logprobs` lists to each choice.
+- `logprobs`: adds flat `token_ids` / `logprobs` lists to each choice (the shape of a gateway
+  that copies them there; not vLLM's).
+- a request that asks `return_token_ids: true` gets vLLM's answer: `prompt_token_ids` beside
+  the choices and `token_ids` on the choice, from a byte-level ChatML stand-in tokenizer
+  (`chat_prompt_ids`, `reply_ids`) under which each turn's prompt starts with the previous
+  turn's prompt and reply, as with a real append-only template; usage counts those tokens. With
+  `logprobs: true` too, the choice gets vLLM's (OpenAI's) `logprobs.content` list.
+- `sglang`: the same, in SGLang's shape: both id lists on the choice.
+- `sglang-meta`: SGLang 0.5.13's older fields instead: `return_prompt_token_ids` puts the
+  prompt's ids on the choice, `return_meta_info` the reply's ids and logprobs in the choice's
+  `meta_info.output_token_logprobs` (`[logprob, id, text]`); `return_token_ids` is ignored.
+- `template-drift`: with token ids, earlier assistant turns are rendered in later prompts with
+  their text upper-cased, as a template that re-renders history would: a later prompt no
+  longer holds those turns' tokens as they were sampled.
 - `openai-logprobs`: when the request asks `logprobs: true`, adds OpenAI-style
   `logprobs: {"content": [{"token", "logprob", "bytes", "top_logprobs"}, ...]}` to the choice.
 - `reply-json`: the last user message is a JSON choice (`message`, optional `finish_reason`,
@@ -91,6 +104,45 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
         if message.get("role") == "user":
             return str(message.get("content") or "")
     return ""
+
+
+IM_START, IM_END = 200001, 200002
+"""The stand-in tokenizer's special tokens; every other token is one UTF-8 byte (0-255)."""
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    text = content if isinstance(content, str) else json.dumps(content) if content else ""
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        text += (f'<tool_call>{{"name": {json.dumps(function.get("name"))}, "arguments": '
+                 f'{json.dumps(function.get("arguments"))}}}</tool_call>')
+    return text
+
+
+def chat_prompt_ids(messages: list[dict[str, Any]], tools: list[Any] | None = None, *,
+                    drift: bool = False) -> list[int]:
+    """The prompt's token ids under a ChatML-like template (tools in a leading block), ending
+    with the assistant's generation prompt; `drift` upper-cases earlier assistant turns."""
+    ids: list[int] = []
+    if tools:
+        names = [str((t.get("function") or {}).get("name")) for t in tools]
+        ids += [IM_START, *f"tools\n{json.dumps(names)}".encode(), IM_END, *b"\n"]
+    for message in messages:
+        text = _message_text(message)
+        if drift and message.get("role") == "assistant":
+            text = text.upper()
+        ids += [IM_START, *f"{message.get('role')}\n{text}".encode(), IM_END, *b"\n"]
+    return [*ids, IM_START, *b"assistant\n"]
+
+
+def reply_ids(message: dict[str, Any]) -> list[int]:
+    """The reply's token ids: its text, then the end-of-turn token the model stops on."""
+    return [*_message_text(message).encode(), IM_END]
+
+
+def _logprob(position: int, token: int) -> float:
+    return -0.125 * ((position + token) % 8)
 
 
 HANG_S = 3600.0
@@ -159,18 +211,59 @@ class ScriptedModel:
             ]}
         if "reply-json" in flags:
             choice = {"index": 0, **json.loads(_last_user_text(messages))}
-        return {
+        reply: dict[str, Any] = {
             "id": f"chatcmpl-{self._ids}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", "scripted"),
             "choices": [choice],
-            "usage": {
+        }
+        if "reply-json" not in flags:
+            self._add_token_ids(reply, body, flags)
+        if "usage" not in reply:
+            reply["usage"] = {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+            }
+        return reply
+
+    @staticmethod
+    def _add_token_ids(reply: dict[str, Any], body: dict[str, Any], flags: dict[str, str]
+                       ) -> None:
+        """The token fields vLLM (or SGLang, by flag) adds when the request asks for them."""
+        choice = reply["choices"][0]
+        meta = "sglang-meta" in flags
+        if meta:
+            wants_prompt = body.get("return_prompt_token_ids") is True
+            wants_reply = body.get("return_meta_info") is True
+        else:
+            wants_prompt = wants_reply = body.get("return_token_ids") is True
+        if not (wants_prompt or wants_reply):
+            return
+        prompt = chat_prompt_ids(body.get("messages") or [], body.get("tools"),
+                                 drift="template-drift" in flags)
+        output = reply_ids(choice["message"])
+        logprobs = [_logprob(i, t) for i, t in enumerate(output)]
+        if wants_prompt:
+            if "sglang" in flags or meta:
+                choice["prompt_token_ids"] = prompt
+            else:
+                reply["prompt_token_ids"] = prompt
+        if wants_reply and meta:
+            choice["meta_info"] = {
+                "id": reply["id"], "output_ids": output,
+                "output_token_logprobs": [[lp, t, chr(t) if t < 128 else ""]
+                                          for lp, t in zip(logprobs, output, strict=True)]}
+        elif wants_reply:
+            choice["token_ids"] = output
+        if body.get("logprobs") is True and not meta:
+            choice["logprobs"] = {"content": [
+                {"token": chr(t) if t < 128 else f"token_id:{t}", "logprob": lp,
+                 "bytes": [t] if t < 256 else [], "top_logprobs": []}
+                for lp, t in zip(logprobs, output, strict=True)]}
+        reply["usage"] = {"prompt_tokens": len(prompt), "completion_tokens": len(output),
+                          "total_tokens": len(prompt) + len(output)}
 
     def _alternate(self, body: dict[str, Any], flags: dict[str, str]) -> bool:
         """Whether this final answer is the wrong one of an `alternate-on-TEXT` pair."""

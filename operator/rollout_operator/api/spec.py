@@ -295,6 +295,17 @@ class ModelSpec(ApiModel):
         ),
     )
 
+    capture_tokens: bool = Field(
+        default=False,
+        description=(
+            "Ask the endpoint for the prompt's and the reply's token ids and the sampled "
+            "tokens' logprobs with every model call (vLLM's return_token_ids and logprobs; "
+            "SGLang's too), and record them on each turn for rolloutctl export --format "
+            "tokens. Needs an OpenAI-compatible endpoint: baseURL, serve, or a hosted_vllm/ "
+            "name."
+        ),
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> Self:
         if (self.name is None) == (self.serve is None):
@@ -302,6 +313,13 @@ class ModelSpec(ApiModel):
             raise ValueError(f"set exactly one of name or serve (got {given})")
         if self.serve is not None and self.base_url is not None:
             raise ValueError("baseURL is for an external endpoint; remove it when using serve")
+        if self.capture_tokens and self.serve is None and self.base_url is None and not (
+                self.name or "").startswith("hosted_vllm/"):
+            raise ValueError(
+                "captureTokens needs an OpenAI-compatible endpoint that returns token ids "
+                f"(vLLM or SGLang), but model {self.name!r} has no baseURL: set baseURL to "
+                "the server's /v1 URL, use serve, or remove captureTokens"
+            )
         return self
 
     @property

@@ -409,6 +409,7 @@ async def _runner(config: RunConfig, environ: Mapping[str, str],
     from rollout_operator.runtime.agent_loop import AgentConfig, model_outage
     from rollout_operator.runtime.errors import SystemicProviderError
     from rollout_operator.runtime.models import (
+        TokenCaptureError,
         check_api_key,
         make_chat_model,
         preflight,
@@ -423,19 +424,28 @@ async def _runner(config: RunConfig, environ: Mapping[str, str],
     api_key = environ.get(MODEL_API_KEY_ENV) or None
     base_url = config.model_endpoint
     check_api_key(resolve_model(config.model_name, base_url), api_key, base_url, environ)
-    chat = make_chat_model(
-        config.model_name, base_url=base_url, api_key=api_key,
-        request_timeout=spec.model.request_timeout_seconds,
-    )
+    capture = config.capture_tokens
+    try:
+        chat = make_chat_model(
+            config.model_name, base_url=base_url, api_key=api_key,
+            request_timeout=spec.model.request_timeout_seconds,
+            capture_tokens=capture, engine=config.engine,
+        )
+    except TokenCaptureError as exc:
+        raise PodFailure(str(exc), exit_code=EXIT_CONFIG) from None
     closers: list[Any] = [chat.aclose]
     # A cheap check of the endpoint, where the client has one, tells an outage from an error
     # only some requests meet.
     dependencies.model.probe = getattr(chat, "reachable", None)
     try:
-        await dependencies.model.call(lambda: preflight(chat), model_outage)
+        await dependencies.model.call(lambda: preflight(chat, require_tokens=capture),
+                                      model_outage)
     except SystemicProviderError as exc:
         await chat.aclose()
         raise PodFailure(f"Model check failed: {exc}", exit_code=EXIT_RETRY) from None
+    except TokenCaptureError as exc:
+        await chat.aclose()
+        raise PodFailure(f"Model check failed: {exc}", exit_code=EXIT_CONFIG) from None
     tools, schemas = await _tools(config, wait_s=max(TOOLS_WAIT_S,
                                                      dependencies.tools.budget_s))
     closers.append(tools.aclose)

@@ -5,11 +5,17 @@ trajectory's tokens), `loss_mask` (1 on the tokens the policy generated, 0 on pr
 results and template tokens), `logprobs` (the sampler's logprob of each generated token, null
 elsewhere or when the endpoint sent none), `reward`, `advantage` and `policy_version`.
 
-The sequence is built turn by turn from what the endpoint returned: each assistant turn's
-`prompt_token_ids` must extend the sequence so far (the earlier turns' prompts and outputs);
-the new prompt tokens get mask 0, the turn's `token_ids` mask 1. A record whose turns do not
-line up (a chat template that renders earlier turns differently once more follow) cannot be
-one sequence: it is left out and counted.
+The sequence is the last turn's: its `prompt_token_ids` (what the endpoint tokenized for the
+last call, the whole conversation so far re-rendered by the chat template) followed by its
+`token_ids`, which get mask 1. An earlier turn's `token_ids` get mask 1 too where the last
+prompt holds them exactly as they were sampled: the sequence's first `len(prompt) +
+len(token_ids)` tokens are that turn's prompt followed by its reply, token for token. Then the
+tokens and the context the sampler conditioned them on are both in the sequence, and their
+logprobs are those of the policy that produced them. A turn the template rendered differently
+once more turns followed (reasoning dropped from history, a tool call re-serialised) is not
+there as sampled: its tokens stay context (mask 0, no logprobs), and the export says which
+records lost which turns. Every assistant message needs a turn with both id lists, or the
+record is left out.
 
 The advantage is GRPO-style, over the prompt's trainable samples: `reward - mean(reward)`
 (Dr. GRPO's unscaled form), or with `scale_by_std` divided by `std + 1e-6` as
@@ -29,53 +35,78 @@ from rollout_operator.runtime.metrics import group_advantages
 from rollout_operator.runtime.records import TrajectoryRecord
 
 CAPTURE_HINT = (
-    "Records carry token ids only when the model endpoint returns them with each reply, as "
-    "the fields vLLM adds for return_token_ids: token_ids (and logprobs) on the choice, "
-    "prompt_token_ids beside it. This run's endpoint returned none; put the policy behind an "
-    "endpoint that returns them (a gateway in front of vLLM that asks for them, for "
-    "instance), run again, then export."
+    "Records carry token ids when the run sets spec.model.captureTokens: true, which asks a "
+    "vLLM or SGLang endpoint for them with every call (return_token_ids and logprobs), or "
+    "when the endpoint returns them unasked (token_ids on the choice, prompt_token_ids "
+    "beside it). Set it, run again, then export."
 )
 
 
 class NotLinedUp(ValueError):
-    """A record's turns cannot be joined into one token sequence."""
+    """A record's turns cannot make a token sequence (a turn without ids)."""
+
+
+@dataclass(slots=True)
+class TokenSequence:
+    """One record's tokens: input ids, loss mask, logprobs (None off the mask), and the
+    numbers (from 1) of the earlier turns the last prompt does not hold as sampled."""
+
+    input_ids: list[int]
+    loss_mask: list[int]
+    logprobs: list[float | None]
+    untrained_turns: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class TokenExport:
-    """What `token_rows` made: the rows, and the trainable records left out and why."""
+    """What `token_rows` made: the rows, the trainable records left out and why, and the
+    records some of whose turns are context only."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     without_tokens: int = 0
     not_lined_up: list[str] = field(default_factory=list)
+    partly_trained: list[str] = field(default_factory=list)
 
 
-def token_sequence(record: TrajectoryRecord) -> tuple[list[int], list[int], list[float | None]]:
-    """(input ids, loss mask, logprobs) of a record's whole trajectory; raises `NotLinedUp`."""
-    ids: list[int] = []
-    mask: list[int] = []
-    logprobs: list[float | None] = []
+def token_sequence(record: TrajectoryRecord) -> TokenSequence:
+    """The record's token sequence (see the module docstring); raises `NotLinedUp`."""
     turns = sorted(record.turns, key=lambda t: t.message_index if t.message_index is not None
                    else -1)
+    if not turns:
+        raise NotLinedUp("the record has no turns")
+    indices = {t.message_index for t in turns}
+    if None not in indices:
+        bare = [i for i, m in enumerate(record.messages)
+                if m.get("role") == "assistant" and i not in indices]
+        if bare:
+            raise NotLinedUp(f"assistant message {bare[0]} has no token ids")
     for number, turn in enumerate(turns, start=1):
         if turn.token_ids is None:
             raise NotLinedUp(f"turn {number} has no token ids")
         if turn.prompt_token_ids is None:
             raise NotLinedUp(f"turn {number} has no prompt token ids")
-        prompt = turn.prompt_token_ids
-        if prompt[:len(ids)] != ids:
-            raise NotLinedUp(f"turn {number}'s prompt does not start with the turns before it")
-        added = prompt[len(ids):]
-        ids += added
-        mask += [0] * len(added)
-        logprobs += [None] * len(added)
-        ids += turn.token_ids
-        mask += [1] * len(turn.token_ids)
+    last = turns[-1]
+    assert last.prompt_token_ids is not None and last.token_ids is not None
+    ids = [*last.prompt_token_ids, *last.token_ids]
+    mask = [0] * len(ids)
+    logprobs: list[float | None] = [None] * len(ids)
+    untrained: list[int] = []
+    trained_end = 0
+    for number, turn in enumerate(turns, start=1):
+        assert turn.prompt_token_ids is not None and turn.token_ids is not None
+        start = len(turn.prompt_token_ids)
+        end = start + len(turn.token_ids)
+        as_sampled = (start >= trained_end and end <= len(ids)
+                      and ids[:start] == turn.prompt_token_ids
+                      and ids[start:end] == turn.token_ids)
+        if not as_sampled:
+            untrained.append(number)
+            continue
+        mask[start:end] = [1] * (end - start)
         if turn.logprobs is not None and len(turn.logprobs) == len(turn.token_ids):
-            logprobs += list(turn.logprobs)
-        else:
-            logprobs += [None] * len(turn.token_ids)
-    return ids, mask, logprobs
+            logprobs[start:end] = list(turn.logprobs)
+        trained_end = end
+    return TokenSequence(ids, mask, logprobs, untrained)
 
 
 def advantages(records: Iterable[TrajectoryRecord], *,
@@ -105,18 +136,23 @@ def token_rows(records: list[TrajectoryRecord], *, scale_by_std: bool = False) -
             export.without_tokens += 1
             continue
         try:
-            ids, mask, logprobs = token_sequence(record)
+            sequence = token_sequence(record)
         except NotLinedUp as exc:
             export.not_lined_up.append(f"{record.rollout_id}: {exc}")
             continue
+        if sequence.untrained_turns:
+            numbers = ", ".join(str(n) for n in sequence.untrained_turns)
+            export.partly_trained.append(
+                f"{record.rollout_id}: turn(s) {numbers} of {len(record.turns)} are context "
+                "only (the last prompt does not hold them as sampled)")
         export.rows.append({
             "rollout_id": record.rollout_id,
             "row_index": record.row_index,
             "sample_index": record.sample_index,
             "attempt": record.attempt,
-            "input_ids": ids,
-            "loss_mask": mask,
-            "logprobs": logprobs,
+            "input_ids": sequence.input_ids,
+            "loss_mask": sequence.loss_mask,
+            "logprobs": sequence.logprobs,
             "reward": record.reward,
             "advantage": advantage[(record.row_index, record.sample_index)],
             "policy_version": record.policy_version,

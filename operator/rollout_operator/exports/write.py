@@ -59,8 +59,12 @@ async def export_run(output: RunOutput, fmt: ExportFormat, path: str | os.PathLi
         if export.without_tokens:
             result.left_out["without token ids"] = export.without_tokens
         if export.not_lined_up:
-            result.left_out["turns not lined up"] = len(export.not_lined_up)
+            result.left_out["turns without token ids"] = len(export.not_lined_up)
             result.notes += export.not_lined_up[:5]
+        if export.partly_trained:
+            result.notes.append(f"{len(export.partly_trained)} record(s) train only some of "
+                                "their turns")
+            result.notes += export.partly_trained[:5]
     else:
         kept = [r for r in records if r.status not in NEVER_EXPORTED]
         result.written = _write_atif(output, kept, Path(path))

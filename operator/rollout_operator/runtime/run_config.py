@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -112,6 +112,18 @@ class RunConfig(BaseModel):
     def model_endpoint(self) -> str | None:
         """Where model calls go: the managed Service, else `spec.model.baseURL`."""
         return self.model_base_url or self.spec.model.base_url
+
+    @property
+    def capture_tokens(self) -> bool:
+        """`spec.model.captureTokens`: every model call asks for token ids and logprobs."""
+        return self.spec.model.capture_tokens
+
+    @property
+    def engine(self) -> Literal["vllm", "sglang"] | None:
+        """The managed server's engine (`spec.model.serve.engine`); None for an endpoint of
+        unknown make, which is asked in vLLM's words."""
+        serve = self.spec.model.serve
+        return serve.engine if serve is not None else None
 
     def completion_params(self) -> dict[str, Any]:
         """Sampling parameters set in the spec (unset ones are not sent)."""

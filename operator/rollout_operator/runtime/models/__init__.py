@@ -21,6 +21,11 @@ from rollout_operator.runtime.models.naming import (
     check_api_key,
     resolve_model,
 )
+from rollout_operator.runtime.models.token_capture import (
+    TokenCaptureError,
+    capture_fields,
+    check_capture,
+)
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT_S",
@@ -32,7 +37,10 @@ __all__ = [
     "ModelConfigError",
     "OpenAIHttpChat",
     "ResolvedModel",
+    "TokenCaptureError",
+    "capture_fields",
     "check_api_key",
+    "check_capture",
     "failure_from_exception",
     "make_chat_model",
     "preflight",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -35,7 +35,8 @@ class OpenAIHttpChat:
     """`ChatModel` over plain HTTP.
 
     `model` may be given with or without the `openai/` prefix, which is not sent; `label` is the
-    name errors and records show when it differs (`hosted_vllm/...`).
+    name errors and records show when it differs (`hosted_vllm/...`). `extra_fields` go into
+    every request body (`token_capture.capture_fields()`, for instance).
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class OpenAIHttpChat:
         request_timeout: float | None = None,
         max_connections: int = 1024,
         label: str | None = None,
+        extra_fields: Mapping[str, Any] | None = None,
     ) -> None:
         resolved = resolve_model(model, base_url)
         assert resolved.api_base is not None
@@ -62,6 +64,7 @@ class OpenAIHttpChat:
         }
         self._site = CallSite(self.model, self.base_url, self._api_key)
         self._max_connections = max_connections
+        self.extra_fields: dict[str, Any] = dict(extra_fields or {})
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
@@ -84,7 +87,8 @@ class OpenAIHttpChat:
         **params: Any,
     ) -> ChatResult:
         timeout = params.pop("timeout", None) or self.request_timeout
-        body: dict[str, Any] = {"model": self.wire_model, "messages": list(messages)}
+        body: dict[str, Any] = {"model": self.wire_model, "messages": list(messages),
+                                **self.extra_fields}
         if tools:
             body["tools"] = list(tools)
         for key, value in params.items():

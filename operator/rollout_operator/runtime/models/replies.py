@@ -62,8 +62,12 @@ def result_from_reply(payload: Any) -> ChatResult:
         extra = choice.get("provider_specific_fields")
         if isinstance(extra, dict):
             token_ids, _ = token_data(extra.get("token_ids"), None)
-    # vLLM (`return_token_ids`) puts the prompt's ids beside the choices; accept them on the
-    # choice too.
+    if token_ids is None:
+        meta_ids, meta_logprobs = sglang_meta_tokens(choice.get("meta_info"))
+        if meta_ids is not None:
+            token_ids = meta_ids
+            logprobs = logprobs if logprobs is not None else meta_logprobs
+    # vLLM (`return_token_ids`) puts the prompt's ids beside the choices, SGLang on the choice.
     prompt_ids, _ = token_data(payload.get("prompt_token_ids", choice.get("prompt_token_ids")),
                                None)
     return ChatResult(
@@ -178,6 +182,31 @@ def token_data(raw_ids: Any, raw_logprobs: Any) -> tuple[list[int] | None, list[
     """
     token_ids = [int(t) for t in raw_ids] if isinstance(raw_ids, list) else None
     return token_ids, _flat_logprobs(raw_logprobs)
+
+
+def sglang_meta_tokens(meta: Any) -> tuple[list[int] | None, list[float] | None]:
+    """The reply's token ids and logprobs from an SGLang choice's `meta_info`
+    (`return_meta_info`): `output_token_logprobs` entries are `[logprob, token_id, text]` or
+    `{"logprob", "token_id"}`; without them, `output_ids` gives the ids alone."""
+    if not isinstance(meta, Mapping):
+        return None, None
+    entries = meta.get("output_token_logprobs")
+    if isinstance(entries, list) and entries:
+        ids: list[int] = []
+        values: list[float] = []
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                value, token = entry.get("logprob"), entry.get("token_id", entry.get("id"))
+            elif isinstance(entry, list | tuple) and len(entry) >= 2:
+                value, token = entry[0], entry[1]
+            else:
+                return token_data(meta.get("output_ids"), None)
+            if not isinstance(token, int) or not isinstance(value, int | float):
+                return token_data(meta.get("output_ids"), None)
+            ids.append(token)
+            values.append(float(value))
+        return ids, values
+    return token_data(meta.get("output_ids"), None)
 
 
 def _flat_logprobs(raw: Any) -> list[float] | None:
