@@ -35,12 +35,19 @@ def inspect_command(repo: str | None, scorers: tuple[str, ...]) -> None:
 
         wanted: list[str] | None = list(scorers) or None
         root = repo
+        rollout = None
         if os.environ.get(RUN_CONFIG_ENV):
             config = RunConfig.from_env()
+            rollout = config.spec.rollout
             wanted = wanted or config.spec.scoring.functions
             root = root or config.repo_dir
         folder = Path(root or DEFAULT_REPO_DIR).resolve()
-        report = inspect_bundle(folder, wanted)
+        if rollout is not None:
+            from rollout_operator.workspaces.bundle_check import inspect_workspace_rollout
+
+            report = inspect_workspace_rollout(folder, rollout.name, rollout.entrypoint)
+        else:
+            report = inspect_bundle(folder, wanted)
         if not report.ok:
             first = report.problems[0]
             where = f"{first.file}: " if first.file else ""
