@@ -146,7 +146,12 @@ async def run_shard(
             result.skipped = result.total
             logger.info("Shard %d: all %d items are already committed", index, result.total)
             return result
-        runner, closers = await _runner(config, environ)
+        if spec.rollout is not None:
+            from rollout_operator.cli.pod_work_rollout import workspace_runner
+
+            runner, closers = await workspace_runner(config, environ, index)
+        else:
+            runner, closers = await _runner(config, environ)
         await _save_tool_schemas(store, runner.tool_schemas)
         main = asyncio.current_task()
         assert main is not None

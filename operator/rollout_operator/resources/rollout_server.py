@@ -44,6 +44,12 @@ from rollout_operator.resources.user_code import (
     server_container,
     server_network_policy,
 )
+from rollout_operator.workspaces.shard_runner import (
+    ARTIFACT_URL_ENV,
+    GATEWAY_HOST_ENV,
+    GATEWAY_PORT_ENV,
+    ROLLOUT_SERVER_URL_ENV,
+)
 
 ROLLOUT_PORT = 9100
 ARTIFACT_PORT = 9101
@@ -55,10 +61,6 @@ SERVER_CONTAINER = "rollout-server"
 BUILD_CONTAINER = "build-env"
 ARTIFACT_CONTAINER = "artifacts"
 ARTIFACT_ROOT = f"{TMP_DIR}/rollout-artifacts"
-ROLLOUT_SERVER_URL_ENV = "ROLLOUT_SERVER_URL"
-ARTIFACT_URL_ENV = "ROLLOUT_ARTIFACT_URL"
-GATEWAY_HOST_ENV = "ROLLOUT_GATEWAY_HOST"
-GATEWAY_PORT_ENV = "ROLLOUT_GATEWAY_PORT"
 
 
 def rollout_dir(ctx: RunContext) -> str:
