@@ -238,8 +238,10 @@ async def _run_items(
     """Items masked in this round that the next round runs again."""
 
     def items() -> Iterator[WorkItem]:
-        rows = iter_rows_lenient(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit,
-                                 source=spec.dataset.url or spec.dataset.path)
+        # A runner may read rows its own way (0.3 workspaces: `WorkspaceRunner.iter_rows`).
+        read = getattr(runner, "iter_rows", iter_rows_lenient)
+        rows = read(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit,
+                    source=spec.dataset.url or spec.dataset.path)
         for row, sample in shard_items(
             rows, spec.dataset.samples_per_prompt, spec.workers.shards, index
         ):

@@ -49,7 +49,7 @@ async def workspace_runner(config: RunConfig, environ: Mapping[str, str], index:
     if missing:
         raise PodFailure(f"A worker of a spec.rollout run needs {', '.join(missing)} in its "
                          "environment", exit_code=EXIT_CONFIG)
-    api_key = environ.get(MODEL_API_KEY_ENV) or None
+    api_key = environ.get(MODEL_API_KEY_ENV) or _provider_key(config.model_name, environ)
     upstream = make_upstream(config.model_name, config.model_endpoint, api_key)
     try:
         warning = await preflight(upstream, config.model_name)
@@ -86,6 +86,15 @@ async def workspace_runner(config: RunConfig, environ: Mapping[str, str], index:
         fetch_trajectory=fetch, save_trajectory=save, policy_version=config.policy_version,
     )
     return runner, closers
+
+
+def _provider_key(model: str, environ: Mapping[str, str]) -> str | None:
+    """Without spec.model.apiKeySecret (a local run): the provider's usual key variable."""
+    from rollout_operator.runtime.models import PROVIDER_KEY_ENV
+
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    name = PROVIDER_KEY_ENV.get(provider)
+    return (environ.get(name) if name else None) or None
 
 
 async def _wait_for_server(client: Any) -> None:

@@ -22,15 +22,16 @@ import logging
 import secrets as token_source
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from rollout_operator.gateway.ledger import RolloutAccount
 from rollout_operator.gateway.server import Gateway
-from rollout_operator.runtime.dataset import BadRow, DatasetRow
+from rollout_operator.runtime.dataset import BadRow
 from rollout_operator.runtime.records import (
     RecordError,
     Timing,
@@ -40,6 +41,7 @@ from rollout_operator.runtime.records import (
 )
 from rollout_operator.runtime.rollout import WorkItem
 from rollout_operator.workspaces import atif
+from rollout_operator.workspaces.dataset import EvalRow, iter_window
 from rollout_operator.workspaces.protocol import (
     AtCapacity,
     RolloutClient,
@@ -88,8 +90,13 @@ class WorkspaceRunner:
     saved: list[str] = field(default_factory=list)
     """Rollout ids whose ATIF file was saved (the latest attempt's)."""
 
+    def iter_rows(self, path: Path, *, offset: int, limit: int | None, source: str
+                  ) -> Iterator[EvalRow | BadRow]:
+        """The dataset window read with the 0.3 rules (the worker uses this reader)."""
+        return iter_window(path, offset=offset, limit=limit, source=source)
+
     async def play(self, item: WorkItem) -> TrajectoryRecord:
-        row = item.row
+        row: Any = item.row
         if isinstance(row, BadRow):
             return self._record(item, status="invalid",
                                 error=RecordError(category="dataset", message=row.message))
@@ -106,21 +113,20 @@ class WorkspaceRunner:
         await self._keep_trajectory(protocol_id, item.rollout_id)
         return record
 
-    async def _drive(self, protocol_id: str, row: DatasetRow, sample: int
+    async def _drive(self, protocol_id: str, row: EvalRow, sample: int
                      ) -> RolloutResult | RecordError:
         request: dict[str, Any] = {
-            "rollout_id": protocol_id, "initial_messages": row.messages(),
+            "rollout_id": protocol_id, "initial_messages": row.messages,
             "chat_completions_url": self.gateway.rollout_url(protocol_id, self.gateway_base),
             "llm_api_key": self.token, "grade": True,
             "agent_timeout_sec": self.agent_timeout_s,
             "grader_timeout_sec": self.grader_timeout_s,
             "extra_fields": {"row_index": row.row_index, "run_index": sample},
         }
-        if row.ground_truth:
-            request["label"] = row.ground_truth
-        metadata = row.extra.get("metadata")
-        if isinstance(metadata, dict):
-            request["metadata"] = metadata
+        if row.label is not None:
+            request["label"] = row.label
+        if row.metadata is not None:
+            request["metadata"] = row.metadata
         deadline = self.agent_timeout_s + self.grader_timeout_s + DEADLINE_MARGIN_S
         try:
             async with asyncio.timeout(deadline):
@@ -198,10 +204,10 @@ class WorkspaceRunner:
         self.saved.append(rollout_id)
 
     def _record(self, item: WorkItem, **fields: Any) -> TrajectoryRecord:
-        row = item.row
-        if isinstance(row, DatasetRow):
-            fields.setdefault("ground_truth", row.ground_truth)
-            fields.setdefault("metadata", dict(row.extra))
+        row: Any = item.row
+        if isinstance(row, EvalRow):
+            fields.setdefault("ground_truth", row.label)
+            fields.setdefault("metadata", dict(row.metadata or {}))
         fields.setdefault("tools", [])
         return TrajectoryRecord(rollout_id=item.rollout_id, row_index=row.row_index,
                                 sample_index=item.sample_index, model_tag=item.model_tag,
