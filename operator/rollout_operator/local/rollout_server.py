@@ -129,14 +129,16 @@ async def build_environment(rollout_dir: Path, *, environ: Mapping[str, str], wo
 
 async def start_rollout_server(repo_dir: Path, rollout: RolloutSpec, *,
                                environ: Mapping[str, str], workdir: Path, log_path: Path,
-                               shards: int, sandboxed: bool, memory: int | None
-                               ) -> LocalRolloutServer:
+                               shards: int, sandboxed: bool, memory: int | None,
+                               gateway_port: int | None = None) -> LocalRolloutServer:
+    """Start the rollout server; shard i's gateway is `gateway_port + i` (free ports of the
+    host's loopback when None)."""
     rollout_dir = repo_dir / "rollouts" / rollout.name
     artifact_dir = workdir / "rollout-artifacts"
     sockets = workdir / "gateway-sockets"
     for folder in (artifact_dir, sockets):
         folder.mkdir(parents=True, exist_ok=True)
-    base = _free_port_range(shards)
+    base = gateway_port or free_port_range(shards)
     ports = [base + i for i in range(shards)]
     relays = [await asyncio.start_unix_server(_to_gateway(port), str(gateway_socket(sockets,
                                                                                     port)))
@@ -183,7 +185,7 @@ def _to_gateway(port: int) -> Any:
     return relay
 
 
-def _free_port_range(count: int) -> int:
+def free_port_range(count: int) -> int:
     """The first of `count` consecutive free ports of the host's loopback."""
     for _ in range(50):
         probe = socket.socket()
