@@ -21,20 +21,21 @@ from tests.local.support import (
     write_manifest,
 )
 from tests.workspaces.conftest import Workspace
-from tests.workspaces.reference import CALCULATOR_ROWS
+from tests.workspaces.reference import CALCULATOR_ROWS, FAULTS_ROWS
 
 pytestmark = pytest.mark.slow
 
 
-def rollout_run(workspace: Workspace, out: Path) -> dict[str, Any]:
+def rollout_run(workspace: Workspace, out: Path, *, dataset: str = "data/calculator.jsonl",
+                timeout: float = 30) -> dict[str, Any]:
     return {
         "apiVersion": "rollouts.dev/v1alpha1", "kind": "RolloutRun",
         "metadata": {"name": "calc03"},
         "spec": {
             "repo": {"url": str(workspace.path), "revision": "HEAD"},
-            "dataset": {"path": "data/calculator.jsonl"},
+            "dataset": {"path": dataset},
             "model": {"name": "openai/scripted", "baseURL": workspace.model.base_url},
-            "agent": {"rolloutTimeoutSeconds": 30},
+            "agent": {"rolloutTimeoutSeconds": timeout},
             "scoring": {"timeoutSeconds": 10},
             "rollout": {"name": "calculator", "env": {"CALCULATOR_LOG_LEVEL": "WARNING"}},
             "workers": {"shards": 2, "concurrency": 4},
@@ -43,8 +44,11 @@ def rollout_run(workspace: Workspace, out: Path) -> dict[str, Any]:
     }
 
 
-@pytest.mark.skipif(not sandbox_available(), reason="bubblewrap (bwrap) is not installed or "
-                    "cannot create sandboxes here")
+needs_sandbox = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap (bwrap) is not "
+                                   "installed or cannot create sandboxes here")
+
+
+@needs_sandbox
 def test_sandboxed_run_gives_the_reference_rewards(workspace: Workspace, tmp_path: Path) -> None:
     out = tmp_path / "out"
     path = write_manifest(tmp_path / "run.yaml", rollout_run(workspace, out))
@@ -66,3 +70,24 @@ def test_sandboxed_run_gives_the_reference_rewards(workspace: Workspace, tmp_pat
         assert document["extra"]["osmosis"]["reward"] == record["reward"]
         assert document["extra"]["osmosis"]["request_extra_fields"] == {
             "row_index": record["row_index"], "run_index": 0}
+
+
+@needs_sandbox
+def test_faults_are_recorded_as_the_contract_says(workspace: Workspace, tmp_path: Path) -> None:
+    """configs/eval/faults.toml's rows as a RolloutRun: osmosis' success / timeout /
+    validation_error / skipped become completed / failed (timeout) / failed (reward) /
+    invalid, and the run still succeeds."""
+    out = tmp_path / "out"
+    path = write_manifest(tmp_path / "run.yaml", rollout_run(
+        workspace, out, dataset="data/faults.jsonl", timeout=2))
+    done = run_local(path, "--json", cwd=tmp_path, env=workspace.env, timeout=600)
+    result = result_json(done)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert result["state"] == "Succeeded"
+    found = sorted(records(file_path(result["runPrefix"])), key=lambda r: r["row_index"])
+    expected = {"success": "completed", "failed": "failed", "skipped": "invalid"}
+    assert [(r["row_index"], r["status"], r["reward"]) for r in found] == [
+        (row, expected[status], reward) for row, status, reward, *_ in FAULTS_ROWS]
+    categories = [(r["error"] or {}).get("category") for r in found]
+    assert categories == [None, "timeout", "reward", "dataset"]
+    assert "remove_sample" in found[3]["error"]["message"]
