@@ -29,6 +29,8 @@ from rollout_operator.workspaces.shard_runner import (
 logger = logging.getLogger(__name__)
 
 SERVER_WAIT_S = 300.0
+MAX_TRAJECTORY_BYTES = 64 * 2**20
+"""An ATIF file is written by user code: a larger one is not kept."""
 
 
 async def workspace_runner(config: RunConfig, environ: Mapping[str, str], index: int
@@ -124,7 +126,8 @@ def _fetcher(base: str) -> tuple[Any, Any]:
 
         async def read(rollout_id: str) -> bytes | None:
             path = root / rollout_id / "trajectory.json"
-            if path.is_symlink() or not path.is_file():
+            if path.is_symlink() or not path.is_file() \
+                    or path.stat().st_size > MAX_TRAJECTORY_BYTES:
                 return None
             return await asyncio.to_thread(path.read_bytes)
 
@@ -136,6 +139,13 @@ def _fetcher(base: str) -> tuple[Any, Any]:
 
     async def fetch(rollout_id: str) -> bytes | None:
         async with session.get(f"{base.rstrip('/')}/{rollout_id}/trajectory.json") as reply:
-            return await reply.read() if reply.status == 200 else None
+            if reply.status != 200:
+                return None
+            data = bytearray()
+            async for chunk in reply.content.iter_chunked(65536):
+                data += chunk
+                if len(data) > MAX_TRAJECTORY_BYTES:
+                    return None
+            return bytes(data)
 
     return fetch, session.close
