@@ -69,6 +69,13 @@ class OperatorSettings(BaseSettings):
         default_factory=list,
         description="CIDRs of the object storage: tool pods fetch their bundle from it.",
     )
+    package_index_egress: StrList = Field(
+        default_factory=list,
+        description=(
+            "CIDRs of the Python package index (PyPI or a mirror): the rollout-server pods of "
+            "0.3 workspaces build their environment with uv sync from it."
+        ),
+    )
     sync_deadline_seconds: int = Field(default=1800, gt=0)
     tools_start_deadline_seconds: int = Field(
         default=900, gt=0,
@@ -119,6 +126,7 @@ class OperatorSettings(BaseSettings):
         "allowed_runtime_classes",
         "default_egress",
         "storage_egress",
+        "package_index_egress",
         "namespaces",
         mode="before",
     )

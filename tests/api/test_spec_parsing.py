@@ -110,7 +110,8 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         with_(replicas=3),
         [
             "spec.replicas: unknown field; expected one of repo, dataset, model, agent, scoring, "
-            "workers, sandbox, faults, output, scheduling, suspend, ttlSecondsAfterFinished"
+            "rollout, workers, sandbox, faults, output, scheduling, suspend, "
+            "ttlSecondsAfterFinished"
         ],
     ),
     ("missing repo", {"model": {"name": "m"}}, ["spec.repo: is required"]),

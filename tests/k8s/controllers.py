@@ -70,6 +70,9 @@ def _owner_reference(owner: Obj) -> Obj:
             "controller": True, "blockOwnerDeletion": True}
 
 
+JOB_POD_IP = "127.0.0.1"
+
+
 def _pod_ip() -> str:
     return f"10.244.{random.randint(0, 255)}.{random.randint(2, 254)}"
 
@@ -490,7 +493,9 @@ class JobController(_Controller):
         try:
             pod = await self._until_configured(job, pod, running, workdir)
             if not running.killed:
-                pod = self._set_pod_status(pod, _ready_pod_status(pod, _now()))
+                # Its containers run as processes of this host: its IP is the loopback.
+                status = {**_ready_pod_status(pod, _now()), "podIP": JOB_POD_IP}
+                pod = self._set_pod_status(pod, status)
                 running.started = True
                 self._write_status_of(running.job_uid)
             spec = pod.get("spec") or {}

@@ -20,6 +20,7 @@ DEFAULT_DATASET_PATH = "test_data.jsonl"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ROLLOUT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 RESOURCE_NAME_PATTERN = (
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
@@ -767,6 +768,48 @@ class OutputSpec(ApiModel):
     )
 
 
+class RolloutSpec(ApiModel):
+    """An Osmosis 0.3 workspace's rollout (`rollouts/<name>/`, a uv project whose entrypoint
+    serves the rollout protocol), run instead of mcp/ tools and reward functions."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=ROLLOUT_NAME_PATTERN,
+        description=(
+            "Directory under rollouts/ (relative to repo.path) holding the rollout project, "
+            "as [experiment].rollout of an eval config."
+        ),
+    )
+    entrypoint: str = Field(
+        default="main.py",
+        min_length=1,
+        max_length=512,
+        description=(
+            "Python file under rollouts/<name>/ that serves the rollout, as "
+            "[experiment].entrypoint of an eval config."
+        ),
+    )
+    env: dict[Annotated[str, Field(max_length=128, pattern=ENV_NAME_PATTERN)],
+              Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description=(
+            "Plain environment variables of the rollout server, as [env] of an eval config. "
+            "Names starting with _OSMOSIS_ are reserved."
+        ),
+    )
+    secrets: list[SecretEnv] = Field(
+        default_factory=list,
+        max_length=32,
+        description=(
+            "Variables of the rollout server whose values come from Secrets, as [secrets] of "
+            "an eval config; rolloutctl run reads them from its own environment by env name. "
+            "The model key never goes here: the gateway holds it."
+        ),
+    )
+
+
 class RolloutRunSpec(ApiModel):
     """A batch of agentic rollouts over a dataset, scored by the repository's functions.
 
@@ -781,6 +824,13 @@ class RolloutRunSpec(ApiModel):
     agent: AgentSpec = Field(default_factory=AgentSpec, description="Agent loop limits.")
     scoring: ScoringSpec = Field(
         default_factory=ScoringSpec, description="Reward and rubric functions to run."
+    )
+    rollout: RolloutSpec | None = Field(
+        default=None,
+        description=(
+            "Run an Osmosis 0.3 workspace's rollout server (its AgentWorkflow and Grader) "
+            "behind the model gateway instead of mcp/ tools and reward functions."
+        ),
     )
     workers: WorkersSpec = Field(
         default_factory=WorkersSpec, description="Sharding and sizing of the rollout workers."

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from rollout_operator.api import spec as spec_module
 from rollout_operator.api.constants import MUTABLE_SPEC_FIELDS
 from rollout_operator.api.quantity import is_extended_resource, parse_quantity
+from rollout_operator.api.rollout_validation import rollout_problems
 from rollout_operator.api.spec import ResourceRequirements, RolloutRunSpec
 from rollout_operator.runtime.dataset import SUPPORTED_EXTENSIONS
 
@@ -331,6 +332,7 @@ def spec_problems(spec: RolloutRunSpec, *, cluster: bool, allow_file_repos: bool
     problems += _dataset_problems(spec, local_ok=local_ok)
     problems += _model_problems(spec)
     problems += _scoring_problems(spec)
+    problems += rollout_problems(spec)
     problems += _sandbox_problems(spec)
     problems += _output_problems(spec, local_ok=local_ok)
     problems += _resources_problems(spec)

@@ -23,7 +23,12 @@ from rollout_operator.cli.pod_common import EXIT_CONFIG, PodFailure, run_pod_com
 @click.option("--scorer", "scorers", multiple=True,
               help="module:function the run names (repeatable; default: spec.scoring, else "
                    "every scorer found).")
-def inspect_command(repo: str | None, scorers: tuple[str, ...]) -> None:
+@click.option("--rollout", "rollout_name", default=None,
+              help="Check rollouts/NAME of an Osmosis 0.3 workspace instead (spec.rollout).")
+@click.option("--rollout-entrypoint", "rollout_entrypoint", default="main.py",
+              show_default=True, help="The entrypoint of --rollout.")
+def inspect_command(repo: str | None, scorers: tuple[str, ...], rollout_name: str | None,
+                    rollout_entrypoint: str) -> None:
     """List the bundle's tools and scorers and every problem (the inspection Job's entrypoint)."""
     sys.dont_write_bytecode = True
 
@@ -35,12 +40,21 @@ def inspect_command(repo: str | None, scorers: tuple[str, ...]) -> None:
 
         wanted: list[str] | None = list(scorers) or None
         root = repo
+        rollout = None
         if os.environ.get(RUN_CONFIG_ENV):
             config = RunConfig.from_env()
+            rollout = config.spec.rollout
             wanted = wanted or config.spec.scoring.functions
             root = root or config.repo_dir
         folder = Path(root or DEFAULT_REPO_DIR).resolve()
-        report = inspect_bundle(folder, wanted)
+        checked = (rollout_name, rollout_entrypoint) if rollout_name else (
+            (rollout.name, rollout.entrypoint) if rollout is not None else None)
+        if checked is not None:
+            from rollout_operator.workspaces.bundle_check import inspect_workspace_rollout
+
+            report = inspect_workspace_rollout(folder, *checked)
+        else:
+            report = inspect_bundle(folder, wanted)
         if not report.ok:
             first = report.problems[0]
             where = f"{first.file}: " if first.file else ""

@@ -199,7 +199,13 @@ def validate_bundle(
     """Check what the bundle holds without running any of it: the tool server's file and the
     dataset window. Importing the repo (its tools, its scorers) is inspection's job, on the
     user-code side (`rolloutctl inspect`)."""
-    if not (root / MCP_MAIN).is_file():
+    rollout = config.spec.rollout
+    if rollout is not None:
+        from rollout_operator.workspaces.bundle_check import inspect_workspace_rollout
+
+        for problem in inspect_workspace_rollout(root, rollout.name, rollout.entrypoint).problems:
+            report.problem(problem.file, problem.message)
+    elif not (root / MCP_MAIN).is_file():
         report.problem(MCP_MAIN, "missing: the repo folder needs mcp/main.py, the tool server "
                        "that defines the tools (check spec.repo.path and the revision)")
     _check_dataset(root, config, report, environ=environ)

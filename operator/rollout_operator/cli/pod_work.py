@@ -170,7 +170,12 @@ async def run_shard(
             result.skipped = result.total
             logger.info("Shard %d: all %d items are already committed", index, result.total)
             return result
-        runner, closers = await _runner(config, environ, dependencies)
+        if spec.rollout is not None:
+            from rollout_operator.cli.pod_work_rollout import workspace_runner
+
+            runner, closers = await workspace_runner(config, environ, index)
+        else:
+            runner, closers = await _runner(config, environ, dependencies)
         await _save_tool_schemas(store, runner.tool_schemas)
         main = asyncio.current_task()
         assert main is not None
@@ -262,8 +267,10 @@ async def _run_items(
     """Items masked in this round that the next round runs again."""
 
     def items() -> Iterator[WorkItem]:
-        rows = iter_rows_lenient(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit,
-                                 source=spec.dataset.url or spec.dataset.path)
+        # A runner may read rows its own way (0.3 workspaces: `WorkspaceRunner.iter_rows`).
+        read = getattr(runner, "iter_rows", iter_rows_lenient)
+        rows = read(dataset, offset=spec.dataset.offset, limit=spec.dataset.limit,
+                    source=spec.dataset.url or spec.dataset.path)
         for row, sample in shard_items(
             rows, spec.dataset.samples_per_prompt, spec.workers.shards, index
         ):

@@ -341,6 +341,9 @@ class LocalBackend:
         env = tool_server_env(self.environ)
         env["ROLLOUT_TERMINATION_MESSAGE_PATH"] = str(message)
         args = ["inspect", "--repo", str(repo_dir)]
+        if config.spec.rollout is not None:
+            args += ["--rollout", config.spec.rollout.name,
+                     "--rollout-entrypoint", config.spec.rollout.entrypoint]
         for ref in config.spec.scoring.functions or []:
             args += ["--scorer", ref]
         policy = None
@@ -455,6 +458,9 @@ class LocalBackend:
         return count
 
     async def _serve_and_work(self, config: RunConfig, workdir: Path) -> None:
+        if config.spec.rollout is not None:
+            await self._serve_rollout_and_work(config, workdir)
+            return
         logs = workdir / "logs"
         model_server = None
         tools: ToolServer | None = None
@@ -494,6 +500,54 @@ class LocalBackend:
                 if count:
                     self.view.note(f"the {server[:-1]} server died and was restarted "
                                    f"{count} time(s) (see its log for what killed it)")
+            if model_server is not None:
+                await model_server.child.stop(grace_s=30)
+
+    async def _serve_rollout_and_work(self, config: RunConfig, workdir: Path) -> None:
+        """An Osmosis 0.3 workspace (`spec.rollout`): build the rollout's environment and
+        start its server, both sandboxed (local/rollout_server.py); the workers serve the
+        model gateway and drive it."""
+        from rollout_operator.local.rollout_server import build_environment, start_rollout_server
+
+        rollout = config.spec.rollout
+        assert rollout is not None
+        logs = workdir / "logs"
+        repo_dir = Path(config.repo_dir)
+        sandboxed = self.options.sandbox
+        memory = _limit(config.spec.sandbox.resources, DEFAULT_TOOL_MEMORY) if sandboxed \
+            else None
+        where = "sandboxed" if sandboxed else "not sandboxed"
+        self.view.set_phase("tools", f"uv sync --project rollouts/{rollout.name} ({where}, "
+                            "host network)")
+        model_server = None
+        server = None
+        try:
+            if config.spec.model.serve is not None:
+                model_server = await self._start_model(config, logs)
+                config = config.model_copy(update={"model_base_url": model_server.base_url})
+            await build_environment(repo_dir / "rollouts" / rollout.name,
+                                    environ=self.environ, workdir=workdir,
+                                    log_path=logs / "rollout-build.log", sandboxed=sandboxed,
+                                    memory=None)
+            self._raise_if_stopped()
+            self.view.set_phase("tools", f"starting the rollout server ({where}, no network "
+                                "but the gateway)")
+            server = await start_rollout_server(
+                repo_dir, rollout, environ=self.environ, workdir=workdir,
+                log_path=logs / "rollout-server.log", shards=config.spec.workers.shards,
+                sandboxed=sandboxed, memory=memory)
+            self._children.append(server.child.kill)
+            await server.ready()
+            self.view.set_phase("tools", f"rollout server at {server.url}", current=False)
+            await self._work(config, logs, extra_env=server.worker_env(),
+                             readable=(server.artifact_dir,))
+        except ChildFailed as exc:
+            raise RunFailed(str(exc)) from None
+        finally:
+            if server is not None:
+                await server.stop()
+                self.result.restarts["rollout-servers"] = _count_lines(
+                    server.child.log_path, "; restarting (restart")
             if model_server is not None:
                 await model_server.child.stop(grace_s=30)
 
@@ -541,12 +595,13 @@ class LocalBackend:
             limits=Limits(memory, DEFAULT_CPU_SECONDS, DEFAULT_OPEN_FILES),
         )
 
-    def _worker_policy(self, config: RunConfig, state_dir: Path) -> SandboxPolicy | None:
+    def _worker_policy(self, config: RunConfig, state_dir: Path,
+                       extra_readable: tuple[Path, ...] = ()) -> SandboxPolicy | None:
         if not self.options.sandbox:
             return None
         spec = config.spec
         writable = [state_dir]
-        readable = [*runtime_paths(), Path(config.repo_dir)]
+        readable = [*runtime_paths(), Path(config.repo_dir), *extra_readable]
         output = _file_path(self.run.output_url)
         if output is not None:
             writable.append(output)
@@ -599,7 +654,9 @@ class LocalBackend:
             raise RunFailed(str(exc)) from None
         self.view.set_phase("tools", f"serving at {server.url}", current=False)
 
-    async def _work(self, config: RunConfig, logs: Path) -> None:
+    async def _work(self, config: RunConfig, logs: Path, *,
+                    extra_env: Mapping[str, str] | None = None,
+                    readable: tuple[Path, ...] = ()) -> None:
         from rollout_operator.runtime.storage import open_store
 
         spec = config.spec
@@ -608,10 +665,11 @@ class LocalBackend:
         # The judge keys too, only so that the worker can scrub them from what it writes.
         env = worker_env(self.environ, [secret.env for secret in spec.scoring.secrets])
         env.update(config.env())
+        env.update(extra_env or {})
         env.setdefault("ROLLOUT_COMMIT_INTERVAL_SECONDS", COMMIT_INTERVAL_S)
         env["LITELLM_LOCAL_MODEL_COST_MAP"] = env.get("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
-        policy = self._worker_policy(config, logs)
+        policy = self._worker_policy(config, logs, readable)
         where = f", sandboxed ({policy.limits.describe()})" if policy else ""
         self.view.set_phase("work", f"{shards} shard(s), {parallel} at a time, "
                             f"{spec.workers.concurrency} rollouts at once each{where}")

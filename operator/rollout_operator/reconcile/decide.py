@@ -56,8 +56,8 @@ from rollout_operator.resources import (
     inference_children,
     inspect_children,
     long_running_children,
-    scorer_children,
-    tool_children,
+    user_code_children,
+    user_code_servers,
 )
 from rollout_operator.resources.placement import inference_scheduling
 from rollout_operator.resources.policy import policy_problems
@@ -394,21 +394,18 @@ def _sync_problems(message: Mapping[str, Any] | None, job: JobState,
 def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
     """The user-code servers: tools, and scorers when the run has any (ToolsReady covers
     both)."""
-    components = ["tools", "scorers"] if ctx.scoring else ["tools"]
-    present = all(observed.has(kind, ctx.child_name(component)) for component in components
+    servers = user_code_servers(ctx)
+    present = all(observed.has(kind, ctx.child_name(component)) for component, _ in servers
                   for kind in ("NetworkPolicy", "Service", "Deployment"))
     if not present:
         # Built only when something is missing: the signed bundle URL they need comes from
         # the sync Job's pod, which may be gone by now.
         try:
-            step.ensure(observed, [*tool_children(ctx), *scorer_children(ctx)])
+            step.ensure(observed, user_code_children(ctx))
         except ValueError as exc:
             step.condition(ConditionType.TOOLS_READY, FALSE, Reason.TOOLS_STARTING,
                            f"Cannot build the tool and scorer pods: {exc}")
             return False
-    servers = [("tools", "the tool servers")]
-    if ctx.scoring:
-        servers.append(("scorers", "the scorer servers"))
     for component, what in servers:
         deployment = observed.deployments.get(component)
         if deployment is None or not deployment.ready:
@@ -416,11 +413,10 @@ def _tools(step: _Step, ctx: RunContext, observed: Observed) -> bool:
                        Reason.TOOLS_STARTING, Reason.TOOLS_FAILED,
                        ctx.settings.tools_start_deadline_seconds)
             return False
-    tools = observed.deployments["tools"]
-    scorers = observed.deployments.get("scorers")
+    ready = [f"{observed.deployments[component].available} {what[4:-1]}(s)"
+             for component, what in servers]
     step.condition(ConditionType.TOOLS_READY, TRUE, Reason.TOOLS_AVAILABLE,
-                   f"{tools.available} tool server(s)" +
-                   (f" and {scorers.available} scorer server(s)" if scorers else "") + " ready.")
+                   " and ".join(ready) + " ready.")
     return True
 
 

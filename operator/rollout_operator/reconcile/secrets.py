@@ -19,6 +19,8 @@ def referenced_secrets(spec: RolloutRunSpec) -> list[tuple[str, str]]:
         refs.append(("spec.model.apiKeySecret", spec.model.api_key_secret.name))
     for i, secret in enumerate(spec.scoring.secrets):
         refs.append((f"spec.scoring.secrets[{i}]", secret.secret_key_ref.name))
+    for i, secret in enumerate(spec.rollout.secrets if spec.rollout else []):
+        refs.append((f"spec.rollout.secrets[{i}]", secret.secret_key_ref.name))
     if spec.output.credentials_secret:
         refs.append(("spec.output.credentialsSecret", spec.output.credentials_secret))
     return refs

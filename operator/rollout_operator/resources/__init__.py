@@ -11,7 +11,13 @@ from typing import Any
 
 from rollout_operator.api.constants import Phase
 from rollout_operator.resources.aggregate import build_aggregate_job
-from rollout_operator.resources.context import INFERENCE, SCORERS, TOOLS, RunContext
+from rollout_operator.resources.context import (
+    INFERENCE,
+    ROLLOUT_SERVER,
+    SCORERS,
+    TOOLS,
+    RunContext,
+)
 from rollout_operator.resources.inference import (
     build_inference_deployment,
     build_inference_service,
@@ -21,6 +27,11 @@ from rollout_operator.resources.inspect_job import (
     build_inspect_network_policy,
 )
 from rollout_operator.resources.names import child_name
+from rollout_operator.resources.rollout_server import (
+    build_rollout_server_deployment,
+    build_rollout_server_network_policy,
+    build_rollout_server_service,
+)
 from rollout_operator.resources.scorers import (
     build_scorers_deployment,
     build_scorers_network_policy,
@@ -47,16 +58,24 @@ SCORER_BUILDERS: tuple[Builder, ...] = (
     build_scorers_service,
     build_scorers_deployment,
 )
+ROLLOUT_SERVER_BUILDERS: tuple[Builder, ...] = (
+    build_rollout_server_network_policy,
+    build_rollout_server_service,
+    build_rollout_server_deployment,
+)
 INSPECT_BUILDERS: tuple[Builder, ...] = (build_inspect_network_policy, build_inspect_job)
 INFERENCE_BUILDERS: tuple[Builder, ...] = (build_inference_service, build_inference_deployment)
 
 
 def serving_builders(ctx: RunContext) -> list[Builder]:
-    """Tool servers, scorer servers when the run has scorers, and the inference server when
-    the run manages one."""
-    builders = list(TOOL_BUILDERS)
-    if ctx.scoring:
-        builders += SCORER_BUILDERS
+    """Tool servers, scorer servers when the run has scorers (the rollout servers instead of
+    both for a `spec.rollout` run), and the inference server when the run manages one."""
+    if ctx.spec.rollout is not None:
+        builders = list(ROLLOUT_SERVER_BUILDERS)
+    else:
+        builders = list(TOOL_BUILDERS)
+        if ctx.scoring:
+            builders += SCORER_BUILDERS
     if ctx.spec.model.serve is not None:
         builders += INFERENCE_BUILDERS
     return builders
@@ -82,6 +101,24 @@ def builders_for_phase(ctx: RunContext, phase: str | None = None) -> list[Builde
     if phase in Phase.ALL:
         return []
     raise ValueError(f"unknown phase {phase!r}; expected one of {', '.join(Phase.ALL)}")
+
+
+def user_code_servers(ctx: RunContext) -> list[tuple[str, str]]:
+    """(component, what it is) of the user-code servers that must be ready before workers
+    start: the rollout servers of a `spec.rollout` run, else the tools and any scorers."""
+    if ctx.spec.rollout is not None:
+        return [(ROLLOUT_SERVER, "the rollout servers")]
+    servers = [(TOOLS, "the tool servers")]
+    if ctx.scoring:
+        servers.append((SCORERS, "the scorer servers"))
+    return servers
+
+
+def user_code_children(ctx: RunContext) -> list[dict[str, Any]]:
+    """The NetworkPolicies, Services and Deployments of `user_code_servers`."""
+    if ctx.spec.rollout is not None:
+        return [build(ctx) for build in ROLLOUT_SERVER_BUILDERS]
+    return [*tool_children(ctx), *scorer_children(ctx)]
 
 
 def tool_children(ctx: RunContext) -> list[dict[str, Any]]:
@@ -119,6 +156,7 @@ def long_running_children(run_name: str, uid: str) -> list[tuple[str, str, str]]
     tools = child_name(run_name, uid, TOOLS)
     scorers = child_name(run_name, uid, SCORERS)
     inference = child_name(run_name, uid, INFERENCE)
+    rollout_server = child_name(run_name, uid, ROLLOUT_SERVER)
     return [
         ("Deployment", tools, "apps/v1"),
         ("Service", tools, "v1"),
@@ -128,6 +166,9 @@ def long_running_children(run_name: str, uid: str) -> list[tuple[str, str, str]]
         ("NetworkPolicy", scorers, "networking.k8s.io/v1"),
         ("Deployment", inference, "apps/v1"),
         ("Service", inference, "v1"),
+        ("Deployment", rollout_server, "apps/v1"),
+        ("Service", rollout_server, "v1"),
+        ("NetworkPolicy", rollout_server, "networking.k8s.io/v1"),
     ]
 
 
@@ -144,6 +185,9 @@ __all__ = [
     "build_inference_service",
     "build_inspect_job",
     "build_inspect_network_policy",
+    "build_rollout_server_deployment",
+    "build_rollout_server_network_policy",
+    "build_rollout_server_service",
     "build_scorers_deployment",
     "build_scorers_network_policy",
     "build_scorers_service",
@@ -160,4 +204,6 @@ __all__ = [
     "pod_security_violations",
     "scorer_children",
     "tool_children",
+    "user_code_children",
+    "user_code_servers",
 ]

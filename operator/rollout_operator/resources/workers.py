@@ -28,6 +28,8 @@ from rollout_operator.resources.pod_template import (
     storage_env,
     unpack_bundle_container,
 )
+from rollout_operator.resources.rollout_server import worker_env as rollout_worker_env
+from rollout_operator.resources.rollout_server import worker_ports
 
 WORKER_CONTAINER = "worker"
 
@@ -37,9 +39,10 @@ def worker_container(ctx: RunContext) -> dict[str, Any]:
         ctx,
         name=WORKER_CONTAINER,
         command=["rolloutctl", "work"],
-        env=[*model_env(ctx), *judge_env(ctx), *storage_env(ctx)],
+        env=[*model_env(ctx), *judge_env(ctx), *storage_env(ctx), *rollout_worker_env(ctx)],
         resources=sandbox_resources(ctx, ctx.spec.workers.resources),
         workspace_read_only=True,
+        extra=worker_ports(ctx),
     )
 
 

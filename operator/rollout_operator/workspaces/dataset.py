@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rollout_operator.runtime.dataset import BadRow
 from rollout_operator.workspaces.errors import WorkspaceError
 
 FORMATS = (".jsonl", ".csv", ".parquet")
@@ -99,6 +100,22 @@ def load_rows(path: Path, *, limit: int | None, rows: list[int] | None
         offsets = list(range(total if limit is None else min(limit, total)))
     selected = [_row(position, offset, raw[offset]) for position, offset in enumerate(offsets)]
     return selected, total
+
+
+def iter_window(path: Path, *, offset: int, limit: int | None, source: str
+                ) -> Iterator[EvalRow | BadRow]:
+    """The rows of a RolloutRun's dataset window read as `eval run` reads them (the 0.3 rules:
+    optional system prompt, `ground_truth` or `label`, `metadata`); a row that breaks them is a
+    `BadRow` naming `source` and its position. `row_index` is the row's offset in the file."""
+    for index, raw in enumerate(_raw_rows(path)):
+        if index < offset:
+            continue
+        if limit is not None and index >= offset + limit:
+            return
+        try:
+            yield _row(index, index, raw)
+        except WorkspaceError as exc:
+            yield BadRow(index, str(exc).removeprefix(f"row {index}: "), source=source)
 
 
 def _raw_rows(path: Path) -> Iterator[dict[str, Any]]:
