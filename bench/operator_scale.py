@@ -67,6 +67,7 @@ from tests.k8s.server import EmulatedCluster, wait_for  # noqa: E402
 
 from rollout_operator.resources.context import (  # noqa: E402
     COMPONENT_LABEL,
+    INSPECT,
     RUN_UID_LABEL,
     SYNC,
     TOOLS,
@@ -88,6 +89,8 @@ SYNC_REPORT = {
     "ok": True,
     "commit": "0123456789abcdef0123456789abcdef01234567",
     "bundle": "s3://bench-runs/bundles/0123456789abcdef-00000000.tar.gz",
+    "bundleFetchURL": "https://s3.example.com/bench-runs/bundles/0123456789abcdef-00000000.tar.gz"
+                      "?X-Amz-Signature=bench",
     "reused": True,
     "depsHash": "00000000",
     "tools": ["add", "multiply"],
@@ -97,20 +100,29 @@ SYNC_REPORT = {
     "workItems": 400,
     "problems": [],
 }
+INSPECTION_REPORT = {
+    "version": 1,
+    "tools": ["add", "multiply"],
+    "scorers": ["reward_fn.compute_reward:numbers_match_reward"],
+    "fastmcpVersion": "2.12.4",
+    "problems": [],
+}
 
 
 class NoProcessRunner:
-    """A Job runner that starts no process: sync reports success, workers run until killed."""
+    """A Job runner that starts no process: sync and inspection report success, workers run
+    until killed."""
 
     async def run(self, run: ContainerRun) -> int:
         labels = (run.job.get("metadata") or {}).get("labels") or {}
         component = labels.get(COMPONENT_LABEL)
         init_names = {c.get("name") for c in (run.pod.get("spec") or {}).get("initContainers")
                       or []}
-        if component == SYNC:
-            run.termination_message_path.write_text(json.dumps(SYNC_REPORT))
-            return 0
         if run.container.get("name") in init_names:
+            return 0
+        if component in (SYNC, INSPECT):
+            report = SYNC_REPORT if component == SYNC else INSPECTION_REPORT
+            run.termination_message_path.write_text(json.dumps(report))
             return 0
         await asyncio.Event().wait()  # a worker: busy until the pod is killed
         return 0

@@ -253,6 +253,10 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
         if as_table:
             return _json(tables.table(rtype, [_at_version(i, rtype, version) for i in items],
                                       str(rv), include_object=include_object))
+        if _metadata_only(request):
+            return _json({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                          "metadata": {"resourceVersion": str(rv)},
+                          "items": [_partial(item) for item in items]})
         return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version_for(version),
                       "metadata": {"resourceVersion": str(rv)},
                       "items": [_at_version(item, rtype, version) for item in items]})
@@ -274,9 +278,8 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
             return _json(tables.table(rtype, [_at_version(obj, rtype, version)],
                                       obj["metadata"]["resourceVersion"],
                                       include_object=include_object))
-        if "as=PartialObjectMetadata" in _header(request, "accept"):
-            return _json({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                          "metadata": obj["metadata"]})
+        if _metadata_only(request):
+            return _json(_partial(obj))
         return _json(_at_version(obj, rtype, version))
     if verb == "update":
         body, _ = parse_body(request)
@@ -394,8 +397,9 @@ async def _watch(emulator: ClusterEmulator, request: kmock.Request, rtype: Resou
     deadline = loop.time() + timeout
     try:
         await response.prepare(request._raw_request)
+        metadata_only = _metadata_only(request)
         for change in initial:
-            await _send(response, change, matches, rtype, version)
+            await _send(response, change, matches, rtype, version, metadata_only)
         while (remaining := deadline - loop.time()) > 0:
             try:
                 next_change = await asyncio.wait_for(queue.get(), remaining)
@@ -406,7 +410,7 @@ async def _watch(emulator: ClusterEmulator, request: kmock.Request, rtype: Resou
             if next_change.rv <= last_rv:
                 continue
             last_rv = next_change.rv
-            await _send(response, next_change, matches, rtype, version)
+            await _send(response, next_change, matches, rtype, version, metadata_only)
         await response.write_eof()
     except (ConnectionError, aiohttp.ClientConnectionResetError):
         pass
@@ -416,11 +420,23 @@ async def _watch(emulator: ClusterEmulator, request: kmock.Request, rtype: Resou
 
 
 async def _send(response: aiohttp.web.StreamResponse, change: Change,
-                matches: Callable[[Obj], bool], rtype: ResourceType, version: str) -> None:
+                matches: Callable[[Obj], bool], rtype: ResourceType, version: str,
+                metadata_only: bool = False) -> None:
     event_type = _event_type(change, matches)
     if event_type is not None:
-        await _write_event(response, {"type": event_type,
-                                      "object": _at_version(change.obj, rtype, version)})
+        shown = _partial(change.obj) if metadata_only else _at_version(change.obj, rtype,
+                                                                       version)
+        await _write_event(response, {"type": event_type, "object": shown})
+
+
+def _metadata_only(request: kmock.Request) -> bool:
+    """The client asked for `PartialObjectMetadata` (or a list of them): metadata, no data."""
+    return "as=PartialObjectMetadata" in _header(request, "accept")
+
+
+def _partial(obj: Obj) -> Obj:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj["metadata"]}
 
 
 async def _write_event(response: aiohttp.web.StreamResponse, event: Obj) -> None:

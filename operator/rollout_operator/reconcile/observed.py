@@ -224,8 +224,12 @@ def observe(
     children: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]] = (),
     secrets: Iterable[str] = (),
+    created: Iterable[tuple[str, str]] = (),
 ) -> Observed:
-    """Reduce listed children (Jobs, Deployments, Services, ...) and Job pods to `Observed`."""
+    """Reduce listed children (Jobs, Deployments, Services, ...) and Job pods to `Observed`.
+
+    `created` names (kind, name) of children just created that the list does not show yet:
+    they are present (nothing creates them again) though nothing is known of their state."""
     pods_by_job: dict[str, list[Mapping[str, Any]]] = {}
     server_pods: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
@@ -237,7 +241,7 @@ def observe(
             server_pods.setdefault(str(labels.get(COMPONENT_LABEL, "")), []).append(pod)
     jobs: dict[str, JobState] = {}
     deployments: dict[str, DeploymentState] = {}
-    present: set[tuple[str, str]] = set()
+    present: set[tuple[str, str]] = set(created)
     for child in children:
         metadata = child.get("metadata") or {}
         if metadata.get("deletionTimestamp"):
