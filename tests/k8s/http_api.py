@@ -35,9 +35,10 @@ _NAMESPACE_SUBRESOURCES = ("status", "finalize")  # /namespaces/NAME/<these> is 
 _DEFAULT_WATCH_TIMEOUT = 1800.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class ApiCall:
-    """One request to a resource, in the terms of an RBAC rule."""
+    """One request to a resource, in the terms of an RBAC rule, and the status code of its
+    answer once it is known (a watch's once it started)."""
 
     verb: str
     group: str
@@ -48,6 +49,7 @@ class ApiCall:
     name: str | None
     user_agent: str = ""
     accept: str = ""
+    status: int | None = None
 
     @property
     def rbac_resource(self) -> str:
@@ -238,10 +240,24 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
     }.get((method, name is not None))
     if verb is None:
         raise api_error(405, "MethodNotAllowed", f"{method} is not supported on this path")
-    emulator.calls.append(ApiCall(verb=verb, group=group, version=version, resource=plural,
-                                  subresource=subresource, namespace=namespace, name=name,
-                                  user_agent=_header(request, "user-agent"),
-                                  accept=_header(request, "accept")))
+    call = ApiCall(verb=verb, group=group, version=version, resource=plural,
+                   subresource=subresource, namespace=namespace, name=name,
+                   user_agent=_header(request, "user-agent"), accept=_header(request, "accept"))
+    emulator.calls.append(call)
+    try:
+        response = await _answer(emulator, request, target, rtype, verb, params)
+    except kmock.KubernetesError as exc:
+        call.status = exc.status
+        raise
+    call.status = response.status
+    return response
+
+
+async def _answer(emulator: ClusterEmulator, request: kmock.Request, target: ResourcePath,
+                  rtype: ResourceType, verb: str,
+                  params: dict[str, str]) -> aiohttp.web.StreamResponse:
+    group, version, namespace = target.group, target.version, target.namespace
+    plural, name, subresource = target.plural, target.name, target.subresource
     dry_run = "All" in params.get("dryRun", "")
     if verb == "watch":
         return await _watch(emulator, request, rtype, version, namespace, name, params)

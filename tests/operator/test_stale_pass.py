@@ -176,7 +176,7 @@ def test_a_stale_pass_neither_overwrites_a_newer_status_nor_duplicates_a_child(
     assert _children(cluster, uid) == children
     assert announced == ["Syncing", "Inspecting"]
     verbs = [(c.verb, c.resource) for c in cluster.emulator.calls[calls + 1:]]
-    assert verbs == [("patch", "rolloutruns"), ("get", "rolloutruns"), ("list", "jobs"),
+    assert verbs == [("patch", "rolloutruns"), ("list", "rolloutruns"), ("list", "jobs"),
                      ("list", "deployments"), ("list", "services"), ("list", "networkpolicies"),
                      ("list", "pods")]  # a 409, then read again: nothing to write or create
 

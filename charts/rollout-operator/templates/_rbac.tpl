@@ -6,7 +6,7 @@ What the operator does in a namespace whose runs it serves.
 # run once its ttlSecondsAfterFinished has passed.
 - apiGroups: ["rollouts.dev"]
   resources: ["rolloutruns"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: ["rollouts.dev"]
   resources: ["rolloutruns/status"]
   verbs: ["patch"]
