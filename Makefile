@@ -21,8 +21,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two pytest workers, each taking whole test files (tests use free loopback ports, their own
+# temporary directories and a kubeconfig per process).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/run_all.py
