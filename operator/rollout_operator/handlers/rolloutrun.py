@@ -140,10 +140,20 @@ def reconcile(uid: str, memo: kopf.Memo, logger: kopf.Logger | logging.Logger, t
                     metrics.observe_run(run.uid, decision.status)
                 return
             with kopf_errors(f"reading {run.namespace}/{run.name}"):
-                current = api.get_run(run.namespace, run.name)
-            listed = True
+                fresh = api.get_run(run.namespace, run.name)
+            # Only metadata moved (Kopf's own annotations): the same decision, onto the new
+            # version. Else the indexes may lag behind the status too: list the children.
+            listed = listed or fresh is None or _decided_on(fresh) != _decided_on(current)
+            current = fresh
         raise kopf.TemporaryError(f"the status of {uid} kept changing under the operator",
                                   delay=1)
+
+
+def _decided_on(run: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a run object a decision depends on."""
+    metadata = run.get("metadata") or {}
+    return (run.get("spec"), run.get("status"), metadata.get("generation"),
+            metadata.get("deletionTimestamp"))
 
 
 def _observe(memo: kopf.Memo, memory: RunMemory, indexes: Indexes, run: RunObject,
@@ -162,7 +172,16 @@ def _observe(memo: kopf.Memo, memory: RunMemory, indexes: Indexes, run: RunObjec
     secrets: SecretNames = memo.secrets
     with kopf_errors(f"reading the Secrets of {run.namespace}/{run.name}"):
         existing = secrets.existing(run.namespace, secret_names_in(run.spec))
-    return observe(children, pods, existing, created=memory.not_yet_seen(seen))
+    created = memory.not_yet_seen(seen)
+    observed = observe(children, pods, existing, created=created)
+    if not listed and any((job.complete or job.failed_terminal) and not job.messages
+                          for job in observed.jobs.values()):
+        # A finished Job whose pods' reports are not in the index yet (the pod watch runs
+        # behind the Job watch): read them, rather than take the Job for one without a report.
+        with kopf_errors(f"listing the pods of {run.namespace}/{run.name}"):
+            pods = memo.api.list_pods(run.namespace, run.uid)
+        observed = observe(children, pods, existing, created=created)
+    return observed
 
 
 def act(api: KubeApi, memory: RunMemory, run: RunObject, current: dict[str, Any],
