@@ -2,8 +2,8 @@
 
 A reconcile pass reads a run and what it owns from here instead of asking the API server: the
 watches keep them current, and Kopf fills every index before any other handler runs. Each entry
-is keyed by the run's uid (children and pods carry it as a label). Pods are kept in part: the
-metadata and status that decisions read, not their spec.
+is keyed by the run's uid (children and pods carry it as a label). Children and pods are kept
+in part: the metadata, spec fields and status that decisions read, not their pod templates.
 """
 
 from __future__ import annotations
@@ -21,9 +21,19 @@ Object = Mapping[str, Any]
 CHILD = {RUN_UID_LABEL: kopf.PRESENT}
 
 
+METADATA = ("name", "namespace", "uid", "labels", "creationTimestamp", "deletionTimestamp",
+            "resourceVersion")
+SPEC = {"Job": ("completions", "suspend", "completionMode"), "Deployment": ("replicas",)}
+"""The parts of a child's spec that decisions read (reconcile/observed.py); the rest (pod
+templates above all) is not kept."""
+
+
 def _owned(body: kopf.Body, api_version: str, kind: str) -> dict[str, Any]:
     labels = body.metadata.get("labels") or {}
-    return {str(labels[RUN_UID_LABEL]): {**dict(body), "apiVersion": api_version, "kind": kind}}
+    spec = {key: body.spec[key] for key in SPEC.get(kind, ()) if key in body.spec}
+    return {str(labels[RUN_UID_LABEL]): {
+        "apiVersion": api_version, "kind": kind, "spec": spec, "status": dict(body.status),
+        "metadata": {key: body.metadata.get(key) for key in METADATA}}}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -54,8 +64,7 @@ def network_policy_index(body: kopf.Body, **_: Any) -> dict[str, Any]:
 @kopf.index("", "v1", "pods", labels=CHILD)
 def pod_index(body: kopf.Body, **_: Any) -> dict[str, Any]:
     labels = body.metadata.get("labels") or {}
-    metadata = {key: body.metadata.get(key) for key in ("name", "namespace", "labels",
-                                                        "creationTimestamp", "uid")}
+    metadata = {key: body.metadata.get(key) for key in METADATA}
     return {str(labels[RUN_UID_LABEL]): {"metadata": metadata, "status": dict(body.status)}}
 
 
