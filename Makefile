@@ -21,10 +21,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# Two pytest workers, each taking whole test files (tests use free loopback ports, their own
+# Two pytest workers sharing out the tests (tests use free loopback ports, their own
 # temporary directories and a kubeconfig per process).
 test: lint
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist load
 
 bench: install
 	$(BIN)/python bench/run_all.py
