@@ -31,8 +31,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two pytest workers sharing out the tests (tests use free loopback ports, their own
+# temporary directories and a kubeconfig per process).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist load
 
 bench: install
 	$(BIN)/python bench/run_all.py

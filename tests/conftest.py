@@ -16,7 +16,7 @@ from tests.support.scripted_model import ScriptedModelServer
 # Before anything imports `kubernetes`: $KUBECONFIG names the emulated cluster, never a real one.
 use_test_kubeconfig()
 
-pytest_plugins = ["tests.k8s.fixtures", "tests.operator.fixtures"]
+pytest_plugins = ["tests.support.s3", "tests.k8s.fixtures", "tests.operator.fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -177,7 +177,7 @@ class PodController(_Controller):
         self._scheduled: set[str] = set()
 
     def reconcile(self) -> None:
-        for pod in self.emulator.list_objects("v1/pods"):
+        for pod in self.emulator.peek_objects("v1/pods"):
             uid = pod["metadata"]["uid"]
             if _owner_kind(pod) == "Job" or uid in self._scheduled:
                 continue
@@ -219,11 +219,15 @@ class DeploymentController(_Controller):
     watches = ("apps/v1/deployments", "v1/pods")
 
     def reconcile(self) -> None:
-        for deployment in self.emulator.list_objects("apps/v1/deployments"):
+        owned: dict[str, list[Obj]] = {}
+        for pod in self.emulator.peek_objects("v1/pods"):
+            for ref in pod["metadata"].get("ownerReferences") or []:
+                owned.setdefault(ref.get("uid"), []).append(pod)
+        for deployment in self.emulator.peek_objects("apps/v1/deployments"):
             with contextlib.suppress(kmock.KubernetesError):
-                self._reconcile(deployment)
+                self._reconcile(deployment, owned.get(deployment["metadata"]["uid"], []))
 
-    def _reconcile(self, deployment: Obj) -> None:
+    def _reconcile(self, deployment: Obj, owned: list[Obj]) -> None:
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
         if meta.get("deletionTimestamp") or spec.get("paused"):
             return
@@ -231,7 +235,7 @@ class DeploymentController(_Controller):
         template = spec.get("template") or {}
         encoded = json.dumps(template, sort_keys=True).encode()
         template_hash = hashlib.sha256(encoded).hexdigest()[:10]
-        pods = [pod for pod in self.emulator.list_objects("v1/pods", namespace)
+        pods = [pod for pod in owned
                 if _owned_by(pod, uid) and not pod["metadata"].get("deletionTimestamp")]
         current = [p for p in pods if p["metadata"].get("labels", {}).get("pod-template-hash")
                    == template_hash]
@@ -388,7 +392,7 @@ class JobController(_Controller):
 
     def reconcile(self) -> None:
         live = set()
-        for job in self.emulator.list_objects("batch/v1/jobs"):
+        for job in self.emulator.peek_objects("batch/v1/jobs"):
             live.add(job["metadata"]["uid"])
             with contextlib.suppress(kmock.KubernetesError):
                 self._reconcile(job)
@@ -602,7 +606,7 @@ class JobController(_Controller):
         self._write_status(job, state, conditions, completed=reason is None)
 
     def _write_status_of(self, job_uid: str) -> None:
-        for job in self.emulator.list_objects("batch/v1/jobs"):
+        for job in self.emulator.peek_objects("batch/v1/jobs"):
             if job["metadata"]["uid"] == job_uid:
                 self._write_status(job, self._jobs[job_uid])
 

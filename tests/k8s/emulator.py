@@ -185,6 +185,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             objects = self._objects_of(rtype, namespace)
             return [copy.deepcopy(obj) for obj in objects if matches(obj)]
 
+    def peek_objects(self, resource: str | ResourceType,
+                     namespace: str | None = None) -> list[Obj]:
+        """The stored objects themselves, ordered by namespace and name, for readers that never
+        change them (the fake controllers' passes): no copy, so a pass over many objects stays
+        cheap. A write stores a new object, so one read here is never changed underneath."""
+        rtype = self.resource_type(resource)
+        with self._mutex:
+            return self._objects_of(rtype, namespace)
+
     def _objects_of(self, rtype: ResourceType, namespace: str | None) -> list[Obj]:
         items = self._store[rtype.key].items()
         ordered = sorted(items, key=lambda item: (item[0][0] or "", item[0][1]))

@@ -35,9 +35,10 @@ _NAMESPACE_SUBRESOURCES = ("status", "finalize")  # /namespaces/NAME/<these> is 
 _DEFAULT_WATCH_TIMEOUT = 1800.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class ApiCall:
-    """One request to a resource, in the terms of an RBAC rule."""
+    """One request to a resource, in the terms of an RBAC rule, and the status code of its
+    answer once it is known (a watch's once it started)."""
 
     verb: str
     group: str
@@ -48,6 +49,7 @@ class ApiCall:
     name: str | None
     user_agent: str = ""
     accept: str = ""
+    status: int | None = None
 
     @property
     def rbac_resource(self) -> str:
@@ -238,10 +240,24 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
     }.get((method, name is not None))
     if verb is None:
         raise api_error(405, "MethodNotAllowed", f"{method} is not supported on this path")
-    emulator.calls.append(ApiCall(verb=verb, group=group, version=version, resource=plural,
-                                  subresource=subresource, namespace=namespace, name=name,
-                                  user_agent=_header(request, "user-agent"),
-                                  accept=_header(request, "accept")))
+    call = ApiCall(verb=verb, group=group, version=version, resource=plural,
+                   subresource=subresource, namespace=namespace, name=name,
+                   user_agent=_header(request, "user-agent"), accept=_header(request, "accept"))
+    emulator.calls.append(call)
+    try:
+        response = await _answer(emulator, request, target, rtype, verb, params)
+    except kmock.KubernetesError as exc:
+        call.status = exc.status
+        raise
+    call.status = response.status
+    return response
+
+
+async def _answer(emulator: ClusterEmulator, request: kmock.Request, target: ResourcePath,
+                  rtype: ResourceType, verb: str,
+                  params: dict[str, str]) -> aiohttp.web.StreamResponse:
+    group, version, namespace = target.group, target.version, target.namespace
+    plural, name, subresource = target.plural, target.name, target.subresource
     dry_run = "All" in params.get("dryRun", "")
     if verb == "watch":
         return await _watch(emulator, request, rtype, version, namespace, name, params)
@@ -253,6 +269,10 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
         if as_table:
             return _json(tables.table(rtype, [_at_version(i, rtype, version) for i in items],
                                       str(rv), include_object=include_object))
+        if _metadata_only(request):
+            return _json({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                          "metadata": {"resourceVersion": str(rv)},
+                          "items": [_partial(item) for item in items]})
         return _json({"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version_for(version),
                       "metadata": {"resourceVersion": str(rv)},
                       "items": [_at_version(item, rtype, version) for item in items]})
@@ -274,9 +294,8 @@ async def _resource_request(emulator: ClusterEmulator, request: kmock.Request,
             return _json(tables.table(rtype, [_at_version(obj, rtype, version)],
                                       obj["metadata"]["resourceVersion"],
                                       include_object=include_object))
-        if "as=PartialObjectMetadata" in _header(request, "accept"):
-            return _json({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                          "metadata": obj["metadata"]})
+        if _metadata_only(request):
+            return _json(_partial(obj))
         return _json(_at_version(obj, rtype, version))
     if verb == "update":
         body, _ = parse_body(request)
@@ -394,8 +413,9 @@ async def _watch(emulator: ClusterEmulator, request: kmock.Request, rtype: Resou
     deadline = loop.time() + timeout
     try:
         await response.prepare(request._raw_request)
+        metadata_only = _metadata_only(request)
         for change in initial:
-            await _send(response, change, matches, rtype, version)
+            await _send(response, change, matches, rtype, version, metadata_only)
         while (remaining := deadline - loop.time()) > 0:
             try:
                 next_change = await asyncio.wait_for(queue.get(), remaining)
@@ -406,7 +426,7 @@ async def _watch(emulator: ClusterEmulator, request: kmock.Request, rtype: Resou
             if next_change.rv <= last_rv:
                 continue
             last_rv = next_change.rv
-            await _send(response, next_change, matches, rtype, version)
+            await _send(response, next_change, matches, rtype, version, metadata_only)
         await response.write_eof()
     except (ConnectionError, aiohttp.ClientConnectionResetError):
         pass
@@ -416,11 +436,23 @@ async def _watch(emulator: ClusterEmulator, request: kmock.Request, rtype: Resou
 
 
 async def _send(response: aiohttp.web.StreamResponse, change: Change,
-                matches: Callable[[Obj], bool], rtype: ResourceType, version: str) -> None:
+                matches: Callable[[Obj], bool], rtype: ResourceType, version: str,
+                metadata_only: bool = False) -> None:
     event_type = _event_type(change, matches)
     if event_type is not None:
-        await _write_event(response, {"type": event_type,
-                                      "object": _at_version(change.obj, rtype, version)})
+        shown = _partial(change.obj) if metadata_only else _at_version(change.obj, rtype,
+                                                                       version)
+        await _write_event(response, {"type": event_type, "object": shown})
+
+
+def _metadata_only(request: kmock.Request) -> bool:
+    """The client asked for `PartialObjectMetadata` (or a list of them): metadata, no data."""
+    return "as=PartialObjectMetadata" in _header(request, "accept")
+
+
+def _partial(obj: Obj) -> Obj:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj["metadata"]}
 
 
 async def _write_event(response: aiohttp.web.StreamResponse, event: Obj) -> None:

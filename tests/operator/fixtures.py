@@ -1,5 +1,10 @@
 """The `harness` fixture: an emulated cluster with the CRD, S3, tools, a model and a running
-`rolloutctl operator` process (used by the operator and the local-versus-operator tests)."""
+`rolloutctl operator` process (used by the operator and the local-versus-operator tests).
+
+The servers that hold no state of a run are started once per session: moto's S3 (each harness
+takes a bucket of its own) and the calculator's tool and scorer servers behind their router.
+The cluster and the operator process are new for each test.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +19,19 @@ from tests.support.s3 import S3Server
 from tests.support.scripted_model import ScriptedModelServer
 
 
+@pytest.fixture(scope="session")
+def calculator_services() -> Iterator[str]:
+    """The calculator's tool and scorer servers, as a run's pods reach its Services."""
+    with services() as services_url:
+        yield services_url
+
+
 @pytest.fixture
 def harness(k8s_cluster: EmulatedCluster, scripted_model: ScriptedModelServer,
-            tmp_path: Path) -> Iterator[Harness]:
-    with S3Server() as s3, services() as services_url:
-        h = Harness(k8s_cluster, s3, scripted_model.base_url, services_url, tmp_path)
-        h.operator.start()
-        try:
-            yield h
-        finally:
-            h.operator.stop()
+            s3_server: S3Server, calculator_services: str, tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(k8s_cluster, s3_server, scripted_model.base_url, calculator_services, tmp_path)
+    h.operator.start()
+    try:
+        yield h
+    finally:
+        h.operator.stop()

@@ -6,7 +6,7 @@ What the operator does in a namespace whose runs it serves.
 # run once its ttlSecondsAfterFinished has passed.
 - apiGroups: ["rollouts.dev"]
   resources: ["rolloutruns"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: ["rollouts.dev"]
   resources: ["rolloutruns/status"]
   verbs: ["patch"]
@@ -20,18 +20,19 @@ What the operator does in a namespace whose runs it serves.
   verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["list", "create", "delete"]
-# Pods of a run's Jobs: their termination reports and failure reasons.
+  verbs: ["list", "watch", "create", "delete"]
+# Pods of a run's Jobs and servers: their termination reports and failure reasons.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
-# Whether the Secrets a run references exist (their data is never read into the operator's state).
+  verbs: ["list", "watch"]
+# Whether the Secrets a run references exist: their metadata is listed and watched
+# (PartialObjectMetadata), their data never reaches the operator.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 # Milestone Events on runs.
 - apiGroups: [""]
   resources: ["events"]

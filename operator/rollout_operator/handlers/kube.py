@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from rollout_operator import __version__
-from rollout_operator.api.constants import GROUP, PLURAL, VERSION
+from rollout_operator.api.constants import GROUP, KIND, PLURAL, VERSION
 from rollout_operator.resources.context import RUN_UID_LABEL
 from rollout_operator.resources.placement import KUEUE_JOB_UID_LABEL, KUEUE_WORKLOADS_PATH
 
@@ -35,6 +35,8 @@ _PATHS: dict[tuple[str, str], str] = {
 CHILD_KINDS = tuple(_PATHS)
 # Ask for an object's metadata only (a PartialObjectMetadata): no data, no spec, no status.
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_LIST = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+                 "application/json")
 # How the operator's own requests name themselves to the API server (audit logs); Kopf's carry
 # its own agent.
 USER_AGENT = f"rollout-operator/{__version__}"
@@ -62,6 +64,16 @@ def _api_message(exc: ApiException) -> str:
         return str(json.loads(exc.body or "{}").get("message") or exc.reason)
     except ValueError:
         return str(exc.reason)
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from (line for line in complete if line.strip())
+    if pending.strip():
+        yield pending
 
 
 def _default_client() -> client.ApiClient:
@@ -97,6 +109,32 @@ class KubeApi:
                                http_resp=response, body=text)
         return json.loads(text) if text else None
 
+    def stream_lines(self, path: str, query: list[tuple[str, str]], accept: str,
+                     timeout: float) -> Iterator[bytes]:
+        """GET `path` and yield its answer line by line as it arrives (a watch)."""
+        _, url, headers, _, _ = self.api.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": accept},
+            auth_settings=["BearerToken"])
+        response = self.api.call_api("GET", url, header_params=headers,
+                                     _request_timeout=timeout)
+        if response.status >= 400:
+            text = response.read()  # type: ignore[no-untyped-call]
+            raise ApiException(status=response.status, reason=response.reason,
+                               http_resp=response, body=text)
+        raw = response.response
+        try:
+            yield from _lines(raw.stream(2**16, decode_content=True))
+        finally:
+            raw.release_conn()
+
+    def secret_names(self, namespace: str) -> tuple[set[str], str]:
+        """The names of the Secrets in `namespace` and the list's resourceVersion; metadata
+        only."""
+        listed = self._call("GET", f"/api/v1/namespaces/{namespace}/secrets",
+                            accept=METADATA_LIST)
+        names = {str(item["metadata"]["name"]) for item in listed.get("items") or []}
+        return names, str((listed.get("metadata") or {}).get("resourceVersion") or "")
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         """Create the object `body` under the collection `path`."""
         return self._call("POST", path, body=body)
@@ -129,23 +167,9 @@ class KubeApi:
             raise
         return list(listed.get("items") or [])
 
-    def existing_secrets(self, namespace: str, names: list[str]) -> set[str]:
-        """Which of `names` exist. Only their metadata is asked for: the API server never sends
-        the operator a Secret's data."""
-        found = set()
-        for name in names:
-            try:
-                self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}",
-                           accept=METADATA_ONLY)
-            except ApiException as exc:
-                if exc.status == 404:
-                    continue
-                raise
-            found.add(name)
-        return found
-
     def create(self, namespace: str, manifest: dict[str, Any]) -> bool:
-        """Create a child; an existing one (409) counts as success. True when created."""
+        """Create a child; one that exists already (409 AlreadyExists: children have
+        deterministic names) counts as success and is not tried again. True when created."""
         path = _PATHS[(manifest["apiVersion"], manifest["kind"])].format(ns=namespace)
         try:
             self.post(path, manifest)
@@ -168,23 +192,25 @@ class KubeApi:
         self._call("PATCH", path, body=patch, content_type="application/merge-patch+json")
 
     def patch_run_status(self, namespace: str, name: str, status: dict[str, Any],
-                         resource_version: str | None = None) -> None:
+                         resource_version: str | None = None) -> dict[str, Any]:
         """Merge `status`; with `resource_version`, only onto that version of the run (409 if
-        it changed since)."""
+        it changed since). The run as patched."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        self._call("PATCH", path, body=body, content_type="application/merge-patch+json")
+        return dict(self._call("PATCH", path, body=body,
+                               content_type="application/merge-patch+json") or {})
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-        try:
-            return dict(self._call("GET", path))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        """The run as the API server has it now; None if there is none. Read with a list by
+        name, which the operator's watch permissions cover (it never needs `get`)."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        listed = self._call("GET", path, query=[("fieldSelector", f"metadata.name={name}")])
+        items = listed.get("items") or []
+        if not items:
+            return None
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, **items[0]}
 
     def delete_run(self, namespace: str, name: str) -> None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"

@@ -253,9 +253,13 @@ def observe(
     pods: Iterable[Mapping[str, Any]] = (),
     secrets: Iterable[str] = (),
     workloads: Iterable[Mapping[str, Any]] = (),
+    created: Iterable[tuple[str, str]] = (),
 ) -> Observed:
     """Reduce listed children (Jobs, Deployments, Services, ...), their pods and the Kueue
-    Workloads of their Jobs to `Observed`."""
+    Workloads of their Jobs to `Observed`.
+
+    `created` names (kind, name) of children just created that the list does not show yet:
+    they are present (nothing creates them again) though nothing is known of their state."""
     admission: dict[str, str] = {}
     for workload in workloads:
         job_uid = ((workload.get("metadata") or {}).get("labels") or {}).get(KUEUE_JOB_UID_LABEL)
@@ -272,7 +276,7 @@ def observe(
             server_pods.setdefault(str(labels.get(COMPONENT_LABEL, "")), []).append(pod)
     jobs: dict[str, JobState] = {}
     deployments: dict[str, DeploymentState] = {}
-    present: set[tuple[str, str]] = set()
+    present: set[tuple[str, str]] = set(created)
     for child in children:
         metadata = child.get("metadata") or {}
         if metadata.get("deletionTimestamp"):

@@ -1,0 +1,83 @@
+"""What this operator process wrote and its watches may not show yet.
+
+The indexes follow the API server a little behind. A pass right after another one would read
+the run without the status just written (its patch would then meet a 409) and its children
+without the ones just created (it would try to create them again). So each run remembers the
+run as its last status patch returned it, with the version that patch was made onto, and the
+children created since; what the watch has caught up with is forgotten.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+EXPECTATION_SECONDS = 120.0
+"""How long a created child counts as present without the watch showing it (after that, the
+indexes are believed again: a child deleted meanwhile is created anew)."""
+
+
+def _version(obj: Mapping[str, Any] | None) -> str | None:
+    value = ((obj or {}).get("metadata") or {}).get("resourceVersion")
+    return str(value) if value is not None else None
+
+
+@dataclass
+class RunMemory:
+    """One run's: the lock its passes take in turn, its last written version, its children
+    created but not yet seen."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    written: dict[str, Any] | None = None
+    written_onto: str | None = None
+    """resourceVersion the last status patch was made onto."""
+    created: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(kind, name) -> when this process created it."""
+
+    def latest(self, indexed: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The run as the index has it, or as this process last wrote it while the index still
+        has the version that write replaced (any other version is newer than both)."""
+        if indexed is None or self.written is None:
+            return indexed
+        if _version(indexed) == self.written_onto:
+            return self.written
+        self.written = self.written_onto = None  # the watch has caught up (or moved past)
+        return indexed
+
+    def wrote(self, onto: str | None, result: dict[str, Any] | None) -> None:
+        self.written, self.written_onto = (result, onto) if result and onto else (None, None)
+
+    def created_now(self, kind: str, name: str) -> None:
+        self.created[(kind, name)] = time.monotonic()
+
+    def deleted(self, kind: str, name: str) -> None:
+        self.created.pop((kind, name), None)
+
+    def not_yet_seen(self, seen: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+        """Children created here that the index does not show yet; the ones it shows (or that
+        were created too long ago) are forgotten."""
+        now = time.monotonic()
+        seen = set(seen)
+        for key, when in list(self.created.items()):
+            if key in seen or now - when > EXPECTATION_SECONDS:
+                del self.created[key]
+        return frozenset(self.created)
+
+
+class Memories:
+    """RunMemory by run uid, for the whole operator process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunMemory] = {}
+
+    def of(self, uid: str) -> RunMemory:
+        with self._lock:
+            return self._runs.setdefault(uid, RunMemory())
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._runs.pop(uid, None)
