@@ -60,6 +60,8 @@ def test_secret_names_follow_the_namespace_and_never_receive_secret_data(
     assert SECRET_VALUE not in repr(answer)
     full = api._call("GET", "/api/v1/namespaces/default/secrets/absent")
     assert full["data"] == {"api-key": SECRET_VALUE}  # control: a plain GET would carry it
+    listed = api._call("GET", "/api/v1/namespaces/default/secrets")
+    assert SECRET_VALUE in repr(listed)  # control: so would a plain list
 
 
 def test_workloads_are_listed_by_job_uid_and_none_without_kueue(
@@ -74,5 +76,3 @@ def test_workloads_are_listed_by_job_uid_and_none_without_kueue(
             "metadata": {"name": name, "labels": {"kueue.x-k8s.io/job-uid": uid}}}, "default")
     listed = api.list_workloads("default", "job-uid-1")
     assert [w["metadata"]["name"] for w in listed] == ["mine"]
-    listed = api._call("GET", "/api/v1/namespaces/default/secrets")
-    assert SECRET_VALUE in repr(listed)  # control: so would a plain list
