@@ -176,6 +176,33 @@ def _row(label: str, measured: dict[str, Measured]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _targets(large: dict[str, Measured], latent: dict[str, Measured],
+             startup: dict[str, Measured], marginal_ms: float, run_over_eval: float) -> list[str]:
+    """Each goal beside what was measured (wall ratios depend on the machine's load)."""
+
+    def ratio(case: dict[str, Measured], attribute: str) -> float:
+        return case["osmosis"].median(attribute) / case["rolloutctl"].median(attribute)
+
+    checks = [
+        ("wall, 0 ms, 5,000 rollouts, batch 64", ">= 10x", f"{ratio(large, 'wall_s'):.1f}x "
+         f"(CPU {ratio(large, 'cpu_s'):.1f}x)", ratio(large, "wall_s") >= 10),
+        ("marginal CPU per rollout", "<= 1.5 ms", f"{marginal_ms:.2f} ms", marginal_ms <= 1.5),
+        ("wall, 200 ms, 2,000 rollouts, batch 256", ">= 6x", f"{ratio(latent, 'wall_s'):.1f}x "
+         f"(CPU {ratio(latent, 'cpu_s'):.1f}x)", ratio(latent, "wall_s") >= 6),
+        ("start-up (`--help`)", "<= 0.3 s", f"{startup['rolloutctl'].median('wall_s'):.2f} s wall, "
+         f"{startup['rolloutctl'].median('cpu_s'):.2f} s CPU",
+         startup["rolloutctl"].median("wall_s") <= 0.3),
+        ("peak RSS at 5,000 rollouts", "<= 150 MB",
+         f"{large['rolloutctl'].median('rss_mb'):.0f} MB",
+         large["rolloutctl"].median("rss_mb") <= 150),
+        ("`rolloutctl run` wall / `rolloutctl eval` wall", "<= 1.2", f"{run_over_eval:.2f}",
+         run_over_eval <= 1.2),
+    ]
+    return ["| goal | target | measured | met |", "|---|---|---|---|",
+            *[f"| {goal} | {target} | {value} | {'yes' if met else 'no'} |"
+              for goal, target, value, met in checks], ""]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--osmosis", default="/tmp/ref/venv/bin/osmosis",
@@ -233,6 +260,8 @@ def main() -> int:
     local_cpu = statistics.median(s.cpu_s for s in local)
     local_rss = statistics.median(s.rss_mb for s in local)
     eval_wall = large["rolloutctl"].median("wall_s")
+    targets = _targets(large, latent, startup, ours_marginal, local_wall / eval_wall) \
+        if "osmosis" in tools and not args.quick else []
     report = "\n".join([
         "# `osmosis eval` 0.2.17 vs `rolloutctl eval`, whole process",
         "",
@@ -265,6 +294,7 @@ def main() -> int:
         f"rollouts at 0 ms: wall {local_wall:.2f}s, CPU {local_cpu:.2f}s, peak RSS "
         f"{local_rss:.0f} MB; {local_wall / eval_wall:.2f}x the wall of `rolloutctl eval`.",
         "",
+        *targets,
     ])
     if not args.quick:
         RESULTS.write_text(report, encoding="utf-8")
