@@ -1,9 +1,13 @@
 """The eval result cache: resume an interrupted `rolloutctl eval` without redoing finished runs.
 
 Layout, as `osmosis eval` keeps it: `<cache>/<model>/<dataset-stem>/<unix_ts>_<task_id>.json` in the
-results schema (status `in_progress` or `completed`). Beside it, `<same>.runs.jsonl` is an
-append-only journal flushed after every run, so a crash or Ctrl-C loses nothing; the JSON file is
-rewritten at most every few seconds and at the end, which keeps long evals O(n).
+results schema (status `in_progress` or `completed`), compact JSON as 0.2.17 writes it. Beside
+it, `<same>.runs.jsonl` is an append-only journal of finished runs, flushed every
+`_JOURNAL_FLUSH_RUNS` runs or `_JOURNAL_FLUSH_S` seconds, before every rewrite of the JSON file and
+when the cache is closed (Ctrl-C and SIGTERM close it), so an interrupted eval loses nothing and a
+killed process at most the last half second. The JSON file is rewritten at most every few seconds
+(less often while a rewrite costs more, so its cost stays a small share of the run) and at the
+end, which keeps long evals O(n).
 Task ids, fingerprints and folder names are computed exactly as 0.2.17 does
 (`eval_task_identity`), the lock is `<task_id>.lock` in the same folder and logged conversations
 go to `<same>.jsonl`, so `osmosis eval` and `rolloutctl eval` resume each other's tasks.
@@ -29,6 +33,10 @@ RunKey = tuple[int, int, str | None]
 
 RESULTS_VERSION = 1
 _WRITE_INTERVAL_S = 2.0
+_WRITE_SHARE = 0.02
+"""Periodic rewrites of the JSON file take at most this share of the wall time."""
+_JOURNAL_FLUSH_RUNS = 64
+_JOURNAL_FLUSH_S = 0.5
 
 
 def cache_root(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path:
@@ -74,6 +82,9 @@ class EvalCache:
     _journal: Any = None
     _samples: Any = None
     _last_write: float = 0.0
+    _write_interval: float = _WRITE_INTERVAL_S
+    _unflushed: int = 0
+    _last_flush: float = 0.0
 
     @property
     def path(self) -> Path:
@@ -160,13 +171,15 @@ class EvalCache:
                 self.runs[run_key(run)] = run
 
     def __enter__(self) -> EvalCache:
-        self._journal = self.journal_path.open("a", encoding="utf-8")
+        self._journal = self.journal_path.open("a", encoding="utf-8", buffering=1 << 16)
+        self._last_flush = time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
+        self.flush()
         for handle in (self._journal, self._samples):
             if handle is not None:
                 handle.close()
@@ -183,7 +196,7 @@ class EvalCache:
         """Record a finished run (and its conversation when samples are logged)."""
         self.runs[run_key(run)] = run
         self._journal.write(json.dumps(run) + "\n")
-        self._journal.flush()
+        self._unflushed += 1
         if messages is not None:
             if self._samples is None:
                 self._samples = self.samples_path.open("a", encoding="utf-8")
@@ -194,7 +207,18 @@ class EvalCache:
                 "messages": messages,
             }
             self._samples.write(json.dumps(sample) + "\n")
-            self._samples.flush()
+        if self._unflushed >= _JOURNAL_FLUSH_RUNS or (
+            time.monotonic() - self._last_flush >= _JOURNAL_FLUSH_S
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the journal and the logged conversations written so far to the OS."""
+        for handle in (self._journal, self._samples):
+            if handle is not None:
+                handle.flush()
+        self._unflushed = 0
+        self._last_flush = time.monotonic()
 
     def ordered_runs(self) -> list[dict[str, Any]]:
         tag_order = {None: 0, "primary": 0, "baseline": 1}
@@ -220,15 +244,16 @@ class EvalCache:
     def save(self, summary: dict[str, Any] | None = None, force: bool = True) -> None:
         """Rewrite the JSON file atomically; unforced saves are throttled."""
         now = time.monotonic()
-        if not force and now - self._last_write < _WRITE_INTERVAL_S:
+        if not force and now - self._last_write < self._write_interval:
             return
-        self._last_write = now
+        self.flush()
         write_json_atomic(self.path, self.document(summary))
+        self._last_write = time.monotonic()
+        self._write_interval = max(_WRITE_INTERVAL_S, (self._last_write - now) / _WRITE_SHARE)
 
     def samples(self) -> Iterator[dict[str, Any]]:
         """Logged conversations, last one per run key, in run order."""
-        if self._samples is not None:
-            self._samples.flush()
+        self.flush()
         if not self.samples_path.exists():
             return iter(())
         latest: dict[RunKey, dict[str, Any]] = {}
@@ -261,7 +286,7 @@ def run_key(run: dict[str, Any]) -> RunKey:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -45,6 +45,7 @@ from rollout_operator.cli.eval_task_identity import (
     mcp_fingerprint,
     task_config,
 )
+from rollout_operator.cli.lazy_group import LazyCommand, LazyGroup
 from rollout_operator.cli.progress import BatchProgress
 
 EXIT_INTERRUPTED = 130
@@ -101,6 +102,13 @@ class EvalOptions:
 
 @click.group(
     "eval",
+    cls=LazyGroup,
+    lazy={
+        "cache": LazyCommand("rollout_operator.cli.eval_cache_cmd:cache_group",
+                             "Inspect or remove cached eval results."),
+        "run": LazyCommand("rollout_operator.cli.eval_run_cmd:eval_run_command",
+                           "Evaluate an Osmosis 0.3 rollout on a dataset (named, resumable runs)."),
+    },
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -435,13 +443,3 @@ def _write_outputs(
                 handle.write(json.dumps(sample) + "\n")
         _say(options, f"Samples written to: {samples}")
 
-
-def _register_cache() -> None:
-    from rollout_operator.cli.eval_cache_cmd import cache_group
-    from rollout_operator.cli.eval_run_cmd import eval_run_command
-
-    eval_group.add_command(cache_group)
-    eval_group.add_command(eval_run_command)
-
-
-_register_cache()

@@ -68,8 +68,15 @@ class BatchProgress:
 
     def line(self, text: str) -> None:
         """Print a line above the bar (nothing when quiet)."""
-        if not self.quiet:
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        if self.quiet:
+            return
+        if self.plain:
+            # Nothing to draw around it: the line goes out as it is, without Rich's rendering.
+            out = self.console.file
+            out.write((text.expandtabs(8) if "\t" in text else text) + "\n")
+            out.flush()
+            return
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def advance(self, ok: bool, score: float | None = None, category: str | None = None) -> None:
         """One item finished; `category` is a failed item's error category (`model`, ...)."""
