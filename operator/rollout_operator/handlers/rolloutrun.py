@@ -169,7 +169,8 @@ def _observe(memo: kopf.Memo, memory: RunMemory, indexes: Indexes, run: RunObjec
             pods = api.list_pods(run.namespace, run.uid)
     else:
         children, pods = indexes.children_of(run.uid), indexes.pods_of(run.uid)
-    seen = [(str(child.get("kind")), str(child["metadata"]["name"])) for child in children]
+    seen = [(str(child.get("kind")), str(child["metadata"]["name"]),
+             child["metadata"].get("resourceVersion")) for child in children]
     secrets: SecretNames = memo.secrets
     with kopf_errors(f"reading the Secrets and Kueue Workloads of {run.namespace}/{run.name}"):
         existing = secrets.existing(run.namespace, secret_names_in(run.spec))
@@ -207,9 +208,11 @@ def act(api: KubeApi, memory: RunMemory, run: RunObject, current: dict[str, Any]
     for manifest in decision.create:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         with metrics.child_create(kind), kopf_errors(f"creating {kind} {name}"):
-            if api.create(run.namespace, manifest):
+            created = api.create(run.namespace, manifest)
+            if created is not None:
                 logger.info("Created %s %s", kind, name)
-        memory.created_now(kind, name)
+        memory.created_now(kind, name, ((created or {}).get("metadata") or {}).get(
+            "resourceVersion"))
     for api_version, kind, name in decision.delete:
         with kopf_errors(f"deleting {kind} {name}"):
             api.delete(run.namespace, api_version, kind, name)
