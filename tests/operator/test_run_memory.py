@@ -31,3 +31,15 @@ def test_a_child_found_existing_is_remembered_until_seen() -> None:
         ("Deployment", "run-tools")}
     memory.deleted("Deployment", "run-tools")
     assert memory.not_yet_seen([]) == frozenset()
+
+
+def test_passes_over_a_run_never_overlap_and_a_trigger_meanwhile_is_not_lost() -> None:
+    memory = RunMemory()
+    assert memory.begin()
+    assert not memory.begin()  # a trigger during the pass: it passes once more
+    assert not memory.begin()  # two of them: still once
+    assert memory.again()
+    assert not memory.again()  # the pass is over
+    assert memory.begin()  # the next trigger passes itself
+    memory.end()
+    assert memory.begin()

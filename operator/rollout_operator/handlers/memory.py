@@ -36,16 +36,46 @@ def _number(version: str | None) -> int | None:
 
 @dataclass
 class RunMemory:
-    """One run's: the lock its passes take in turn, its last written version, its children
+    """One run's: whether a pass over it is under way, its last written version, its children
     created but not yet seen."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards `busy` and `pending`."""
+    busy: bool = False
+    """A pass over the run is under way."""
+    pending: bool = False
+    """A trigger came during that pass: it passes once more."""
     written: dict[str, Any] | None = None
     written_onto: str | None = None
     """resourceVersion the last status patch was made onto."""
     created: dict[tuple[str, str], tuple[float, int | None]] = field(default_factory=dict)
     """(kind, name) -> when this process created it, and the resourceVersion the create
     returned (None when the create found it existing)."""
+
+    def begin(self) -> bool:
+        """True when the caller may pass over the run now; False when a pass is under way (it
+        is asked to pass once more)."""
+        with self.lock:
+            if self.busy:
+                self.pending = True
+                return False
+            self.busy = True
+            return True
+
+    def again(self) -> bool:
+        """After a pass: True to pass once more (a trigger came meanwhile), else the pass is
+        over (in one step, so no trigger falls between)."""
+        with self.lock:
+            if self.pending:
+                self.pending = False
+                return True
+            self.busy = False
+            return False
+
+    def end(self) -> None:
+        """The pass is over, whatever happened (a pass that failed is retried by Kopf)."""
+        with self.lock:
+            self.busy = self.pending = False
 
     def latest(self, indexed: dict[str, Any] | None) -> dict[str, Any] | None:
         """The run as the index has it, or as this process last wrote it while the index still

@@ -143,12 +143,12 @@ class _Step:
             self._announce(Event("Warning" if warning else "Normal", reason, message))
 
     def _announce(self, event: Event) -> None:
-        """One Event per reason and decision: two conditions moving for one cause (Synced=False
-        and Failed=True, both SyncFailed) are one transition, told once, as a Warning if
+        """Two conditions moving for one cause in one decision (Synced=False and Failed=True,
+        both SyncFailed with the same message) are one transition, told once, as a Warning if
         either is one."""
         events = self.decision.events
         for index, posted in enumerate(events):
-            if posted.reason == event.reason:
+            if (posted.reason, posted.message) == (event.reason, event.message):
                 if event.type == "Warning" and posted.type != "Warning":
                     events[index] = event
                 return
