@@ -4,6 +4,7 @@ prints the commands without running them)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,9 +18,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 def _dry_run(target: str, tmp_path: Path) -> list[str]:
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'dev'}",
+        ["make", "-n", "--no-print-directory", target, f"VENV={tmp_path / 'dev'}",
          f"EXAMPLE_VENV={tmp_path / 'example'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        # run from `make test`, the outer make's variables would leak into this one
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")})
     return done.stdout.splitlines()
 
 
