@@ -62,6 +62,8 @@ def _load_parts() -> _FastMCPParts | None:
         is_timeout_error = errors.is_timeout_error
     except (ImportError, AttributeError):
         return None
+    if not callable(getattr(function_tool, "_run", None)):
+        return None
     return _FastMCPParts(
         context=Context,
         function_tool=function_tool,
