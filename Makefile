@@ -1,6 +1,7 @@
 # Two entry points: `make example` runs the bundled example, `make test` runs the checks CI runs.
-# The example gets a virtual environment of its own with the runtime only (no dev extras), so it
-# is ready in well under a minute; `make install` (the tests, the linters) installs `.[dev]`.
+# The example gets a virtual environment of its own with the runtime only (no dev extras),
+# installed by uv, so it is ready in under a minute; `make install` (the tests, the linters)
+# installs `.[dev]` with pip.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,9 +17,12 @@ $(BIN)/rolloutctl: pyproject.toml
 
 install: $(BIN)/rolloutctl
 
+# uv (from PyPI, into the example's venv) downloads and installs the runtime's wheels in
+# parallel: a fraction of the time pip takes for the same set.
 $(EXAMPLE_VENV)/bin/rolloutctl: pyproject.toml
 	$(PYTHON) -m venv $(EXAMPLE_VENV)
-	$(EXAMPLE_VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile -e .
+	$(EXAMPLE_VENV)/bin/pip install --quiet --disable-pip-version-check uv
+	$(EXAMPLE_VENV)/bin/uv pip install --quiet --python $(EXAMPLE_VENV)/bin/python -e .
 	touch $@
 
 example-install: $(EXAMPLE_VENV)/bin/rolloutctl

@@ -218,14 +218,33 @@ class DeploymentController(_Controller):
 
     watches = ("apps/v1/deployments", "v1/pods")
 
+    def __init__(self, emulator: ClusterEmulator) -> None:
+        super().__init__(emulator)
+        self._hashes: dict[str, tuple[Any, str]] = {}
+
     def reconcile(self) -> None:
         owned: dict[str, list[Obj]] = {}
         for pod in self.emulator.peek_objects("v1/pods"):
             for ref in pod["metadata"].get("ownerReferences") or []:
                 owned.setdefault(ref.get("uid"), []).append(pod)
+        live = set()
         for deployment in self.emulator.peek_objects("apps/v1/deployments"):
+            live.add(deployment["metadata"]["uid"])
             with contextlib.suppress(kmock.KubernetesError):
                 self._reconcile(deployment, owned.get(deployment["metadata"]["uid"], []))
+        for uid in [uid for uid in self._hashes if uid not in live]:
+            del self._hashes[uid]
+
+    def _template_hash(self, uid: str, generation: Any, template: Obj) -> str:
+        """The pod template's hash, computed once per generation of the Deployment (the
+        template is in its spec, so it changes only with the generation)."""
+        known = self._hashes.get(uid)
+        if known is not None and known[0] == generation:
+            return known[1]
+        encoded = json.dumps(template, sort_keys=True).encode()
+        template_hash = hashlib.sha256(encoded).hexdigest()[:10]
+        self._hashes[uid] = (generation, template_hash)
+        return template_hash
 
     def _reconcile(self, deployment: Obj, owned: list[Obj]) -> None:
         meta, spec = deployment["metadata"], deployment.get("spec") or {}
@@ -233,8 +252,7 @@ class DeploymentController(_Controller):
             return
         namespace, uid = meta["namespace"], meta["uid"]
         template = spec.get("template") or {}
-        encoded = json.dumps(template, sort_keys=True).encode()
-        template_hash = hashlib.sha256(encoded).hexdigest()[:10]
+        template_hash = self._template_hash(uid, meta.get("generation"), template)
         pods = [pod for pod in owned
                 if _owned_by(pod, uid) and not pod["metadata"].get("deletionTimestamp")]
         current = [p for p in pods if p["metadata"].get("labels", {}).get("pod-template-hash")

@@ -102,6 +102,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     """An in-memory apiserver with the semantics an operator depends on (see the module doc)."""
 
     gc_interval: float = 0.02
+    gc_pause_factor: float = 10.0
     change_log_size: int = 50_000
     calls: list[ApiCall] = attrs.field(factory=list, init=False)
     failures: list[Exception] = attrs.field(factory=list, init=False)
@@ -367,7 +368,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                             "your changes to the latest version and try again",
                             name=old_meta["name"], group=rtype.group, kind=rtype.plural)
         if subresource == "status":
-            new = copy.deepcopy(old)
+            # Stored objects are never changed in place (a write stores a new one), so the new
+            # version shares all but its metadata and status with the old: a status write on a
+            # Job does not copy its pod template.
+            new = {**old, "metadata": {**old_meta}}
             if "status" in candidate:
                 new["status"] = copy.deepcopy(candidate["status"])
             else:
@@ -545,12 +549,19 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     # Garbage collection, namespace cascade and CRD cleanup, run from the server's loop.
 
     async def collect_garbage_forever(self) -> None:
-        """Run `collect_garbage` whenever something changed, every `gc_interval` seconds."""
+        """Run `collect_garbage` whenever something changed, every `gc_interval` seconds, or
+        less often on a large cluster: a pass looks at every object, so the pause after one
+        is at least `gc_pause_factor` times as long as the pass took (as the real collector,
+        it runs behind the changes and never holds the API up)."""
+        loop = asyncio.get_running_loop()
+        pause = self.gc_interval
         while True:
-            await asyncio.sleep(self.gc_interval)
+            await asyncio.sleep(pause)
             if self._gc_dirty:
                 self._gc_dirty = False
+                began = loop.time()
                 self.collect_garbage()
+                pause = max(self.gc_interval, self.gc_pause_factor * (loop.time() - began))
 
     def collect_garbage(self) -> None:
         """One pass of the garbage collector, the namespace and the CRD cleanup controllers."""

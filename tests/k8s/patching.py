@@ -20,10 +20,11 @@ class PatchTestFailed(PatchError):
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """The result of applying `patch` to `target`; neither is modified."""
+    """The result of applying `patch` to `target`; neither is modified (the result shares the
+    parts the patch does not touch with `target`: copy it before changing it in place)."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    result: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result: dict[str, Any] = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)

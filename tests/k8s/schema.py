@@ -73,15 +73,31 @@ def _as_json_schema(schema: Any) -> Any:
     return result
 
 
-def validate(obj: dict[str, Any], schema: dict[str, Any]) -> list[str]:
-    """Messages for every violation, in the apiserver's `path: message` form."""
-    body = {key: value for key, value in obj.items() if key not in _ROOT_KEEP}
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft7Validator]] = {}
+"""Validators by the id of the CRD schema they were made from (kept with it, so an id reused
+by another schema is told apart): a CRD's schema is converted once, not on every write."""
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft7Validator:
+    known = _VALIDATORS.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
     root = _as_json_schema(schema)
     if isinstance(root.get("properties"), dict):
         root["properties"] = {
             key: value for key, value in root["properties"].items() if key not in _ROOT_KEEP
         }
     validator = jsonschema.Draft7Validator(root)
+    if len(_VALIDATORS) > 64:
+        _VALIDATORS.clear()
+    _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
+
+
+def validate(obj: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """Messages for every violation, in the apiserver's `path: message` form."""
+    body = {key: value for key, value in obj.items() if key not in _ROOT_KEEP}
+    validator = _validator(schema)
     messages = []
     for error in sorted(validator.iter_errors(body), key=lambda err: list(err.absolute_path)):
         path = ".".join(str(part) for part in error.absolute_path) or "<root>"

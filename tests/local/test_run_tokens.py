@@ -45,13 +45,14 @@ def capture_run(server: ScriptedModelServer, tmp_path: Path,
 
 def test_a_capturing_run_records_every_turn_and_exports_its_tokens(
         scripted_model: ScriptedModelServer, tmp_path: Path) -> None:
+    before = len(scripted_model.requests)  # the server is shared with earlier tests
     done = capture_run(scripted_model, tmp_path, "scripted")
     result = result_json(done)
     assert done.returncode == 0 and result["ok"], done.stderr
     run_dir = file_path(result["runPrefix"])
     found = records(run_dir)
     assert len(found) == ROWS * SAMPLES
-    asked = [b for b in scripted_model.requests if b.get("model") == "scripted"]
+    asked = [b for b in scripted_model.requests[before:] if b.get("model") == "scripted"]
     assert asked and all(b["return_token_ids"] is True and b["logprobs"] is True for b in asked)
     with (run_dir / "tools.json").open() as handle:
         tools = json.load(handle)

@@ -509,10 +509,14 @@ def test_sync_problems_name_the_file() -> None:
     _step(body, cluster)
     cluster.finish_job("sync", {0: {"ok": False, "problems": [
         {"file": "mcp/main.py", "message": "missing: a repo needs mcp/main.py"}]}}, ok=False)
-    _step(body, cluster)
+    failing = _step(body, cluster)
     failed = find_condition(_status(body).conditions, ConditionType.FAILED)
     assert failed is not None and failed.reason == Reason.SYNC_FAILED
     assert "mcp/main.py" in failed.message
+    # Synced=False and Failed=True move for one cause: one Warning Event tells it.
+    assert [(e.type, e.reason) for e in failing.events
+            if e.reason == Reason.SYNC_FAILED] == [("Warning", Reason.SYNC_FAILED)]
+    assert not _step(body, cluster).events  # and the next pass repeats nothing
 
 
 def test_inspection_problems_name_the_file_and_fail_the_run() -> None:

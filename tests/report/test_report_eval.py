@@ -164,7 +164,7 @@ def test_a_baseline_model_gets_its_own_figures_and_column(
     results = next((tmp_path / "out").rglob("results_*.json"))
     html = _report(results, tmp_path / "report.html").read_text()
     runs = _read_json(results)["runs"]
-    for tag, label in ((None, ""), ("baseline", "baseline")):
+    for tag, label in (("primary", ""), ("baseline", "baseline")):  # the primary is untagged
         mine = [r for r in runs if r["model_tag"] == tag]
         assert len(mine) == 3
         mean = sum(r["scores"][REWARD] for r in mine) / 3

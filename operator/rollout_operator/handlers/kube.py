@@ -167,17 +167,18 @@ class KubeApi:
             raise
         return list(listed.get("items") or [])
 
-    def create(self, namespace: str, manifest: dict[str, Any]) -> bool:
+    def create(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
         """Create a child; one that exists already (409 AlreadyExists: children have
-        deterministic names) counts as success and is not tried again. True when created."""
+        deterministic names) counts as success and is not tried again. The created object,
+        or None when it existed."""
         path = _PATHS[(manifest["apiVersion"], manifest["kind"])].format(ns=namespace)
         try:
-            self.post(path, manifest)
+            created = self.post(path, manifest)
         except ApiException as exc:
             if exc.status == 409:
-                return False
+                return None
             raise
-        return True
+        return created if isinstance(created, dict) else {}
 
     def delete(self, namespace: str, api_version: str, kind: str, name: str) -> None:
         path = _PATHS[(api_version, kind)].format(ns=namespace) + f"/{name}"

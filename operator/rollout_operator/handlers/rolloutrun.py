@@ -5,7 +5,8 @@ its children) runs the same level-based reconcile, so a missed event or an opera
 delays the next step. Each reconcile also hands the run's status to the operator's metrics
 (`memo.metrics`).
 
-Passes of one run take turns (its `RunMemory.lock`) and read the run, its children and pods from
+Passes of one run never overlap: a trigger during a pass has that pass run once more
+(`RunMemory.begin`), rather than wait for it. Passes read the run, its children and pods from
 Kopf's indexes (handlers/indexes.py) and its Secrets from a metadata-only watch
 (handlers/secret_names.py): a pass that changes nothing makes no API request. What this process
 wrote and the watches do not show yet is remembered (handlers/memory.py). The status is patched
@@ -118,36 +119,52 @@ CONFLICT_RETRIES = 3
 
 def reconcile(uid: str, memo: kopf.Memo, logger: kopf.Logger | logging.Logger, trigger: str,
               indexes: Indexes, announce: Announce = post_event) -> None:
+    """Reconcile the run `uid`, one pass at a time: a trigger that comes while a pass is under
+    way does not wait for it (holding one of Kopf's threads) but asks it to pass once more when
+    done, on what the indexes show then."""
+    memory = cast(Memories, memo.memories).of(uid)
+    if not memory.begin():
+        return  # the pass under way passes again for this trigger
+    try:
+        while True:
+            _pass(uid, memo, memory, logger, trigger, indexes, announce)
+            if not memory.again():
+                return
+    finally:
+        memory.end()
+
+
+def _pass(uid: str, memo: kopf.Memo, memory: RunMemory,
+          logger: kopf.Logger | logging.Logger, trigger: str, indexes: Indexes,
+          announce: Announce) -> None:
     """One pass over the run `uid` as the indexes show it. A 409 on its status means the
     indexes lag behind: the run and its children are then read from the API server, and the
     pass decides again on what they say."""
     api: KubeApi = memo.api
     metrics: OperatorMetrics = memo.metrics
-    memory = cast(Memories, memo.memories).of(uid)
-    with memory.lock:
-        current = memory.latest(indexes.run(uid))
-        listed = False
-        for _ in range(CONFLICT_RETRIES):
-            if current is None or current["metadata"].get("uid") != uid:
-                return  # deleted (or replaced) meanwhile
-            run = RunObject.from_body(current)
-            metrics.observe_run(run.uid, run.status)
-            with metrics.reconcile_timer(trigger):
-                observed = _observe(memo, memory, indexes, run, listed)
-                decision = decide(run, observed, memo.settings, utc_now())
-                landed = act(api, memory, run, current, decision, logger, metrics, announce)
-            if landed:
-                if decision.status is not None:
-                    metrics.observe_run(run.uid, decision.status)
-                return
-            with kopf_errors(f"reading {run.namespace}/{run.name}"):
-                fresh = api.get_run(run.namespace, run.name)
-            # Only metadata moved (Kopf's own annotations): the same decision, onto the new
-            # version. Else the indexes may lag behind the status too: list the children.
-            listed = listed or fresh is None or _decided_on(fresh) != _decided_on(current)
-            current = fresh
-        raise kopf.TemporaryError(f"the status of {uid} kept changing under the operator",
-                                  delay=1)
+    current = memory.latest(indexes.run(uid))
+    listed = False
+    for _ in range(CONFLICT_RETRIES):
+        if current is None or current["metadata"].get("uid") != uid:
+            return  # deleted (or replaced) meanwhile
+        run = RunObject.from_body(current)
+        metrics.observe_run(run.uid, run.status)
+        with metrics.reconcile_timer(trigger):
+            observed = _observe(memo, memory, indexes, run, listed)
+            decision = decide(run, observed, memo.settings, utc_now())
+            landed = act(api, memory, run, current, decision, logger, metrics, announce)
+        if landed:
+            if decision.status is not None:
+                metrics.observe_run(run.uid, decision.status)
+            return
+        with kopf_errors(f"reading {run.namespace}/{run.name}"):
+            fresh = api.get_run(run.namespace, run.name)
+        # Only metadata moved (Kopf's own annotations): the same decision, onto the new
+        # version. Else the indexes may lag behind the status too: list the children.
+        listed = listed or fresh is None or _decided_on(fresh) != _decided_on(current)
+        current = fresh
+    raise kopf.TemporaryError(f"the status of {uid} kept changing under the operator",
+                              delay=1)
 
 
 def _decided_on(run: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -169,7 +186,8 @@ def _observe(memo: kopf.Memo, memory: RunMemory, indexes: Indexes, run: RunObjec
             pods = api.list_pods(run.namespace, run.uid)
     else:
         children, pods = indexes.children_of(run.uid), indexes.pods_of(run.uid)
-    seen = [(str(child.get("kind")), str(child["metadata"]["name"])) for child in children]
+    seen = [(str(child.get("kind")), str(child["metadata"]["name"]),
+             child["metadata"].get("resourceVersion")) for child in children]
     secrets: SecretNames = memo.secrets
     with kopf_errors(f"reading the Secrets and Kueue Workloads of {run.namespace}/{run.name}"):
         existing = secrets.existing(run.namespace, secret_names_in(run.spec))
@@ -207,9 +225,11 @@ def act(api: KubeApi, memory: RunMemory, run: RunObject, current: dict[str, Any]
     for manifest in decision.create:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         with metrics.child_create(kind), kopf_errors(f"creating {kind} {name}"):
-            if api.create(run.namespace, manifest):
+            created = api.create(run.namespace, manifest)
+            if created is not None:
                 logger.info("Created %s %s", kind, name)
-        memory.created_now(kind, name)
+        memory.created_now(kind, name, ((created or {}).get("metadata") or {}).get(
+            "resourceVersion"))
     for api_version, kind, name in decision.delete:
         with kopf_errors(f"deleting {kind} {name}"):
             api.delete(run.namespace, api_version, kind, name)

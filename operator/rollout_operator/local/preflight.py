@@ -7,11 +7,11 @@ the repo's code), so it answers in well under a second:
 - the model key: `spec.model.apiKeySecret` is `ROLLOUT_MODEL_API_KEY` here, else the provider's
   own variable (`OPENAI_API_KEY`, ...) or `LITELLM_API_KEY`; a `baseURL` (an OpenAI-compatible
   server) or `serve` needs none;
-- every variable `spec.scoring.secrets` names (a judge's key) is set;
+- every variable `spec.scoring.secrets` (a judge's key) or `spec.rollout.secrets` names is set;
 - `spec.output.credentialsSecret` with an `s3://` output (or dataset URL): `AWS_ACCESS_KEY_ID`
   and `AWS_SECRET_ACCESS_KEY`; with `gs://`: `GOOGLE_APPLICATION_CREDENTIALS`;
-- a local repo folder holds `mcp/main.py` (the tool server) and the dataset `spec.dataset.path`
-  names.
+- a local repo folder holds `mcp/main.py` (the tool server), or for `spec.rollout` the rollout's
+  entrypoint, and the dataset `spec.dataset.path` names.
 
 A git repo's files are checked at sync, after the clone; `validate REPO` checks the folder.
 """
@@ -50,7 +50,7 @@ def preflight(run: LocalRun, environ: Mapping[str, str]) -> list[Check]:
     if is_local_path(repo.url):
         root = Path(repo.url) / repo.path.strip("/") if repo.path.strip("/") else Path(repo.url)
         if root.is_dir():
-            problems += repo_layout_problems(root)
+            problems += repo_layout_problems(root, run.spec)
             dataset = run.spec.dataset.path
             if dataset and not (root / dataset).is_file():
                 problems.append(Check(
@@ -61,10 +61,19 @@ def preflight(run: LocalRun, environ: Mapping[str, str]) -> list[Check]:
     return problems
 
 
-def repo_layout_problems(root: Path) -> list[Check]:
-    """What a repo folder must hold for a run, without importing any of it."""
+def repo_layout_problems(root: Path, spec: RolloutRunSpec | None = None) -> list[Check]:
+    """What a repo folder must hold for a run, without importing any of it: `mcp/main.py`, or
+    for a run of an Osmosis 0.3 workspace (`spec.rollout`) its rollout's entrypoint."""
     from rollout_operator.runtime.inspection import MCP_MAIN
 
+    rollout = spec.rollout if spec is not None else None
+    if rollout is not None:
+        entrypoint = f"rollouts/{rollout.name}/{rollout.entrypoint}"
+        if (root / entrypoint).is_file():
+            return []
+        return [Check("rollout", entrypoint, "missing: spec.rollout names a rollout whose "
+                      "entrypoint is not in the repo folder (check spec.rollout.name, "
+                      "spec.rollout.entrypoint and spec.repo.path)")]
     if (root / MCP_MAIN).is_file():
         return []
     return [Check("tools", MCP_MAIN, "missing: the repo folder needs mcp/main.py, the tool "
@@ -77,14 +86,19 @@ def secret_problems(spec: RolloutRunSpec, environ: Mapping[str, str]) -> list[Ch
     key = model_key_problem(spec, environ)
     if key is not None:
         problems.append(Check("model", None, key))
-    for index, secret in enumerate(spec.scoring.secrets):
-        if not environ.get(secret.env):
-            ref = secret.secret_key_ref
-            problems.append(Check(
-                "secrets", None,
-                f"spec.scoring.secrets[{index}]: {secret.env} is not set. Locally the scorers "
-                f"get {secret.env} from your environment (or a .env file) in place of Secret "
-                f"{ref.name}, key {ref.key}: export {secret.env}=..."))
+    named = [("spec.scoring.secrets", "the scorers", spec.scoring.secrets)]
+    if spec.rollout is not None:
+        named.append(("spec.rollout.secrets", "the rollout server", spec.rollout.secrets))
+    for field, who, secrets in named:
+        for index, secret in enumerate(secrets):
+            if not environ.get(secret.env):
+                ref = secret.secret_key_ref
+                problems.append(Check(
+                    "secrets", None,
+                    f"{field}[{index}]: {secret.env} is not set. Locally {who} get"
+                    f"{'' if who.endswith('s') else 's'} {secret.env} from your environment "
+                    f"(or a .env file) in place of Secret {ref.name}, key {ref.key}: "
+                    f"export {secret.env}=..."))
     problems += _storage_problems(spec, environ)
     return problems
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,8 @@ class LocalRolloutServer:
     gateway_port: int
     child: Child
     relays: list[asyncio.base_events.Server] = field(default_factory=list)
+    sockets: Path | None = None
+    """The folder of the gateway sockets, removed at stop."""
 
     async def ready(self, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
         await wait_healthy(self.url + "/health", self.child, timeout_s=timeout_s)
@@ -71,6 +75,8 @@ class LocalRolloutServer:
         for relay in self.relays:
             relay.close()
         await self.child.stop(grace_s=10)
+        if self.sockets is not None:
+            shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 def interpreter_dirs(rollout_dir: Path, environ: Mapping[str, str]) -> list[Path]:
@@ -135,9 +141,10 @@ async def start_rollout_server(repo_dir: Path, rollout: RolloutSpec, *,
     host's loopback when None)."""
     rollout_dir = repo_dir / "rollouts" / rollout.name
     artifact_dir = workdir / "rollout-artifacts"
-    sockets = workdir / "gateway-sockets"
-    for folder in (artifact_dir, sockets):
-        folder.mkdir(parents=True, exist_ok=True)
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    # A Unix socket's path is limited to 107 bytes: the sockets live in a short temporary
+    # folder, not under the run's (possibly deep) working folder.
+    sockets = Path(tempfile.mkdtemp(prefix="rollout-gw-"))
     base = gateway_port or free_port_range(shards)
     ports = [base + i for i in range(shards)]
     relays = [await asyncio.start_unix_server(_to_gateway(port), str(gateway_socket(sockets,
@@ -167,10 +174,11 @@ async def start_rollout_server(repo_dir: Path, rollout: RolloutSpec, *,
     except BaseException:
         for relay in relays:
             relay.close()
+        shutil.rmtree(sockets, ignore_errors=True)
         raise
     finally:
         listener.close()
-    return LocalRolloutServer(url, artifact_dir, base, child, list(relays))
+    return LocalRolloutServer(url, artifact_dir, base, child, list(relays), sockets)
 
 
 def _to_gateway(port: int) -> Any:

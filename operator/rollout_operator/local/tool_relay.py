@@ -132,7 +132,9 @@ class ToolRelay:
         if self.port is None:
             try:  # a server (re)starting: the connection waits for it
                 await asyncio.wait_for(self.ready.wait(), HOLD_S)
-            except TimeoutError:
+            except (TimeoutError, asyncio.CancelledError):
+                # Cancelled: the relay is stopping. The connection is closed quietly, so the
+                # log ends with the server's own error, not a traceback of the shutdown.
                 writer.close()
                 return
         port = self.port

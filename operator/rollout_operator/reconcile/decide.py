@@ -140,9 +140,19 @@ class _Step:
         if changed and status != UNKNOWN:
             warning = type_ in (ConditionType.FAILED, ConditionType.SPEC_REFUSED) and \
                 status == TRUE
-            self.decision.events.append(
-                Event("Warning" if warning else "Normal", reason, message)
-            )
+            self._announce(Event("Warning" if warning else "Normal", reason, message))
+
+    def _announce(self, event: Event) -> None:
+        """Two conditions moving for one cause in one decision (Synced=False and Failed=True,
+        both SyncFailed with the same message) are one transition, told once, as a Warning if
+        either is one."""
+        events = self.decision.events
+        for index, posted in enumerate(events):
+            if (posted.reason, posted.message) == (event.reason, event.message):
+                if event.type == "Warning" and posted.type != "Warning":
+                    events[index] = event
+                return
+        events.append(event)
 
     def fail(self, reason: str, message: str) -> None:
         self.condition(ConditionType.FAILED, TRUE, reason, message)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rollout_operator.report.model import ReportInput, ReportSourceError, Rollout
+from rollout_operator.report.model import ReportInput, ReportSourceError, Rollout, eval_tag
 
 SampleKey = tuple[int, int, str | None]
 
@@ -41,7 +41,7 @@ def load_eval_results(path: Path, document: dict[str, Any]) -> ReportInput:
     for index, run in enumerate(document["runs"]):
         if not isinstance(run, dict) or "row_index" not in run:
             raise ReportSourceError(f"{path}: runs[{index}] is not an eval run (no row_index)")
-        key = (int(run["row_index"]), int(run.get("run_index", 0)), run.get("model_tag"))
+        key = (int(run["row_index"]), int(run.get("run_index", 0)), eval_tag(run))
         messages = samples.get(key)
         if messages is None and key[0] in prompts:
             messages = list(prompts[key[0]])
@@ -82,7 +82,7 @@ def read_samples(path: Path) -> dict[SampleKey, list[dict[str, Any]]]:
             try:
                 sample = json.loads(line)
                 key = (int(sample["row_index"]), int(sample.get("run_index", 0)),
-                       sample.get("model_tag"))
+                       eval_tag(sample))
                 messages = sample["messages"]
             except (ValueError, KeyError, TypeError) as exc:
                 if not line.endswith("\n"):

@@ -18,6 +18,14 @@ class ReportSourceError(ValueError):
     """The path cannot be read as eval results or a run's output; the message says why."""
 
 
+def eval_tag(run: Mapping[str, Any]) -> str | None:
+    """An eval run's model tag as the report shows it: the primary model's runs are untagged
+    (None), as in a results file without a baseline; `osmosis eval` tags them "primary" when a
+    baseline ran beside them."""
+    tag = run.get("model_tag")
+    return None if tag in (None, "primary") else str(tag)
+
+
 @dataclass(slots=True)
 class Rollout:
     """One rollout of one dataset row, as the report shows it.
@@ -100,7 +108,7 @@ class Rollout:
         cls, run: Mapping[str, Any], messages: list[dict[str, Any]] | None
     ) -> Rollout:
         """An entry of an eval results JSON's `runs` (and its logged conversation, if any)."""
-        tag = run.get("model_tag")
+        tag = eval_tag(run)
         row, sample = int(run["row_index"]), int(run.get("run_index", 0))
         success = bool(run.get("success"))
         error = run.get("error")
