@@ -1,7 +1,8 @@
 """Tools of a FastMCP server loaded into this process, called directly.
 
-The hot path for local runs: no MCP framing and no serialisation round trip, about a quarter of
-the cost of FastMCP's in-memory `Client`. Results and errors read exactly as over MCP.
+The hot path for local runs: no MCP framing and no serialisation round trip, and for plain
+function tools not even FastMCP's per-call dispatch (see `fastmcp_direct`). Results and errors
+read exactly as over MCP.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 from fastmcp import FastMCP
 
 from rollout_operator.runtime.interfaces import ToolOutput, ToolSchema
-from rollout_operator.runtime.tools.fastmcp_compat import call_server_tool, list_server_tools
+from rollout_operator.runtime.tools.fastmcp_compat import list_server_tools
+from rollout_operator.runtime.tools.fastmcp_direct import DirectToolCaller
 from rollout_operator.runtime.tools.outputs import (
     RawToolResult,
     ToolCallFailed,
@@ -28,8 +30,8 @@ from rollout_operator.runtime.tools.outputs import (
 class InProcessToolSession:
     """Calls into the server; it holds no state, the server's tools are shared by all rollouts."""
 
-    def __init__(self, server: FastMCP[Any], max_result_chars: int | None) -> None:
-        self._server = server
+    def __init__(self, caller: DirectToolCaller, max_result_chars: int | None) -> None:
+        self._caller = caller
         self._max_result_chars = max_result_chars
 
     async def call(
@@ -40,7 +42,7 @@ class InProcessToolSession:
     ) -> ToolOutput:
         async def invoke() -> RawToolResult:
             try:
-                result = await call_server_tool(self._server, name, arguments)
+                result = await self._caller.call(name, arguments)
             except Exception as exc:
                 # Unknown tool, invalid arguments and a raising tool all arrive here, with the
                 # same message a client would read in the error result.
@@ -64,6 +66,7 @@ class InProcessTools:
             )
         self.server = server
         self.max_result_chars = check_max_result_chars(max_result_chars)
+        self._caller = DirectToolCaller(server)
 
     async def list_tools(self) -> list[ToolSchema]:
         return openai_tools(await list_server_tools(self.server))
@@ -73,7 +76,7 @@ class InProcessTools:
 
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[InProcessToolSession]:
-        yield InProcessToolSession(self.server, self.max_result_chars)
+        yield InProcessToolSession(self._caller, self.max_result_chars)
 
     async def aclose(self) -> None:
         """Nothing to release: the server belongs to whoever loaded it."""
