@@ -1,11 +1,13 @@
 """The MCP methods a tool server answers, over a loaded FastMCP server's public calls.
 
-`tools/list` and `tools/call` go through `FastMCP.list_tools()` and `FastMCP.call_tool()` (the
-server's middleware included) and are shaped as FastMCP's own request handlers shape them for the
-negotiated revision: the same tool objects, the same error texts (`Unknown tool: 'x'`, validation
-messages, `Error calling tool 'x': ...`) in `isError` results. Results then pass through the
-installed MCP SDK's per-revision result surface, as they do in FastMCP's server, so a field a
-revision lacks is never sent to its clients.
+`tools/list` goes through `FastMCP.list_tools()`, `tools/call` through `FastMCP.call_tool()` or,
+for a plain function tool on a server without tool-call middleware, straight to the tool
+(`runtime.tools.fastmcp_direct`, which ends every call as `call_tool()` would). Both are shaped
+as FastMCP's own request handlers shape them for the negotiated revision: the same tool objects,
+the same error texts (`Unknown tool: 'x'`, validation messages, `Error calling tool 'x': ...`)
+in `isError` results. Results then pass through the installed MCP SDK's per-revision result
+surface, as they do in FastMCP's server, so a field a revision lacks is never sent to its
+clients.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rollout_operator.runtime.mcp_http.protocol import (
     STATELESS_VERSIONS,
     RpcError,
 )
+from rollout_operator.runtime.tools.fastmcp_direct import DirectToolCaller
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,7 @@ class ToolMethods:
 
     def __init__(self, server: FastMCP[Any]) -> None:
         self.server = server
+        self._caller = DirectToolCaller(server)
         self.server_info: dict[str, Any] = {"name": server.name, "version": server.version or ""}
         self._handlers: dict[str, Handler] = {
             "ping": self._ping,
@@ -230,7 +234,7 @@ class ToolMethods:
         name = params["name"]
         arguments = params.get("arguments") or {}
         try:
-            result = await self.server.call_tool(name, arguments)
+            result = await self._caller.call(name, arguments)
         except (DisabledError, NotFoundError):
             return _error_result(f"Unknown tool: {name!r}")
         except FastMCPError as exc:
