@@ -13,13 +13,15 @@ configuration is wrong and a retry cannot help; 143 stopped by SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from rollout_operator.cli.process_exit import exit_now
 from rollout_operator.runtime.errors import LocalExecutionError
@@ -214,3 +216,26 @@ def _shrink(value: Any, max_string: int, max_items: int) -> Any:
     if isinstance(value, list | tuple):
         return [_shrink(v, max_string, max_items) for v in list(value)[:max_items]]
     return value
+
+
+T = TypeVar("T")
+
+
+async def answer_within(ask: Callable[[], Awaitable[T]], *, wait_s: float,
+                        retry_on: type[Exception] | tuple[type[Exception], ...] = Exception,
+                        waiting: Callable[[Exception], None] | None = None) -> T:
+    """`ask()`'s answer, asked again after 0.5, 1, 2 ... (at most 10) s while it raises
+    `retry_on`, for up to `wait_s` (a server still starting); past that its last error is
+    raised. `waiting` hears each error that is waited out."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            return await ask()
+        except retry_on as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if waiting is not None:
+                waiting(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

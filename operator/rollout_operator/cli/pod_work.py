@@ -48,6 +48,7 @@ from rollout_operator.cli.pod_common import (
     EXIT_RETRY,
     EXIT_TERMINATED,
     PodFailure,
+    answer_within,
     job_index,
     load_run_config,
     run_pod_command,
@@ -526,23 +527,16 @@ async def _tools(config: RunConfig, wait_s: float = TOOLS_WAIT_S) -> tuple[Any, 
         max_result_chars=config.spec.agent.tool_result_max_chars,
         max_connections=max(100, config.spec.workers.concurrency),
     )
-    deadline = time.monotonic() + wait_s
-    delay = 0.5
-    while True:
-        try:
-            schemas = await tools.list_tools()
-        except ConnectionError as exc:
-            if time.monotonic() + delay > deadline:
-                await tools.aclose()
-                message = f"{exc} (waited {wait_s:g}s)"
-                raise PodFailure(message, exit_code=EXIT_RETRY) from None
-            logger.info("Waiting for the tool server: %s", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            continue
-        logger.info("Tools from %s: %s", config.tool_url,
-                    ", ".join(s["function"]["name"] for s in schemas))
-        return tools, schemas
+    try:
+        schemas = await answer_within(
+            tools.list_tools, wait_s=wait_s, retry_on=ConnectionError,
+            waiting=lambda exc: logger.info("Waiting for the tool server: %s", exc))
+    except ConnectionError as exc:
+        await tools.aclose()
+        raise PodFailure(f"{exc} (waited {wait_s:g}s)", exit_code=EXIT_RETRY) from None
+    logger.info("Tools from %s: %s", config.tool_url,
+                ", ".join(s["function"]["name"] for s in schemas))
+    return tools, schemas
 
 
 async def _save_tool_schemas(store: Any, schemas: list[Any]) -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rollout_operator.cli.pod_common import EXIT_CONFIG, EXIT_RETRY, PodFailure
+from rollout_operator.cli.pod_common import EXIT_CONFIG, EXIT_RETRY, PodFailure, answer_within
 from rollout_operator.runtime.run_config import MODEL_API_KEY_ENV, RunConfig
 from rollout_operator.workspaces.shard_runner import (
     ARTIFACT_URL_ENV,
@@ -100,21 +99,12 @@ def _provider_key(model: str, environ: Mapping[str, str]) -> str | None:
 
 
 async def _wait_for_server(client: Any) -> None:
-    deadline = time.monotonic() + SERVER_WAIT_S
-    delay = 0.5
-    while True:
-        try:
-            health = await client.health()
-        except Exception as exc:
-            if time.monotonic() + delay > deadline:
-                raise PodFailure(f"The rollout server at {client.base_url} did not answer "
-                                 f"within {SERVER_WAIT_S:g} s: {exc}",
-                                 exit_code=EXIT_RETRY) from None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            continue
-        logger.info("Rollout server at %s: %s", client.base_url, health.get("status"))
-        return
+    try:
+        health = await answer_within(client.health, wait_s=SERVER_WAIT_S)
+    except Exception as exc:
+        raise PodFailure(f"The rollout server at {client.base_url} did not answer "
+                         f"within {SERVER_WAIT_S:g} s: {exc}", exit_code=EXIT_RETRY) from None
+    logger.info("Rollout server at %s: %s", client.base_url, health.get("status"))
 
 
 def _fetcher(base: str) -> tuple[Any, Any]:
